@@ -1,0 +1,1 @@
+"""Plugin registry placeholder (filled in by the core commit)."""
