@@ -1,0 +1,231 @@
+"""From parsed server blocks to a runnable configuration.
+
+For each server block, the directives are set up in ``plugins.ORDER`` (repeats in Corefile
+order), each by its plugin module's ``setup``; the resulting plugin objects are folded into the
+block's chain. Then the blocks' keys and ``bind`` addresses are grouped into listeners
+(transport, host, port) with a zone map each, and duplicates are refused as CoreDNS refuses
+them. Nothing here opens a socket: ``dnsfw check`` runs exactly this.
+"""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import plugins as registry
+
+from .corefile import CorefileError, Directive, ServerBlock, ServerKey, Token, parse_file
+from .metrics import Registry
+from .pipeline import Handler, Plugin, build_chain
+
+SERVED_SCHEMES = frozenset({"dns"})
+
+
+@dataclass
+class AppContext:
+    """Process-wide facts and registrations shared by every block's setup."""
+
+    conf_path: str
+    dns_port: int = 53
+    checking: bool = False  # under `dnsfw check`: set up, but no I/O that changes anything
+    metrics: Registry = field(default_factory=Registry)
+    # named interfaces that plugins offer to the admin API (e.g. the firewall's lists)
+    services: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BlockContext:
+    """What one server block's setups read, and what config-only plugins (``bind``) set."""
+
+    keys: tuple[ServerKey, ...]
+    file: str
+    line: int
+    bind: list[str] = field(default_factory=list)  # listen addresses; empty: all
+    bind_token: Token | None = None
+    timeouts: dict[str, float] = field(default_factory=dict)  # TCP read/write/idle (`timeouts`)
+
+    @property
+    def zones(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(k.zone for k in self.keys))
+
+
+@dataclass
+class SetupContext:
+    """Handed to each plugin's ``setup(directive, ctx)``."""
+
+    block: BlockContext
+    app: AppContext
+
+    def zones_from(self, args: Sequence[Token]) -> tuple[str, ...]:
+        """Zones given as arguments, normalised; the block's zones when there are none
+        (CoreDNS's OriginsFromArgsOrServerBlock)."""
+        if not args:
+            return self.block.zones
+        return tuple(normalize_zone(t) for t in args)
+
+
+def normalize_zone(token: Token) -> str:
+    """A zone argument as a lower-case FQDN; CIDRs become their (first) reverse zone."""
+    text = token.text
+    if "/" in text:
+        try:
+            net = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise CorefileError(token.file, token.line, f"invalid CIDR {text!r}") from None
+        prefix = net.prefixlen // (8 if net.version == 4 else 4)
+        labels = net.network_address.reverse_pointer.split(".")
+        return ".".join(labels[len(labels) - 2 - prefix :]) + "."
+    zone = text.lower()
+    if not zone.endswith("."):
+        zone += "."
+    if zone != "." and any(not label or len(label) > 63 for label in zone[:-1].split(".")):
+        raise CorefileError(token.file, token.line, f"zone is not a valid domain name: {text}")
+    return zone
+
+
+@dataclass
+class Block:
+    """One set-up server block: its keys, listen addresses and chain."""
+
+    keys: tuple[ServerKey, ...]
+    bind: tuple[str, ...]
+    plugins: list[Any]  # every plugin object, chain order (lifecycle hooks run on these)
+    chain: Handler
+    file: str
+    line: int
+    timeouts: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.plugins]
+
+
+@dataclass(frozen=True)
+class ListenerKey:
+    transport: str
+    host: str  # "" is every address
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport}://{host}:{self.port}"
+
+
+@dataclass
+class Config:
+    blocks: list[Block]
+    listeners: dict[ListenerKey, dict[bytes, Block]]  # zone (wire, lower-case) -> block
+    app: AppContext
+
+
+def load(path: str, *, dns_port: int = 53, checking: bool = False) -> Config:
+    """Parse ``path`` and set up every block. Raises CorefileError with file and line."""
+    blocks = parse_file(path, directives=registry.ORDER, dns_port=dns_port)
+    return build(blocks, AppContext(conf_path=path, dns_port=dns_port, checking=checking))
+
+
+def build(blocks: list[ServerBlock], app: AppContext) -> Config:
+    built = [setup_block(b, app) for b in blocks]
+    return Config(built, group_listeners(built), app)
+
+
+def plugin_module(name: str, at: Directive) -> ModuleType:
+    module = registry.IMPLEMENTED.get(name)
+    if module is None:
+        raise at.error("not supported by dnsfw").with_plugin(name)
+    return importlib.import_module(module)
+
+
+def setup_block(block: ServerBlock, app: AppContext) -> Block:
+    for key in block.keys:
+        if key.scheme not in SERVED_SCHEMES:
+            raise CorefileError(
+                key.token.file,
+                key.token.line,
+                f"{key.scheme}:// servers are not supported by dnsfw yet (only dns://)",
+            )
+    ctx = SetupContext(BlockContext(block.keys, block.file, block.line), app)
+    rank = {name: i for i, name in enumerate(registry.ORDER)}
+    # stable sort: repeated directives keep their Corefile order
+    ordered = sorted(block.directives, key=lambda d: rank[d.name.text])
+    seen: set[str] = set()
+    plugins: list[Plugin] = []
+    for directive in ordered:
+        name = directive.name.text
+        module = plugin_module(name, directive)
+        if getattr(module, "ONCE", False) and name in seen:
+            raise directive.error("this plugin can only be used once per Server Block").with_plugin(
+                name
+            )
+        seen.add(name)
+        try:
+            plugin = module.setup(directive, ctx)
+        except CorefileError as err:
+            raise err if err.plugin else err.with_plugin(name) from None
+        if plugin is not None:
+            plugins.append(plugin)
+    return Block(
+        keys=block.keys,
+        bind=tuple(ctx.block.bind),
+        plugins=plugins,
+        chain=build_chain(plugins),
+        file=block.file,
+        line=block.line,
+        timeouts=dict(ctx.block.timeouts),
+    )
+
+
+def zone_wire(zone: str) -> bytes:
+    if zone == ".":
+        return b"\x00"
+    out = bytearray()
+    for label in zone[:-1].split("."):
+        raw = label.encode("idna") if not label.isascii() else label.encode()
+        out.append(len(raw))
+        out += raw
+    return bytes(out) + b"\x00"
+
+
+def group_listeners(blocks: list[Block]) -> dict[ListenerKey, dict[bytes, Block]]:
+    """Listeners and their zone maps; refuses what CoreDNS refuses (register.go)."""
+    listeners: dict[ListenerKey, dict[bytes, Block]] = {}
+    defined: dict[
+        tuple[str, str, int, str], tuple[str, ServerKey]
+    ] = {}  # (scheme, zone, port, host)
+    for block in blocks:
+        hosts = block.bind or ("",)
+        for key in block.keys:
+            for host in hosts:
+                address = key.address
+                where = f"{address} on {host}" if host else address
+                previous = defined.get((key.scheme, key.zone, key.port, host))
+                if previous is not None:
+                    raise CorefileError(
+                        key.token.file,
+                        key.token.line,
+                        f"cannot serve {where} - it is already defined",
+                    )
+                wildcard = defined.get((key.scheme, key.zone, key.port, ""))
+                if host and wildcard is not None:
+                    raise CorefileError(
+                        key.token.file,
+                        key.token.line,
+                        f"cannot serve {where} - zone overlap listener capacity with {address}",
+                    )
+                defined[(key.scheme, key.zone, key.port, host)] = (host, key)
+                listener = ListenerKey(key.scheme, host, key.port)
+                listeners.setdefault(listener, {})[zone_wire(key.zone)] = block
+    # a wildcard block defined after bound ones on the same zone:port overlaps them too
+    for (scheme, zone, port, host), (_, key) in defined.items():
+        if not host and any(h and (s, z, p) == (scheme, zone, port) for (s, z, p, h) in defined):
+            raise CorefileError(
+                key.token.file,
+                key.token.line,
+                f"cannot serve {key.address} - zone overlap listener capacity with another "
+                f"block's bind on {key.address}",
+            )
+    return listeners

@@ -1,0 +1,204 @@
+"""The two objects every stage sees: :class:`Request` (one query) and :class:`Response`.
+
+A Request is built by the server with a fast parse of the header, the question and the OPT
+record only (see :func:`parse`); a Response carries the reply's wire bytes plus, for replies
+that came from upstream, the :class:`~proxy.wire.AnswerInfo` computed once for them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from . import wire
+from .wire import AnswerInfo, WireError
+
+
+class Request:
+    """One DNS query as the pipeline sees it. Cheap to build: slots, no dnspython."""
+
+    __slots__ = (
+        "wire",
+        "id",
+        "flags",
+        "qname_wire",
+        "qtype",
+        "qclass",
+        "qend",
+        "edns",
+        "udp_size",
+        "do",
+        "client",
+        "transport",
+        "server",
+        "start",
+        "meta",
+        "_qname",
+    )
+
+    def __init__(
+        self,
+        data: bytes,
+        qname_wire: bytes,
+        qtype: int,
+        qclass: int,
+        qend: int,
+        edns: bool,
+        udp_size: int,
+        do: bool,
+        client: tuple[str, int],
+        transport: str,
+        server: str,
+    ) -> None:
+        self.wire = data
+        self.id = (data[0] << 8) | data[1]
+        self.flags = (data[2] << 8) | data[3]
+        self.qname_wire = qname_wire
+        self.qtype = qtype
+        self.qclass = qclass
+        self.qend = qend
+        self.edns = edns
+        self.udp_size = udp_size
+        self.do = do
+        self.client = client
+        self.transport = transport
+        self.server = server
+        self.start = time.monotonic()
+        # annotations for the stages that wrap this one (e.g. the firewall's decision for `log`)
+        self.meta: dict[str, Any] = {}
+        self._qname: str | None = None
+
+    @property
+    def qname(self) -> str:
+        """Lower-case presentation name with a trailing dot (built on first use)."""
+        if self._qname is None:
+            self._qname = wire.name_to_text(self.qname_wire)
+        return self._qname
+
+    @property
+    def cd(self) -> bool:
+        return bool(self.flags & wire.CD)
+
+    @property
+    def question(self) -> bytes:
+        """The question section as the client wrote it (its case preserved)."""
+        return self.wire[wire.HEADER_LEN : self.qend]
+
+    def opt(self, options: bytes = b"") -> bytes | None:
+        """An OPT record for a reply to this query, or None when the query had no EDNS."""
+        if not self.edns:
+            return None
+        return wire.opt_record(1232, self.do, options)
+
+    def reply(
+        self,
+        rcode: int,
+        *,
+        flags: int = wire.RA,
+        answer: tuple[bytes, ...] = (),
+        authority: tuple[bytes, ...] = (),
+        additional: tuple[bytes, ...] = (),
+        options: bytes = b"",
+        source: str = "local",
+        error: str | None = None,
+    ) -> Response:
+        """A locally built reply to this query (see :func:`proxy.wire.build_reply`)."""
+        data = wire.build_reply(
+            self.wire,
+            self.qend,
+            rcode,
+            flags=flags,
+            answer=answer,
+            authority=authority,
+            additional=additional,
+            opt=self.opt(options),
+        )
+        return Response(data, rcode, source, error=error)
+
+
+class Response:
+    """A reply on its way back through the chain.
+
+    ``source`` says who made it: ``upstream``, ``cache``, ``firewall``, ``local``, ``error``.
+    ``info`` is the shared, computed-once view of an upstream answer (None for local replies
+    unless a stage asks for it via :meth:`answer_info`). ``error`` is a message for the
+    ``errors`` stage when the chain failed (CoreDNS's returned ``err``).
+    """
+
+    __slots__ = ("wire", "rcode", "source", "info", "error")
+
+    def __init__(
+        self,
+        data: bytes,
+        rcode: int,
+        source: str,
+        info: AnswerInfo | None = None,
+        error: str | None = None,
+    ) -> None:
+        self.wire = data
+        self.rcode = rcode
+        self.source = source
+        self.info = info
+        self.error = error
+
+    def answer_info(self) -> AnswerInfo:
+        """The computed facts of this reply (computed now if nobody did yet)."""
+        if self.info is None:
+            self.info = AnswerInfo(self.wire)
+        return self.info
+
+
+class Malformed(Exception):
+    """A query that cannot enter the pipeline. ``reply`` is what to send (None: drop it)."""
+
+    def __init__(self, reply: bytes | None, reason: str) -> None:
+        super().__init__(reason)
+        self.reply = reply
+        self.reason = reason
+
+
+def parse(data: bytes, client: tuple[str, int], transport: str, server: str) -> Request:
+    """Build a Request from a query, or raise :class:`Malformed` with the reply to send.
+
+    The rules follow CoreDNS (miekg/dns's accept function): too short for a header, or a
+    response (QR set) → dropped; opcode other than QUERY → NOTIMP; not exactly one question →
+    FORMERR; a broken question or OPT → FORMERR; EDNS version above 0 → BADVERS.
+    """
+    if len(data) < wire.HEADER_LEN:
+        raise Malformed(None, "shorter than a DNS header")
+    flags = (data[2] << 8) | data[3]
+    if flags & wire.QR:
+        raise Malformed(None, "a response, not a query")
+    qd = (data[4] << 8) | data[5]
+    if flags & wire.OPCODE_MASK:
+        raise Malformed(_header_only(data, wire.NOTIMP), "opcode not supported")
+    if qd != 1:
+        raise Malformed(_header_only(data, wire.FORMERR), f"{qd} questions")
+    try:
+        qname, qtype, qclass, qend = wire.parse_question(data)
+        an = (data[6] << 8) | data[7]
+        ns = (data[8] << 8) | data[9]
+        ar = (data[10] << 8) | data[11]
+        opt = wire.find_opt(data, qend, an, ns, ar) if ar else None
+    except (WireError, IndexError):
+        raise Malformed(_header_only(data, wire.FORMERR), "malformed question or OPT") from None
+    if opt is None:
+        return Request(
+            data, qname, qtype, qclass, qend, False, 512, False, client, transport, server
+        )
+    udp_size, ttl, _ = opt
+    do = bool(ttl & wire.DO_BIT)
+    if (ttl >> 16) & 0xFF:  # EDNS version
+        reply = wire.build_reply(data, qend, wire.BADVERS, opt=wire.opt_record(1232, do))
+        raise Malformed(reply, "EDNS version not supported")
+    # RFC 6891: values below 512 are treated as 512
+    return Request(
+        data, qname, qtype, qclass, qend, True, max(udp_size, 512), do, client, transport, server
+    )
+
+
+def _header_only(data: bytes, rcode: int) -> bytes:
+    """An error reply without a question section (for queries whose question we cannot trust)."""
+    qflags = (data[2] << 8) | data[3]
+    flags = wire.QR | (qflags & (wire.OPCODE_MASK | wire.RD | wire.CD)) | rcode
+    return data[:2] + bytes((flags >> 8, flags & 0xFF)) + b"\x00" * 8

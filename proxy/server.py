@@ -1,0 +1,488 @@
+"""Listeners, routing, the per-query hot path, lifecycle and reload.
+
+One :class:`Listener` per (transport, host, port) of the configuration owns a UDP socket and a
+TCP listening socket and a :class:`Router` (zone map -> block), which a reload swaps whole. A
+query is parsed (:func:`proxy.request.parse`), routed to the block with the longest matching
+zone (DS queries to the most distant non-root one; REFUSED when none matches), and its chain is
+driven by hand (:mod:`proxy.pipeline`). Replies are post-processed in one place,
+:meth:`Server.complete`: the client's id, and for UDP truncation to the client's size with TC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+
+from . import wire
+from .config import Block, Config, ListenerKey
+from .pipeline import Continuation
+from .request import Malformed, Request, Response, parse
+
+log = structlog.get_logger("dnsfw.server")
+
+TYPE_DS = 43
+UDP_RCVBUF = 4 << 20
+TCP_BACKLOG = 1024
+
+
+class Router:
+    """Zone map of one listener: the longest matching zone wins (CoreDNS's rule)."""
+
+    __slots__ = ("zones", "only")
+
+    def __init__(self, zones: dict[bytes, Block]) -> None:
+        self.zones = zones
+        # the common case, a single root block, needs no walk
+        self.only = zones[b"\x00"] if len(zones) == 1 and b"\x00" in zones else None
+
+    def route(self, qname: bytes, qtype: int) -> Block | None:
+        if self.only is not None:
+            return self.only
+        zones = self.zones
+        off = 0
+        upward: Block | None = None
+        while True:
+            suffix = qname[off:] if off else qname
+            block = zones.get(suffix)
+            if block is not None:
+                if qtype != TYPE_DS or suffix == b"\x00":
+                    return upward or block
+                upward = block  # DS belongs to the parent side: keep walking up
+            length = qname[off]
+            if length == 0:
+                return upward
+            off += length + 1
+
+
+class Listener:
+    """The sockets of one listen address and the router they share."""
+
+    def __init__(self, key: ListenerKey, router: Router, server: Server) -> None:
+        self.key = key
+        self.label = str(key)
+        self.router = router
+        self.server = server
+        self.udp: list[asyncio.DatagramTransport] = []
+        self.tcp: list[asyncio.base_events.Server] = []
+        self.connections: set[TCPConnection] = set()
+        self.closing = False
+        self.timeouts = listener_timeouts(router)
+
+    def query(self, data: bytes, client: Any, proto: str, sink: Any) -> bytes | None:
+        """Run one query: the reply when it finished at once, None when ``sink.finish`` will get it."""
+        server = self.server
+        try:
+            req = parse(data, client, proto, self.label)
+        except Malformed as bad:
+            server.malformed += 1
+            return bad.reply
+        block = self.router.route(req.qname_wire, req.qtype)
+        if block is None or req.qclass != wire.CLASS_IN:
+            return wire.build_reply(data, req.qend, wire.REFUSED, opt=req.opt())
+        coro = block.chain(req)
+        try:
+            awaited = coro.send(None)
+        except StopIteration as stop:
+            return server.complete(req, stop.value, None)
+        except Exception as exc:  # noqa: BLE001 - a plugin bug must not take the listener down
+            return server.complete(req, None, exc)
+        if server.inflight >= server.max_inflight:
+            coro.close()
+            server.overflow += 1
+            return wire.build_reply(data, req.qend, wire.REFUSED, opt=req.opt())
+        server.inflight += 1
+        Continuation(coro, awaited, req, sink, server.loop)
+        return None
+
+
+def listener_timeouts(router: Router) -> dict[str, float]:
+    """TCP timeouts of a listener: the first block's `timeouts`, else CoreDNS's defaults."""
+    values = {"read": 3.0, "write": 5.0, "idle": 10.0}
+    first = next(iter(router.zones.values()), None)
+    if first is not None:
+        values.update(first.timeouts)
+    return values
+
+
+class UDPProtocol(asyncio.DatagramProtocol):
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.sendto = transport.sendto  # type: ignore[attr-defined]
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self.listener.closing:
+            return
+        reply = self.listener.query(data, addr, "udp", self)
+        if reply is not None:
+            self.sendto(reply, addr)
+
+    def finish(self, req: Request, resp: Response | None, exc: BaseException | None) -> None:
+        server = self.listener.server
+        server.inflight -= 1
+        reply = server.complete(req, resp, exc)
+        if reply is not None and self.transport is not None and not self.transport.is_closing():
+            self.sendto(reply, req.client)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors for earlier replies (client gone): nothing to do
+        pass
+
+
+class TCPConnection(asyncio.Protocol):
+    """One client connection: length-prefixed queries, answered in completion order."""
+
+    MAX_PENDING = 128  # queries in flight per connection before we stop reading
+
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+        self.buffer = bytearray()
+        self.pending = 0
+        self.transport: asyncio.Transport | None = None
+        self.peer: Any = None
+        self.last_active = time.monotonic()
+        self.idle_timer: asyncio.TimerHandle | None = None
+        self.paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.peer = transport.get_extra_info("peername")
+        listener = self.listener
+        if len(listener.connections) >= listener.server.tcp_max_connections:
+            listener.server.tcp_rejected += 1
+            transport.abort()
+            return
+        listener.connections.add(self)
+        self._arm_idle()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.listener.connections.discard(self)
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = time.monotonic()
+        buf = self.buffer
+        buf += data
+        while len(buf) >= 2 and self.transport is not None:
+            size = (buf[0] << 8) | buf[1]
+            if size == 0:
+                self.transport.close()
+                return
+            if len(buf) < size + 2:
+                break
+            message = bytes(buf[2 : size + 2])
+            del buf[: size + 2]
+            if self.listener.closing:
+                continue
+            reply = self.listener.query(message, self.peer, "tcp", self)
+            if reply is not None:
+                self._write(reply)
+            else:
+                self.pending += 1
+                if self.pending >= self.MAX_PENDING and not self.paused:
+                    self.paused = True
+                    self.transport.pause_reading()
+
+    def finish(self, req: Request, resp: Response | None, exc: BaseException | None) -> None:
+        server = self.listener.server
+        server.inflight -= 1
+        self.pending -= 1
+        reply = server.complete(req, resp, exc)
+        if reply is not None:
+            self._write(reply)
+        if self.paused and self.pending < self.MAX_PENDING // 2 and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+        if self.listener.closing and self.pending == 0 and self.transport is not None:
+            self.transport.close()
+
+    def _write(self, reply: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.last_active = time.monotonic()
+            self.transport.write(len(reply).to_bytes(2, "big") + reply)
+
+    def _arm_idle(self) -> None:
+        # one timer per connection, checking the read, write and idle limits
+        timeouts = self.listener.timeouts
+        tick = min(1.0, min(timeouts.values()) / 2)
+        self.idle_timer = self.listener.server.loop.call_later(tick, self._check_timeouts)
+
+    def _check_timeouts(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        timeouts = self.listener.timeouts
+        quiet = time.monotonic() - self.last_active
+        if self.buffer and quiet >= timeouts["read"]:
+            transport.abort()  # a query started but never finished
+        elif transport.get_write_buffer_size() and quiet >= timeouts["write"]:
+            transport.abort()  # the client does not take its replies
+        elif self.pending == 0 and not self.buffer and quiet >= timeouts["idle"]:
+            transport.close()
+        else:
+            self._arm_idle()
+
+    def drain_and_close(self) -> None:
+        if self.pending == 0 and self.transport is not None:
+            self.transport.close()
+
+
+def _bind_addresses(host: str) -> list[tuple[socket.AddressFamily, str]]:
+    if host:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        return [(family, host)]
+    addresses = [(socket.AF_INET, "0.0.0.0")]
+    if socket.has_ipv6:
+        addresses.append((socket.AF_INET6, "::"))
+    return addresses
+
+
+def open_sockets(key: ListenerKey) -> list[tuple[socket.socket, socket.socket]]:
+    """Bound (UDP, TCP) socket pairs for a listen address ("" -> every IPv4 and IPv6 address)."""
+    pairs = []
+    for family, host in _bind_addresses(key.host):
+        try:
+            udp = socket.socket(family, socket.SOCK_DGRAM)
+            tcp = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:
+            if not key.host and family == socket.AF_INET6:
+                continue  # no IPv6 on this host: the IPv4 wildcard is enough
+            raise
+        try:
+            for sock in (udp, tcp):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.setblocking(False)
+            with contextlib.suppress(OSError):
+                udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
+            udp.bind((host, key.port))
+            tcp.bind((host, key.port))
+            tcp.listen(TCP_BACKLOG)
+        except OSError as err:
+            udp.close()
+            tcp.close()
+            if not key.host and family == socket.AF_INET6 and err.errno in (97, 99):
+                continue  # IPv6 disabled
+            raise OSError(err.errno, f"cannot listen on {key}: {err.strerror}") from None
+        pairs.append((udp, tcp))
+    return pairs
+
+
+class Server:
+    """The running configuration: listeners, plugin lifecycles, reload and shutdown."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        max_inflight: int = 10000,
+        tcp_max_connections: int = 1000,
+        shutdown_grace: float = 5.0,
+    ) -> None:
+        self.config = config
+        self.max_inflight = max_inflight
+        self.tcp_max_connections = tcp_max_connections
+        self.shutdown_grace = shutdown_grace
+        self.loop = asyncio.get_running_loop()
+        self.listeners: dict[ListenerKey, Listener] = {}
+        self.inflight = 0
+        # plain counters on the hot path; exported through the metrics registry
+        self.malformed = 0
+        self.overflow = 0
+        self.tcp_rejected = 0
+        self.panics = 0
+        self.started = time.time()
+        self._register_metrics(config)
+
+    # --- the reply path -------------------------------------------------------------
+    def complete(self, req: Request, resp: Response | None, exc: BaseException | None) -> bytes:
+        """The bytes to send for a finished query: SERVFAIL on failure, client id, UDP truncation."""
+        if exc is not None or type(resp) is not Response:
+            self._chain_failed(req, exc, resp)
+            return wire.build_reply(req.wire, req.qend, wire.SERVFAIL, flags=wire.RA, opt=req.opt())
+        data = resp.wire
+        if data[0] != req.wire[0] or data[1] != req.wire[1]:
+            data = req.wire[:2] + data[2:]
+        if req.transport == "udp" and len(data) > req.udp_size:
+            flags = ((data[2] << 8) | data[3]) & (wire.AA | wire.RA | wire.AD)
+            data = wire.build_reply(
+                req.wire, req.qend, resp.rcode, flags=flags | wire.TC, opt=req.opt()
+            )
+        return data
+
+    def _chain_failed(self, req: Request, exc: BaseException | None, resp: object) -> None:
+        self.panics += 1
+        # a plugin bug: log it, rate-limited so a flood of bad queries cannot flood the journal
+        now = time.monotonic()
+        if now - getattr(self, "_last_panic_log", 0.0) >= 1.0:
+            self._last_panic_log = now
+            log.error(
+                "chain_failed",
+                qname=req.qname,
+                qtype=req.qtype,
+                error=repr(exc) if exc is not None else f"chain returned {resp!r}",
+                total=self.panics,
+            )
+
+    # --- lifecycle ------------------------------------------------------------------
+    async def start(self) -> None:
+        await _run_hooks(self.config.blocks, "start")
+        try:
+            for key, zones in self.config.listeners.items():
+                await self._open(key, Router(zones))
+        except BaseException:
+            await self._close_all()
+            await _run_hooks(self.config.blocks, "stop")
+            raise
+        for key, zones in self.config.listeners.items():
+            log.info(
+                "listening",
+                listener=str(key),
+                zones=",".join(sorted(_zone_text(z) for z in zones)),
+            )
+
+    def ready(self) -> bool:
+        return all(p.ready() for b in self.config.blocks for p in b.plugins if hasattr(p, "ready"))
+
+    async def _open(self, key: ListenerKey, router: Router) -> None:
+        listener = Listener(key, router, self)
+        self.listeners[key] = listener
+        for udp_sock, tcp_sock in open_sockets(key):
+            transport, _ = await self.loop.create_datagram_endpoint(
+                lambda: UDPProtocol(listener), sock=udp_sock
+            )
+            listener.udp.append(transport)
+            tcp_server = await self.loop.create_server(
+                lambda: TCPConnection(listener), sock=tcp_sock, backlog=TCP_BACKLOG
+            )
+            listener.tcp.append(tcp_server)
+
+    async def stop(self) -> None:
+        """Graceful stop: stop accepting, let in-flight queries finish (bounded), stop plugins."""
+        for listener in self.listeners.values():
+            listener.closing = True
+            for tcp_server in listener.tcp:
+                tcp_server.close()
+            for conn in list(listener.connections):
+                conn.drain_and_close()
+        deadline = time.monotonic() + self.shutdown_grace
+        while self.inflight > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if self.inflight:
+            log.warning("shutdown_abandoned_queries", count=self.inflight)
+        await self._close_all()
+        await _run_hooks(self.config.blocks, "stop")
+
+    async def _close_all(self) -> None:
+        for listener in self.listeners.values():
+            listener.closing = True
+            for transport in listener.udp:
+                transport.close()
+            for tcp_server in listener.tcp:
+                tcp_server.close()
+            for conn in list(listener.connections):
+                if conn.transport is not None:
+                    conn.transport.abort()
+        self.listeners.clear()
+        await asyncio.sleep(0)
+
+    async def reload(self, new: Config) -> None:
+        """Swap in a fully set-up configuration; listeners that stay keep their sockets.
+
+        Raises (and changes nothing) if the new configuration's plugins or sockets fail to start.
+        """
+        old = self.config
+        await _run_hooks(new.blocks, "start")
+        opened: list[ListenerKey] = []
+        try:
+            for key, zones in new.listeners.items():
+                if key not in self.listeners:
+                    await self._open(key, Router(zones))
+                    opened.append(key)
+        except BaseException:
+            for key in opened:
+                await self._close_listener(key)
+            await _run_hooks(new.blocks, "stop")
+            raise
+        for key, zones in new.listeners.items():
+            listener = self.listeners[key]
+            listener.router = Router(zones)
+            listener.timeouts = listener_timeouts(listener.router)
+        for key in [k for k in self.listeners if k not in new.listeners]:
+            await self._close_listener(key)
+        self.config = new
+        self._register_metrics(new)
+        # queries in flight finish on the old chains; stop the old plugins once they had time to
+        self.loop.call_later(
+            self.shutdown_grace, lambda: asyncio.ensure_future(_run_hooks(old.blocks, "stop"))
+        )
+
+    async def _close_listener(self, key: ListenerKey) -> None:
+        listener = self.listeners.pop(key)
+        listener.closing = True
+        for transport in listener.udp:
+            transport.close()
+        for tcp_server in listener.tcp:
+            tcp_server.close()
+        for conn in list(listener.connections):
+            conn.drain_and_close()
+
+    def _register_metrics(self, config: Config) -> None:
+        metrics = config.app.metrics
+        metrics.gauge_func(
+            "dnsfw_malformed_queries_total",
+            "Queries dropped or answered FORMERR/NOTIMP/BADVERS before entering a chain.",
+            (),
+            lambda: [((), self.malformed)],
+            kind="counter",
+        )
+        metrics.gauge_func(
+            "dnsfw_inflight_overflow_total",
+            "Queries answered REFUSED because too many were waiting on I/O.",
+            (),
+            lambda: [((), self.overflow)],
+            kind="counter",
+        )
+        metrics.gauge_func(
+            "coredns_panics_total",
+            "Queries whose chain raised an exception (answered SERVFAIL).",
+            (),
+            lambda: [((), self.panics)],
+            kind="counter",
+        )
+        metrics.gauge_func(
+            "dnsfw_inflight_queries",
+            "Queries waiting on I/O now.",
+            (),
+            lambda: [((), self.inflight)],
+        )
+
+
+async def _run_hooks(blocks: Iterable[Block], hook: str) -> None:
+    for block in blocks:
+        for plugin in block.plugins:
+            method = getattr(plugin, hook, None)
+            if method is None:
+                continue
+            try:
+                await method()
+            except Exception as exc:
+                if hook == "start":
+                    raise
+                log.warning("plugin_stop_failed", plugin=plugin.name, error=repr(exc))
+
+
+def _zone_text(zone: bytes) -> str:
+    return wire.name_to_text(zone)

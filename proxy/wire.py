@@ -1,0 +1,346 @@
+"""Fast DNS wire-format helpers for the hot path.
+
+Nothing here uses dnspython: a query is read as far as its question and OPT record, a
+reply is walked once to find what later stages need (TTL offsets, CNAME/DNAME targets,
+the negative-caching TTL), and small replies are built from pre-rendered bytes.
+Names handled here are *wire* names (length-prefixed labels), lower-cased with
+``bytes.lower()``, which only folds ASCII: exactly DNS's case-insensitivity.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import dns.exception
+import dns.message
+import dns.rdataclass
+import dns.rdatatype
+
+HEADER_LEN = 12
+
+# header flag bits (second 16-bit word)
+QR = 0x8000
+OPCODE_MASK = 0x7800
+AA = 0x0400
+TC = 0x0200
+RD = 0x0100
+RA = 0x0080
+AD = 0x0020
+CD = 0x0010
+
+# rcodes
+NOERROR = 0
+FORMERR = 1
+SERVFAIL = 2
+NXDOMAIN = 3
+NOTIMP = 4
+REFUSED = 5
+BADVERS = 16  # extended: needs OPT
+
+# types and classes
+TYPE_A = 1
+TYPE_NS = 2
+TYPE_CNAME = 5
+TYPE_SOA = 6
+TYPE_AAAA = 28
+TYPE_SRV = 33
+TYPE_DNAME = 39
+TYPE_OPT = 41
+CLASS_IN = 1
+
+DO_BIT = 0x8000  # in the OPT record's TTL field, low 16 bits
+EDE_OPTION = 15  # RFC 8914 Extended DNS Error
+
+_U16 = struct.Struct("!H")
+_HEADER = struct.Struct("!HHHHHH")
+_RR_FIXED = struct.Struct("!HHIH")  # type, class, ttl, rdlength
+
+
+class WireError(ValueError):
+    """The bytes are not a well-formed DNS message (as far as we read them)."""
+
+
+def skip_name(data: bytes, off: int) -> int:
+    """Return the offset just past the (possibly compressed) name at ``off``."""
+    while True:
+        ln = data[off]
+        if ln == 0:
+            return off + 1
+        if ln >= 0xC0:
+            if off + 1 >= len(data):
+                raise WireError("truncated compression pointer")
+            return off + 2
+        if ln > 63:
+            raise WireError("bad label length")
+        off += ln + 1
+
+
+def read_name(data: bytes, off: int) -> tuple[bytes, int]:
+    """Read the name at ``off``, following compression; return (lower-case wire name, end offset)."""
+    out = bytearray()
+    end = -1
+    jumps = 0
+    n = len(data)
+    while True:
+        if off >= n:
+            raise WireError("name runs past the message")
+        ln = data[off]
+        if ln == 0:
+            out.append(0)
+            if end < 0:
+                end = off + 1
+            break
+        if ln >= 0xC0:
+            if off + 1 >= n:
+                raise WireError("truncated compression pointer")
+            if end < 0:
+                end = off + 2
+            jumps += 1
+            if jumps > 64:
+                raise WireError("compression loop")
+            off = ((ln & 0x3F) << 8) | data[off + 1]
+            continue
+        if ln > 63:
+            raise WireError("bad label length")
+        out += data[off : off + ln + 1]
+        off += ln + 1
+        if len(out) > 255:
+            raise WireError("name longer than 255 bytes")
+    return bytes(out).lower(), end
+
+
+def parse_question(data: bytes) -> tuple[bytes, int, int, int]:
+    """Read the single question of a message: (lower-case qname wire, qtype, qclass, end offset).
+
+    The name must be uncompressed (as in every query) and well formed.
+    """
+    off = HEADER_LEN
+    n = len(data)
+    while True:
+        if off >= n:
+            raise WireError("question name runs past the message")
+        ln = data[off]
+        if ln == 0:
+            break
+        if ln > 63:
+            raise WireError("bad label in question")
+        off += ln + 1
+    name_end = off + 1
+    if name_end - HEADER_LEN > 255:
+        raise WireError("question name longer than 255 bytes")
+    if name_end + 4 > n:
+        raise WireError("question truncated")
+    qtype = (data[name_end] << 8) | data[name_end + 1]
+    qclass = (data[name_end + 2] << 8) | data[name_end + 3]
+    return data[HEADER_LEN:name_end].lower(), qtype, qclass, name_end + 4
+
+
+def find_opt(data: bytes, off: int, an: int, ns: int, ar: int) -> tuple[int, int, int] | None:
+    """Find the OPT record after the question: (udp payload size, ttl field, offset of OPT) or None."""
+    for _ in range(an + ns):
+        off = skip_name(data, off)
+        if off + 10 > len(data):
+            raise WireError("record truncated")
+        off += 10 + _U16.unpack_from(data, off + 8)[0]
+    for _ in range(ar):
+        start = off
+        off = skip_name(data, off)
+        if off + 10 > len(data):
+            raise WireError("record truncated")
+        rtype, rclass, ttl, rdlen = _RR_FIXED.unpack_from(data, off)
+        if rtype == TYPE_OPT:
+            return rclass, ttl, start
+        off += 10 + rdlen
+    return None
+
+
+def name_to_text(wire: bytes) -> str:
+    """Presentation form of a wire name, with a trailing dot ("." for the root)."""
+    if wire == b"\x00":
+        return "."
+    labels = []
+    off = 0
+    while True:
+        ln = wire[off]
+        if ln == 0:
+            break
+        label = wire[off + 1 : off + 1 + ln]
+        labels.append(_label_text(label))
+        off += ln + 1
+    return ".".join(labels) + "."
+
+
+def _label_text(label: bytes) -> str:
+    if all(0x21 <= b <= 0x7E and b not in b'.\\"();@$' for b in label):
+        return label.decode("ascii")
+    out = []
+    for b in label:
+        if b in b'.\\"();@$':
+            out.append("\\" + chr(b))
+        elif 0x21 <= b <= 0x7E:
+            out.append(chr(b))
+        else:
+            out.append(f"\\{b:03d}")
+    return "".join(out)
+
+
+def text_to_wire(name: str) -> bytes:
+    """Lower-case wire form of a presentation name (no escapes beyond plain labels)."""
+    name = name.rstrip(".").lower()
+    if not name:
+        return b"\x00"
+    out = bytearray()
+    for label in name.split("."):
+        raw = label.encode("idna") if not label.isascii() else label.encode("ascii")
+        if not raw or len(raw) > 63:
+            raise ValueError(f"bad label in {name!r}")
+        out.append(len(raw))
+        out += raw
+    out.append(0)
+    if len(out) > 255:
+        raise ValueError(f"name too long: {name!r}")
+    return bytes(out)
+
+
+def with_id(wire: bytes, qid: int) -> bytes:
+    """The same message with another 16-bit id."""
+    return _U16.pack(qid) + wire[2:]
+
+
+def opt_record(udp_size: int = 1232, do: bool = False, options: bytes = b"") -> bytes:
+    """A root-owned OPT record (EDNS0, version 0)."""
+    return (
+        b"\x00"
+        + struct.pack("!HHIH", TYPE_OPT, udp_size, DO_BIT if do else 0, len(options))
+        + options
+    )
+
+
+def ede_option(code: int, text: str = "") -> bytes:
+    """An RFC 8914 Extended DNS Error EDNS option."""
+    body = _U16.pack(code) + text.encode("utf-8")
+    return _U16.pack(EDE_OPTION) + _U16.pack(len(body)) + body
+
+
+def rr(owner: bytes, rtype: int, ttl: int, rdata: bytes, rclass: int = CLASS_IN) -> bytes:
+    """A rendered resource record; ``owner`` is wire bytes (``b"\\xc0\\x0c"`` points at the qname)."""
+    return owner + _RR_FIXED.pack(rtype, rclass, ttl, len(rdata)) + rdata
+
+
+QNAME_PTR = b"\xc0\x0c"  # compression pointer to the question name
+
+
+def build_reply(
+    query: bytes,
+    qend: int,
+    rcode: int,
+    *,
+    flags: int = 0,
+    answer: tuple[bytes, ...] = (),
+    authority: tuple[bytes, ...] = (),
+    additional: tuple[bytes, ...] = (),
+    opt: bytes | None = None,
+) -> bytes:
+    """A reply to ``query`` echoing its id, opcode, RD and CD bits and its question (client's case).
+
+    ``answer``/``authority``/``additional`` are rendered records (see :func:`rr`); ``opt`` an OPT record to
+    append (pass one when the query had EDNS). ``rcode`` above 15 needs ``opt``: its upper bits
+    go into the OPT TTL field.
+    """
+    qflags = (query[2] << 8) | query[3]
+    out_flags = QR | (qflags & (OPCODE_MASK | RD | CD)) | flags | (rcode & 0xF)
+    ar = len(additional)
+    tail = b""
+    if opt is not None:
+        if rcode > 15:
+            # extended rcode: upper 8 bits in the first byte of the OPT TTL field
+            opt = opt[:5] + bytes([rcode >> 4]) + opt[6:]
+        tail = opt
+        ar += 1
+    header = query[:2] + _HEADER.pack(out_flags, 1, len(answer), len(authority), ar, 0)[:10]
+    return b"".join((header, query[HEADER_LEN:qend], *answer, *authority, *additional, tail))
+
+
+class AnswerInfo:
+    """What later stages need from one reply, computed once when it arrives from upstream.
+
+    The cache keeps it with the entry, so a hit re-parses nothing: ``ttl_offsets`` age TTLs in
+    place, ``chain`` (lower-case wire names of CNAME/DNAME targets in the answer, in order) feeds
+    the firewall's redirection inspection, and ``summary()`` (for query logs) is built lazily
+    once and then shared.
+    """
+
+    __slots__ = (
+        "rcode",
+        "flags",
+        "ancount",
+        "ttl_offsets",
+        "min_ttl",
+        "neg_ttl",
+        "chain",
+        "qend",
+        "_wire",
+        "_summary",
+    )
+
+    def __init__(self, wire: bytes) -> None:
+        if len(wire) < HEADER_LEN:
+            raise WireError("reply shorter than a header")
+        _, flags, qd, an, ns, ar = _HEADER.unpack_from(wire)
+        self.flags = flags
+        self.rcode = flags & 0xF
+        self.ancount = an
+        self._wire = wire
+        self._summary: tuple[tuple[str, str, str], ...] | None = None
+        off = HEADER_LEN
+        for _ in range(qd):
+            off = skip_name(wire, off) + 4
+        self.qend = off
+        offsets: list[int] = []
+        chain: list[bytes] = []
+        min_ttl = 0xFFFFFFFF
+        neg_ttl = -1
+        for i in range(an + ns + ar):
+            off = skip_name(wire, off)
+            if off + 10 > len(wire):
+                raise WireError("record truncated")
+            rtype, _rclass, ttl, rdlen = _RR_FIXED.unpack_from(wire, off)
+            rdata_off = off + 10
+            if rdata_off + rdlen > len(wire):
+                raise WireError("rdata truncated")
+            if rtype != TYPE_OPT:
+                offsets.append(off + 4)
+                if ttl < min_ttl:
+                    min_ttl = ttl
+                if i < an and (rtype in (TYPE_CNAME, TYPE_DNAME)):
+                    chain.append(read_name(wire, rdata_off)[0])
+                elif an <= i < an + ns and rtype == TYPE_SOA and rdlen >= 22:
+                    # RFC 2308: negative TTL is min(SOA TTL, SOA MINIMUM)
+                    minimum = struct.unpack_from("!I", wire, rdata_off + rdlen - 4)[0]
+                    neg_ttl = min(ttl, minimum)
+            off = rdata_off + rdlen
+        self.ttl_offsets = tuple(offsets)
+        self.min_ttl = 0 if min_ttl == 0xFFFFFFFF else min_ttl
+        self.neg_ttl = neg_ttl
+        self.chain = tuple(chain)
+
+    def summary(self) -> tuple[tuple[str, str, str], ...]:
+        """(Rdata, Type, Class) of each answer record in order, as Route 53 query logs show them."""
+        if self._summary is None:
+            self._summary = _summarise(self._wire)
+        return self._summary
+
+
+def _summarise(wire: bytes) -> tuple[tuple[str, str, str], ...]:
+    # Off the hot path (once per upstream answer, on first use), so dnspython is fine here.
+    try:
+        msg = dns.message.from_wire(wire, ignore_trailing=True, one_rr_per_rrset=True)
+    except (dns.exception.DNSException, ValueError):
+        return ()
+    out = []
+    for rrset in msg.answer:
+        tname = dns.rdatatype.to_text(rrset.rdtype)
+        cname = dns.rdataclass.to_text(rrset.rdclass)
+        for rdata in rrset:
+            out.append((rdata.to_text(), tname, cname))
+    return tuple(out)

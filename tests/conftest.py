@@ -1,0 +1,132 @@
+"""Shared fixtures: a test upstream, and dnsfw itself started as a subprocess from a Corefile."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dns.message
+import dns.query
+import pytest
+
+from tests.upstream import Upstream
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 (the kernel's choice; tiny race accepted)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind(("127.0.0.1", 0))
+            port = u.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                try:
+                    t.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port")
+
+
+class Dnsfw:
+    """A running ``dnsfw run`` subprocess; ``port`` is where it listens (UDP and TCP) on 127.0.0.1."""
+
+    def __init__(self, corefile: str, workdir: Path, *, extra_args: tuple[str, ...] = (), env=None):
+        self.port = free_port()
+        self.workdir = workdir
+        self.conf = workdir / "Corefile"
+        self.conf.write_text(corefile.replace("{PORT}", str(self.port)))
+        self.stderr_path = workdir / "dnsfw.stderr"
+        self.stdout_path = workdir / "dnsfw.stdout"
+        self.args = [sys.executable, "-m", "proxy.cli", "run", "-conf", str(self.conf), *extra_args]
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, *, wait: bool = True, timeout: float = 20.0) -> Dnsfw:
+        # the child keeps its own copies of the descriptors
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=out, stderr=err)
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        """Until the listener answers anything over UDP (any rcode)."""
+        deadline = time.monotonic() + timeout
+        probe = dns.message.make_query("ready.probe.invalid.", "A")
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"dnsfw exited with {self.proc.returncode}:\n{self.stderr}")
+            try:
+                dns.query.udp(probe, "127.0.0.1", port=self.port, timeout=0.2)
+                return
+            except (dns.exception.Timeout, OSError):
+                time.sleep(0.05)
+        raise RuntimeError(f"dnsfw did not answer within {timeout}s:\n{self.stderr}")
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+
+    def query(self, name: str, rdtype: str = "A", *, tcp: bool = False, timeout: float = 3.0, **kw):
+        q = dns.message.make_query(name, rdtype, **kw)
+        if tcp:
+            return dns.query.tcp(q, "127.0.0.1", port=self.port, timeout=timeout)
+        return dns.query.udp(q, "127.0.0.1", port=self.port, timeout=timeout)
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    with Upstream() as up:
+        yield up
+
+
+@pytest.fixture
+def dnsfw(tmp_path: Path):
+    """Factory: ``dnsfw(corefile_text)`` starts dnsfw (``{PORT}`` in the text is its port)."""
+    started: list[Dnsfw] = []
+
+    def start(corefile: str, **kw) -> Dnsfw:
+        wait = kw.pop("wait", True)
+        d = Dnsfw(corefile, tmp_path, **kw)
+        started.append(d)
+        return d.start(wait=wait)
+
+    yield start
+    for d in started:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            d.stop()
+
+
+def run_cli(*args: str, cwd: Path = ROOT, timeout: float = 60) -> subprocess.CompletedProcess:
+    """``dnsfw ARGS`` as a subprocess (for check/explain/... tests)."""
+    return subprocess.run(
+        [sys.executable, "-m", "proxy.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
