@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# bench/run.sh - dnsperf figures for dnsfw and reference servers, measured in ONE run.
+#
+#   bench/run.sh [-R ROUNDS=2] [-l SECONDS=10] [-t LAT_SECONDS=5] [-o OUT_DIR]
+#                [-p "TARGET:WORKLOADS ..."] [--ref LABEL]
+#
+# TARGET is either a dnsfw variant, the name of a Corefile in bench/corefiles/ (NAME.Corefile,
+# started with `dnsfw run` on its own port), or a reference peer of ../shared/bench/peers.sh
+# (knot = the upstream itself, py-wire-1p = the bare-Python floor, unbound-bl, py-fwd-raw ...).
+# WORKLOADS are the harness's (hit, blocked, miss, mix; comma separated).
+# Default: "fwd:hit,miss knot:hit,miss" (the forward path against its upstream).
+#
+# Everything runs on loopback: Knot (../shared/bench/upstream.sh) on 127.0.0.1:5301 serves the
+# generated zones, every target forwards to it. Rounds interleave the targets so drifts of a
+# shared machine hit all alike; summarize.py prints medians and ratios to --ref. Each dnsperf
+# run is bounded by -l; everything started here is stopped on exit.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+SHARED=${SHARED_BENCH:-$ROOT/../shared/bench}
+DATA=${TMPDIR:-/tmp}/dnsbench-data
+OUT=${TMPDIR:-/tmp}/dnsfw-bench-$(date +%Y%m%d-%H%M%S)
+ROUNDS=2; SEC=10; LSEC=5; REF=""
+TARGETS="fwd:hit,miss knot:hit,miss"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -R) ROUNDS=$2; shift 2 ;; -l) SEC=$2; shift 2 ;; -t) LSEC=$2; shift 2 ;;
+    -o) OUT=$2; shift 2 ;; -p) TARGETS=$2; shift 2 ;; --ref) REF=$2; shift 2 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+DNSFW=${DNSFW:-$ROOT/.venv/bin/dnsfw}
+[ -x "$DNSFW" ] || { echo "no $DNSFW: run 'make test' or 'pip install -e .' first" >&2; exit 1; }
+"$SHARED/run_bench.sh" --prepare -d "$DATA" >&2
+mkdir -p "$OUT/raw" "$OUT/run"
+
+declare -A PID PORTOF
+started_peers=()
+next_port=5320
+cleanup() {
+  for t in "${!PID[@]}"; do
+    [ "$t" = knot ] && continue  # the upstream: stopped below
+    case " ${started_peers[*]:-} " in *" $t "*) continue ;; esac
+    kill "${PID[$t]}" 2>/dev/null || true
+  done
+  for p in "${started_peers[@]:-}"; do [ -n "$p" ] && "$SHARED/peers.sh" stop "$p" "$DATA" || true; done
+  "$SHARED/upstream.sh" stop "$DATA" || true
+}
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT TERM
+"$SHARED/upstream.sh" start "$DATA" 5301 >/dev/null
+
+start_dnsfw() {  # name -> starts dnsfw with bench/corefiles/NAME.Corefile
+  local name=$1 port=$next_port conf="$OUT/run/$1.Corefile"
+  next_port=$((next_port + 1))
+  sed -e "s#{PORT}#$port#g" -e "s#{UPSTREAM}#127.0.0.1:5301#g" \
+      -e "s#{BLOCKLIST}#$DATA/blocklist.txt#g" -e "s#{LOGDIR}#$OUT/run#g" \
+      "$HERE/corefiles/$name.Corefile" > "$conf"
+  "$DNSFW" run -conf "$conf" -quiet >"$OUT/run/$name.out" 2>&1 &
+  PID[$name]=$!
+  PORTOF[$name]=$port
+  local t0=$SECONDS
+  until dig +time=1 +tries=1 -p "$port" @127.0.0.1 h1.zone0.test A 2>/dev/null | grep -q 'status: NOERROR'; do
+    kill -0 "${PID[$name]}" 2>/dev/null || { cat "$OUT/run/$name.out" >&2; exit 1; }
+    [ $((SECONDS - t0)) -lt 120 ] || { echo "$name did not answer" >&2; exit 1; }
+    sleep 0.2
+  done
+  echo "start target=$name port=$port pid=${PID[$name]} ready_s=$((SECONDS - t0)) $(python3 "$SHARED/procinfo.py" "${PID[$name]}")" | tee -a "$OUT/peers.txt"
+}
+
+for spec in $TARGETS; do
+  t=${spec%%:*}
+  if [ -f "$HERE/corefiles/$t.Corefile" ]; then
+    start_dnsfw "$t"
+  elif [ "$t" = knot ]; then
+    PID[$t]=$(cat "$DATA/knot/knotd.pid"); PORTOF[$t]=5301
+  else
+    "$SHARED/peers.sh" start "$t" "$DATA" | sed 's/^/start /' | tee -a "$OUT/peers.txt"
+    started_peers+=("$t"); PID[$t]=$(cat "$DATA/run/$t/pid"); PORTOF[$t]=$("$SHARED/peers.sh" port "$t")
+  fi
+done
+
+for r in $(seq 1 "$ROUNDS"); do
+  for spec in $TARGETS; do
+    t=${spec%%:*}; wl=${spec#*:}
+    python3 "$SHARED/bench_run.py" --server "127.0.0.1:${PORTOF[$t]}" --data "$DATA" --label "$t" \
+      --workloads "$wl" --seconds "$SEC" --repeats 1 --lat-qps 1000 --lat-seconds "$LSEC" \
+      --pid "${PID[$t]}" --raw-dir "$OUT/raw/r$r" --salt "s${r}x$$" \
+      | sed "s/^RESULT /RESULT round=$r /" | tee -a "$OUT/results.txt"
+  done
+done
+for spec in $TARGETS; do
+  t=${spec%%:*}
+  echo "end target=$t $(python3 "$SHARED/procinfo.py" "${PID[$t]}")" >> "$OUT/peers.txt"
+done
+first=${TARGETS%% *}; REF=${REF:-${first%%:*}}
+python3 "$SHARED/summarize.py" --ref "$REF" --peers "$OUT/peers.txt" "$OUT/results.txt" | tee "$OUT/summary.md"
+echo "outputs in $OUT" >&2
