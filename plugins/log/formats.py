@@ -1,0 +1,382 @@
+"""Query-log line formats: CoreDNS's placeholder formats and Route 53 Resolver's JSON.
+
+Everything here runs in the log writer, off the query path: a record is the tuple
+``(request, response, monotonic time the reply was ready)`` that ``Log.serve`` queued, and a
+formatter turns a batch of records into text lines. See the package docstring for the
+placeholders and the JSON schema.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+
+from proxy import wire
+from proxy.request import Request, Response
+
+Record = tuple[Request, Response, float]  # (query, reply, time.monotonic() when answered)
+Getter = Callable[[Request, Response, float], str]
+
+EMPTY = "-"  # CoreDNS's value for a placeholder with no value (replacer.EmptyValue)
+COMMON = (
+    '{remote}:{port} - {>id} "{type} {class} {name} {proto} {size} {>do} {>bufsize}" '
+    "{rcode} {>rflags} {rsize} {duration}"
+)
+COMBINED = COMMON + ' "{>opcode}"'
+
+# response classes (CoreDNS plugin/pkg/response)
+SUCCESS, DENIAL, ERROR = "success", "denial", "error"
+CLASSES = (SUCCESS, DENIAL, ERROR)
+
+# miekg/dns RcodeToString, which CoreDNS's {rcode} uses (16 is BADSIG there, not BADVERS)
+_TEXT_RCODES = {
+    0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED",
+    6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE", 16: "BADSIG",
+    17: "BADKEY", 18: "BADTIME", 19: "BADMODE", 20: "BADNAME", 21: "BADALG", 22: "BADTRUNC",
+    23: "BADCOOKIE",
+}  # fmt: skip
+_FLAG_NAMES = (
+    (wire.QR, "qr"), (wire.AA, "aa"), (wire.TC, "tc"), (wire.RD, "rd"), (wire.RA, "ra"),
+    (0x0040, "z"), (wire.AD, "ad"), (wire.CD, "cd"),
+)  # fmt: skip
+
+
+@lru_cache(maxsize=1024)
+def type_text(qtype: int) -> str:
+    """Mnemonic of a type, ``TYPEnnn`` when it has none (as miekg/dns and Route 53 print it)."""
+    return dns.rdatatype.to_text(qtype)  # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=64)
+def class_text(qclass: int) -> str:
+    return dns.rdataclass.to_text(qclass)  # type: ignore[arg-type]
+
+
+def rcode_text(rcode: int) -> str:
+    """CoreDNS's ``{rcode}``: the name, or the number when miekg/dns has no name for it."""
+    return _TEXT_RCODES.get(rcode) or str(rcode)
+
+
+@lru_cache(maxsize=64)
+def rcode_name(rcode: int) -> str:
+    """Route 53's ``rcode`` field (dnspython's names; the number when unnamed)."""
+    try:
+        return dns.rcode.to_text(rcode)  # type: ignore[arg-type]
+    except ValueError:
+        return str(rcode)
+
+
+def response_type(resp: Response) -> str:
+    """CoreDNS's response type of a reply: NOERROR, NXDOMAIN, NODATA, DELEGATION or OTHERERROR.
+
+    As ``response.Typify`` with one deliberate difference that follows CoreDNS's README
+    ("denial: NXDOMAIN or NODATA") rather than its code: an NXDOMAIN, or a NOERROR reply with
+    no answer and no NS referral, is a denial even without an SOA in the authority section,
+    so a locally synthesised block answer is classed like a real one.
+    """
+    data = resp.wire
+    rcode = resp.rcode
+    if rcode == wire.NXDOMAIN:
+        return "NXDOMAIN"
+    if rcode != wire.NOERROR:
+        return "OTHERERROR"
+    if len(data) < wire.HEADER_LEN or (data[6] | data[7]):
+        return "NOERROR"
+    return "DELEGATION" if _is_referral(data) else "NODATA"
+
+
+def response_class(resp: Response) -> str:
+    kind = response_type(resp)
+    if kind in ("NOERROR", "DELEGATION"):
+        return SUCCESS
+    if kind in ("NXDOMAIN", "NODATA"):
+        return DENIAL
+    return ERROR
+
+
+def _is_referral(data: bytes) -> bool:
+    """An empty-answer reply whose authority section has NS records and no SOA."""
+    try:
+        info = wire.AnswerInfo(data)  # validates every record, so the walk below stays inside
+        if info.neg_ttl >= 0:  # an SOA in the authority section: NODATA
+            return False
+        off = info.qend
+        for _ in range((data[8] << 8) | data[9]):
+            off = wire.skip_name(data, off)
+            if (data[off] << 8) | data[off + 1] == wire.TYPE_NS:
+                return True
+            off += 10 + ((data[off + 8] << 8) | data[off + 9])
+    except (wire.WireError, IndexError):
+        pass
+    return False
+
+
+def go_seconds(seconds: float) -> str:
+    """Seconds as Go's ``strconv.FormatFloat(d.Seconds(), 'f', -1, 64)`` prints a Duration."""
+    text = repr(round(seconds, 9))  # a Go Duration counts nanoseconds
+    if "e" in text:
+        text = format(Decimal(text), "f")
+    if text.endswith(".0"):
+        text = text[:-2]
+    return text
+
+
+# --- CoreDNS placeholders ---------------------------------------------------------------
+
+
+def _remote(req: Request, resp: Response, end: float) -> str:
+    host = req.client[0]
+    return f"[{host}]" if ":" in host else host
+
+
+def _port(req: Request, resp: Response, end: float) -> str:
+    return str(req.client[1])
+
+
+def _local(req: Request, resp: Response, end: float) -> str:
+    # the listener's address (``dns://127.0.0.1:53``); a wildcard listener does not know
+    # which of the host's addresses the query came to
+    hostport = req.server.partition("://")[2]
+    host = hostport.rpartition(":")[0]
+    return host or EMPTY
+
+
+def _type(req: Request, resp: Response, end: float) -> str:
+    return type_text(req.qtype)
+
+
+def _class(req: Request, resp: Response, end: float) -> str:
+    return class_text(req.qclass)
+
+
+def _name(req: Request, resp: Response, end: float) -> str:
+    return req.qname
+
+
+def _proto(req: Request, resp: Response, end: float) -> str:
+    return req.transport
+
+
+def _size(req: Request, resp: Response, end: float) -> str:
+    return str(len(req.wire))
+
+
+def _rsize(req: Request, resp: Response, end: float) -> str:
+    return str(len(resp.wire))
+
+
+def _rcode(req: Request, resp: Response, end: float) -> str:
+    return rcode_text(resp.rcode)
+
+
+def _duration(req: Request, resp: Response, end: float) -> str:
+    return go_seconds(end - req.start) + "s"
+
+
+def _rflags(req: Request, resp: Response, end: float) -> str:
+    data = resp.wire
+    flags = (data[2] << 8) | data[3]
+    return ",".join([name for bit, name in _FLAG_NAMES if flags & bit])
+
+
+def _bufsize(req: Request, resp: Response, end: float) -> str:
+    # request.Size(): TCP is always dns.MaxMsgSize
+    return "65535" if req.transport == "tcp" else str(req.udp_size)
+
+
+def _do(req: Request, resp: Response, end: float) -> str:
+    return "true" if req.do else "false"
+
+
+def _id(req: Request, resp: Response, end: float) -> str:
+    return str(req.id)
+
+
+def _opcode(req: Request, resp: Response, end: float) -> str:
+    return str((req.flags & wire.OPCODE_MASK) >> 11)
+
+
+def _log_class(req: Request, resp: Response, end: float) -> str:
+    return response_class(resp)
+
+
+def _log_type(req: Request, resp: Response, end: float) -> str:
+    return response_type(resp)
+
+
+def _unknown(req: Request, resp: Response, end: float) -> str:
+    return EMPTY
+
+
+PLACEHOLDERS: dict[str, Getter] = {
+    "{remote}": _remote,
+    "{port}": _port,
+    "{local}": _local,
+    "{type}": _type,
+    "{class}": _class,
+    "{name}": _name,
+    "{proto}": _proto,
+    "{size}": _size,
+    "{rsize}": _rsize,
+    "{rcode}": _rcode,
+    "{duration}": _duration,
+    "{>rflags}": _rflags,
+    "{>bufsize}": _bufsize,
+    "{>do}": _do,
+    "{>id}": _id,
+    "{>opcode}": _opcode,
+    "{/log/class}": _log_class,
+    "{/log/type}": _log_type,
+}
+
+
+def _metadata(label: str) -> Getter:
+    """``{/LABEL}``: ``req.meta[LABEL]``, or for ``A/B`` attribute (or key) B of ``req.meta[A]``
+    (so ``{/firewall/action}`` reads the firewall's decision); ``-`` when there is none."""
+    head, _, attr = label.partition("/")
+
+    def get(req: Request, resp: Response, end: float) -> str:
+        meta = req.meta
+        value: Any = meta.get(label)
+        if value is None and attr:
+            owner = meta.get(head)
+            if isinstance(owner, dict):
+                value = owner.get(attr)
+            elif owner is not None:
+                value = getattr(owner, attr, None)
+        return EMPTY if value is None or value == "" else str(value)
+
+    return get
+
+
+def compile_format(fmt: str) -> list[str | Getter]:
+    """A format string as literal strings and getters, split as CoreDNS's replacer splits it:
+    find a ``}``, then the last ``{`` before it (so ``{ {type} }`` works)."""
+    fmt = fmt.replace("{common}", COMMON).replace("{combined}", COMBINED)
+    parts: list[str | Getter] = []
+    literal = ""
+    rest = fmt
+    while True:
+        close = rest.find("}")
+        if close < 0:
+            break
+        open_ = rest.rfind("{", 0, close)
+        if open_ < 0:
+            literal += rest[: close + 1]
+            rest = rest[close + 1 :]
+            continue
+        literal += rest[:open_]
+        if literal:
+            parts.append(literal)
+            literal = ""
+        parts.append(_getter(rest[open_ : close + 1]))
+        rest = rest[close + 1 :]
+    literal += rest
+    if literal:
+        parts.append(literal)
+    return parts
+
+
+def _getter(placeholder: str) -> Getter:
+    known = PLACEHOLDERS.get(placeholder)
+    if known is not None:
+        return known
+    if placeholder.startswith("{/") and len(placeholder) > 3:
+        return _metadata(placeholder[2:-1])
+    return _unknown
+
+
+def render_text(parts: Sequence[str | Getter], req: Request, resp: Response, end: float) -> str:
+    return "".join([p if type(p) is str else p(req, resp, end) for p in parts])  # type: ignore[operator]
+
+
+# --- Route 53 Resolver query logs --------------------------------------------------------
+
+VERSION = "1.100000"
+FIREWALL_LOGGED = frozenset({"ALERT", "BLOCK"})
+_TRANSPORTS = {"udp": "UDP", "tcp": "TCP"}
+_dumps = json.dumps  # ensure_ascii: every line is plain ASCII, as the real examples are
+
+
+class Route53Format:
+    """Route 53 Resolver query-log JSON lines, byte for byte in the layout of real logs:
+    compact separators, Route 53's key order, ``srcport`` as a string, ``srcids`` ``{}``.
+
+    ``answers`` comes from ``AnswerInfo.summary()``, which upstream replies compute once and
+    cache hits share; its JSON text is memoised per AnswerInfo object, so a popular cached
+    name is serialised once, not once per line.
+    """
+
+    ANSWERS_MEMO = 4096
+
+    def __init__(self, *, log_allow: bool = False) -> None:
+        self.actions = FIREWALL_LOGGED | {"ALLOW"} if log_allow else FIREWALL_LOGGED
+        self.identity = ("", "", "")
+        self._head = ""
+        self.set_identity("", "", "")
+        self._second = -1
+        self._stamp = ""
+        self._answers: dict[int, tuple[object, str]] = {}
+
+    def set_identity(self, account_id: str, region: str, vpc_id: str) -> None:
+        self.identity = (account_id, region, vpc_id)
+        self._head = (
+            f'{{"version":"{VERSION}","account_id":{_dumps(account_id)},'
+            f'"region":{_dumps(region)},"vpc_id":{_dumps(vpc_id)},"query_timestamp":"'
+        )
+
+    def line(self, req: Request, resp: Response, wall_offset: float) -> str:
+        """One JSON object; ``wall_offset`` turns the monotonic receive time into UTC time."""
+        second = int(req.start + wall_offset)
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+        client = req.client
+        text = (
+            f'{self._head}{self._stamp}","query_name":{_dumps(req.qname)},'
+            f'"query_type":"{type_text(req.qtype)}","query_class":"{class_text(req.qclass)}",'
+            f'"rcode":"{rcode_name(resp.rcode)}","answers":{self._answers_json(resp)},'
+            f'"srcaddr":{_dumps(client[0])},"srcport":"{client[1]}",'
+            f'"transport":"{_TRANSPORTS.get(req.transport, req.transport.upper())}","srcids":{{}}'
+        )
+        decision = req.meta.get("firewall")
+        if decision is not None:
+            action = getattr(decision, "action", None)
+            if action in self.actions:
+                text += (
+                    f',"firewall_rule_action":{_dumps(action)},'
+                    f'"firewall_rule_group_id":{_dumps(str(getattr(decision, "group", "")))},'
+                    f'"firewall_domain_list_id":{_dumps(str(getattr(decision, "list", "")))}'
+                )
+        return text + "}"
+
+    def _answers_json(self, resp: Response) -> str:
+        info = resp.info
+        if info is None:
+            data = resp.wire
+            if not (data[6] | data[7]):  # no answer records: nothing to parse
+                return "[]"
+            info = resp.answer_info()
+        elif not info.ancount:
+            return "[]"
+        memo = self._answers
+        key = id(info)
+        hit = memo.get(key)
+        if hit is not None and hit[0] is info:  # the object is held, so its id is not reused
+            return hit[1]
+        text = _dumps(
+            [{"Rdata": r, "Type": t, "Class": c} for r, t, c in info.summary()],
+            separators=(",", ":"),
+        )
+        if len(memo) >= self.ANSWERS_MEMO:
+            memo.clear()
+        memo[key] = (info, text)
+        return text

@@ -1,0 +1,270 @@
+"""The query-log writer: a bounded queue filled on the query path, drained in batches.
+
+``Log.serve`` only appends ``(request, response, time)`` to :attr:`Sink.queue` when it holds
+fewer than ``limit`` records, or counts a drop: O(1), no formatting, no I/O. A writer task on
+the event loop wakes every :data:`FLUSH_INTERVAL`, formats what is queued in slices of
+:data:`SLICE` records (yielding to DNS between slices), and hands each slice's bytes to the
+output's writer thread, so a slow disk or a stalled stdout pipe blocks that thread, never the
+event loop. While a write is stuck the queue fills and further records are dropped and counted.
+
+Each output (``stdout``, ``stderr`` or a file path) has one daemon writer thread shared by every
+sink writing there, so the sinks of an old and a new configuration (during a reload) never
+interleave inside a line. Files are opened ``O_APPEND`` (mode 0640: query logs hold client
+addresses); :meth:`Sink.reopen` closes and reopens the path (after logrotate moved it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import queue
+import select
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from proxy.request import Request, Response
+
+from .formats import Record
+
+FLUSH_INTERVAL = 0.05  # seconds between writer wake-ups
+SLICE = 256  # records formatted per step before the loop serves DNS again
+DEFAULT_BUFFER = 65536  # records queued at most before drops
+WARN_EVERY = 10.0  # seconds between two warnings about drops or write errors
+STOP_TIMEOUT = 5.0  # how long stop() waits for the last lines to be written
+
+log = structlog.get_logger("dnsfw.log")
+
+# (request, response, monotonic end, wall-clock offset) -> line without newline, or None
+Render = Callable[[Request, Response, float, float], str | None]
+
+
+class _WriterThread:
+    """A daemon thread running blocking output calls one at a time, for one output."""
+
+    def __init__(self, label: str) -> None:
+        self.jobs: queue.SimpleQueue[tuple[Callable[..., Any], tuple, Any, Any]] = (
+            queue.SimpleQueue()
+        )
+        # daemon: a write stuck on a pipe nobody reads must not keep the process alive
+        thread = threading.Thread(target=self._run, name=f"dnsfw-log {label}", daemon=True)
+        thread.start()
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.jobs.put((fn, args, loop, future))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            fn, args, loop, future = self.jobs.get()
+            try:
+                result, error = fn(*args), None
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+                result, error = None, exc
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                loop.call_soon_threadsafe(_settle, future, result, error)
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
+_threads: dict[str, _WriterThread] = {}
+_live: set[Sink] = set()
+_retired: dict[str, list[int]] = {}  # output -> [dropped, written] of stopped sinks
+
+
+def _thread_for(output: str) -> _WriterThread:
+    thread = _threads.get(output)
+    if thread is None:
+        thread = _threads[output] = _WriterThread(output)
+    return thread
+
+
+def dropped_samples() -> list[tuple[tuple[str, ...], float]]:
+    """``dnsfw_log_dropped_total`` by output, over this process's life (reloads included)."""
+    return _samples(0)
+
+
+def written_samples() -> list[tuple[tuple[str, ...], float]]:
+    """``dnsfw_log_lines_total`` by output."""
+    return _samples(1)
+
+
+def _samples(index: int) -> list[tuple[tuple[str, ...], float]]:
+    totals = {output: counts[index] for output, counts in _retired.items()}
+    for sink in _live:
+        value = sink.dropped if index == 0 else sink.written
+        totals[sink.output] = totals.get(sink.output, 0) + value
+    return [((output,), n) for output, n in sorted(totals.items())]
+
+
+class Sink:
+    """The queue and writer of one ``log`` directive.
+
+    ``output`` is ``stdout``, ``stderr`` or an absolute file path. ``queue`` and ``limit``
+    are read by the query path directly; ``dropped`` is bumped there.
+    """
+
+    def __init__(self, output: str, render: Render, limit: int = DEFAULT_BUFFER) -> None:
+        self.output = output
+        self.render = render
+        self.limit = limit
+        self.queue: deque[Record] = deque()
+        self.dropped = 0  # records not written: queue full, or the write failed
+        self.written = 0  # lines written
+        self.failed = 0  # records that could not be formatted (a bug: logged)
+        self._fd = -1
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Future[None] | None = None
+        self._closing = False
+        self._warned_drops = 0
+        self._last_warning: dict[str, float] = {}
+
+    @property
+    def is_file(self) -> bool:
+        return self.output not in ("stdout", "stderr")
+
+    async def start(self) -> None:
+        """Open the output (raises OSError, e.g. for a file we may not write) and start writing."""
+        if self.is_file:
+            self._fd = await _thread_for(self.output).call(_open_append, self.output)
+        else:
+            self._fd = 1 if self.output == "stdout" else 2
+        _live.add(self)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"log {self.output}")
+
+    async def stop(self) -> None:
+        """Write everything queued (bounded by :data:`STOP_TIMEOUT`), then close the output."""
+        if self._task is None:
+            return
+        self._closing = True
+        self._kick()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), STOP_TIMEOUT)
+        except TimeoutError:
+            log.error(
+                "query_log_stop_timeout",
+                output=self.output,
+                unwritten=len(self.queue),
+                timeout=STOP_TIMEOUT,
+            )
+            self.dropped += len(self.queue)
+            self.queue.clear()
+        self._report_drops(force=True)
+        _live.discard(self)
+        counts = _retired.setdefault(self.output, [0, 0])
+        counts[0] += self.dropped
+        counts[1] += self.written
+        if self.is_file and self._fd >= 0 and self._task.done():
+            with contextlib.suppress(OSError):
+                await _thread_for(self.output).call(os.close, self._fd)
+        self._fd = -1
+
+    async def reopen(self) -> None:
+        """Reopen a file output by its path (lines written after this go to the new file).
+
+        Queued lines are written after the switch; lines already handed to the writer thread
+        go to the old file. Raises OSError when the path cannot be opened (the old file stays).
+        """
+        if self.is_file and self._fd >= 0:
+            await _thread_for(self.output).call(self._swap_fd)
+
+    def _swap_fd(self) -> None:  # in the writer thread, so no write is in progress
+        fd = _open_append(self.output)
+        old, self._fd = self._fd, fd
+        os.close(old)
+
+    # --- the writer task ---------------------------------------------------------------
+    def _kick(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._closing:
+            self._wake = loop.create_future()
+            timer = loop.call_later(FLUSH_INTERVAL, self._kick)
+            await self._wake
+            timer.cancel()
+            await self._flush()
+            self._report_drops()
+        await self._flush()
+
+    async def _flush(self) -> None:
+        pending = self.queue
+        render = self.render
+        thread = _thread_for(self.output)
+        while pending:
+            offset = time.time() - time.monotonic()
+            lines: list[str] = []
+            for _ in range(min(len(pending), SLICE)):
+                req, resp, end = pending.popleft()
+                try:
+                    line = render(req, resp, end, offset)
+                except Exception as exc:  # noqa: BLE001 - one bad record must not stop the log
+                    self.failed += 1
+                    self._warn("query_log_format_failed", error=repr(exc), total=self.failed)
+                    continue
+                if line is not None:
+                    lines.append(line)
+            if not lines:
+                continue
+            lines.append("")
+            data = "\n".join(lines).encode("utf-8", "backslashreplace")
+            count = len(lines) - 1
+            try:
+                await thread.call(self._write, data)
+            except OSError as err:
+                self.dropped += count
+                self._warn("query_log_write_failed", output=self.output, error=str(err))
+            else:
+                self.written += count
+
+    def _write(self, data: bytes) -> None:  # in the writer thread
+        fd = self._fd
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(fd, view) :]
+            except BlockingIOError:  # a non-blocking stdout: wait until it takes more
+                select.select([], [fd], [], 1.0)
+
+    def _report_drops(self, *, force: bool = False) -> None:
+        new = self.dropped - self._warned_drops
+        if new and (force or self._may_warn("drops")):
+            self._warned_drops = self.dropped
+            log.warning(
+                "query_log_dropped",
+                output=self.output,
+                dropped=new,
+                total=self.dropped,
+                buffer=self.limit,
+            )
+
+    def _warn(self, event: str, **fields: Any) -> None:
+        if self._may_warn(event):
+            log.warning(event, **fields)
+
+    def _may_warn(self, key: str) -> bool:
+        now = time.monotonic()
+        if now - self._last_warning.get(key, -WARN_EVERY) < WARN_EVERY:
+            return False
+        self._last_warning[key] = now
+        return True
+
+
+def _open_append(path: str) -> int:
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)

@@ -1,0 +1,457 @@
+"""The ``log`` plugin without sockets: Corefile validation, CoreDNS placeholders, response
+classes, and Route 53 JSON lines compared byte for byte with real Route 53 log lines."""
+
+from __future__ import annotations
+
+import calendar
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+import pytest
+
+import plugins
+from plugins import log as logplugin
+from plugins.log import formats
+from proxy import corefile
+from proxy.config import AppContext, BlockContext, SetupContext
+from proxy.corefile import CorefileError
+from proxy.request import Request, Response, parse
+from tests.conftest import run_cli
+
+
+def directive(body: str, tmp_path: Path | None = None) -> corefile.Directive:
+    filename = str(tmp_path / "Corefile") if tmp_path else "Corefile"
+    blocks = corefile.parse(f".:53 {{\n{body}\n}}\n", filename=filename, directives=plugins.ORDER)
+    return blocks[0].directives[0]
+
+
+def settings(body: str, tmp_path: Path | None = None) -> logplugin.Settings:
+    return logplugin.parse(directive(body, tmp_path))
+
+
+def error(body: str, tmp_path: Path | None = None) -> str:
+    with pytest.raises(CorefileError) as info:
+        settings(body, tmp_path)
+    return str(info.value)
+
+
+# --- arguments and options ----------------------------------------------------------------
+
+
+def test_defaults():
+    s = settings("log")
+    assert s.names == (".",)
+    assert s.format == formats.COMMON
+    assert s.classes == frozenset()
+    assert s.output == "stdout"
+    assert s.buffer == 65536
+    assert (s.account_id, s.region, s.vpc_id, s.identity_ec2, s.firewall_allow) == (
+        "",
+        "",
+        "",
+        False,
+        False,
+    )
+
+
+def test_one_argument_is_always_a_name():
+    assert settings("log {common}").names == ("{common}.",)
+    assert settings("log Example.ORG").names == ("example.org.",)
+
+
+def test_last_argument_with_brace_is_the_format():
+    s = settings('log a.example b.example. "{type} {name}"')
+    assert s.names == ("a.example.", "b.example.")
+    assert s.format == "{type} {name}"
+    s = settings("log a.example b.example")
+    assert s.names == ("a.example.", "b.example.")
+    assert s.format == formats.COMMON
+
+
+def test_classes_add_up_and_all_means_every_class():
+    s = settings("log {\n class denial\n class error success\n}")
+    assert s.classes == {"denial", "error", "success"}
+    assert settings("log {\n class denial all\n}").classes == frozenset()
+
+
+def test_block_options():
+    s = settings(
+        "log . {\n format route53\n output stderr\n buffer 10\n account_id 123456789012\n"
+        " region ap-northeast-1\n vpc_id vpc-0abc\n identity ec2\n firewall_allow\n}"
+    )
+    assert s.format == "route53"
+    assert s.output == "stderr"
+    assert s.buffer == 10
+    assert (s.account_id, s.region, s.vpc_id) == ("123456789012", "ap-northeast-1", "vpc-0abc")
+    assert s.identity_ec2 and s.firewall_allow
+    assert settings("log {\n format combined\n}").format == formats.COMBINED
+    assert settings('log {\n format "{name} {rcode}"\n}').format == "{name} {rcode}"
+
+
+def test_output_path_is_relative_to_the_corefile(tmp_path):
+    (tmp_path / "logs").mkdir()
+    s = settings("log {\n output logs/query.log\n}", tmp_path)
+    assert s.output == str(tmp_path / "logs" / "query.log")
+    assert settings(f"log {{\n output {tmp_path}/q.log\n}}").output == str(tmp_path / "q.log")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("log {\n class\n}", "Corefile:3 - Error during parsing: Wrong argument count or "
+         "unexpected line ending after 'class'"),
+        ("log {\n class denial bogus\n}", "Corefile:3 - Error during parsing: invalid Class: bogus"),
+        ("log {\n bogus 1\n}", "Corefile:3 - Error during parsing: unknown property 'bogus'"),
+        ("log {\n format\n}", "Corefile:3 - Error during parsing: Wrong argument count"),
+        ("log {\n format json\n}", "Corefile:3 - Error during parsing: unknown format 'json'"),
+        ('log a.example "{name}" {\n format common\n}', "Corefile:3 - Error during parsing: "
+         "format given twice"),
+        ("log {\n output stdout\n output stderr\n}", "Corefile:4 - Error during parsing: 'output' "
+         "given twice (first at line 3)"),
+        ("log {\n buffer 0\n}", "Corefile:3 - Error during parsing: buffer must be a number"),
+        ("log {\n buffer many\n}", "Corefile:3 - Error during parsing: buffer must be a number"),
+        ("log {\n account_id 1\n}", "Corefile:3 - Error during parsing: 'account_id' applies to "
+         "format route53 only"),
+        ("log {\n firewall_allow\n}", "Corefile:3 - Error during parsing: 'firewall_allow' applies"),
+        ("log {\n format route53\n identity aws\n}", "Corefile:4 - Error during parsing: unknown "
+         "identity source 'aws'"),
+        ("log {\n format route53\n firewall_allow yes\n}", "Corefile:4 - Error during parsing: "
+         "Wrong argument count"),
+        ("log {\n output /nonexistent-dir/q.log\n}", "Corefile:3 - Error during parsing: output "
+         "directory /nonexistent-dir does not exist"),
+        ("log {\n output /tmp\n}", "Corefile:3 - Error during parsing: output /tmp is a directory"),
+        ("log {\n class denial {\n }\n}", "Corefile:3 - Error during parsing: 'class' takes no block"),
+        ("log a..example", "Corefile:2 - Error during parsing: zone is not a valid domain name"),
+    ],
+)  # fmt: skip
+def test_errors_name_file_and_line(body, message):
+    assert error(body).startswith(message)
+
+
+def test_check_reports_plugin_file_and_line(tmp_path):
+    conf = tmp_path / "Corefile"
+    conf.write_text(".:1053 {\n    whoami\n    log {\n        class none\n    }\n}\n")
+    result = run_cli("check", "-conf", str(conf))
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"plugin/log: {conf}:4 - Error during parsing: invalid Class: none "
+        "(success, denial, error or all)"
+    )
+
+
+def test_setup_registers_metrics():
+    app = AppContext(conf_path="Corefile")
+    ctx = SetupContext(BlockContext(keys=(), file="Corefile", line=1), app)
+    plugin = logplugin.setup(directive("log"), ctx)
+    assert plugin.name == "log"
+    assert "dnsfw_log_dropped_total" in app.metrics.metrics
+    assert "dnsfw_log_lines_total" in app.metrics.metrics
+    assert "dnsfw_log_dropped_total" in app.metrics.render()
+
+
+# --- records for the formatters -----------------------------------------------------------
+
+
+def make_request(
+    name: str = "example.org.",
+    rdtype: str = "A",
+    *,
+    qid: int = 29008,
+    client: tuple = ("::1", 50759),
+    transport: str = "udp",
+    server: str = "dns://127.0.0.1:53",
+    edns: int | bool = 0,
+    payload: int = 4096,
+    want_dnssec: bool = False,
+) -> Request:
+    q = dns.message.make_query(
+        name, rdtype, use_edns=edns, payload=payload, want_dnssec=want_dnssec
+    )
+    q.id = qid
+    return parse(q.to_wire(), client, transport, server)
+
+
+def make_reply(
+    req: Request,
+    rcode: int = dns.rcode.NOERROR,
+    answers: tuple[str, ...] = (),
+    authority: tuple[str, ...] = (),
+    flags: str = "QR RD RA",
+) -> Response:
+    query = dns.message.from_wire(req.wire)
+    reply = dns.message.make_response(query)
+    reply.flags = dns.flags.from_text(flags)
+    reply.set_rcode(rcode)
+    for text in answers:
+        reply.answer.append(dns.rrset.from_text(*text.split(maxsplit=4)))
+    for text in authority:
+        reply.authority.append(dns.rrset.from_text(*text.split(maxsplit=4)))
+    return Response(reply.to_wire(), rcode, "upstream")
+
+
+def line(fmt: str, req: Request, resp: Response, duration: float = 0.037990251) -> str:
+    return formats.render_text(formats.compile_format(fmt), req, resp, req.start + duration)
+
+
+# --- CoreDNS formats ------------------------------------------------------------------------
+
+
+def test_common_format_as_coredns_prints_it():
+    # CoreDNS README: [::1]:50759 - 29008 "A IN example.org. udp 41 false 4096" NOERROR
+    # qr,rd,ra,ad 68 0.037990251s
+    req = make_request()
+    resp = make_reply(req, answers=("example.org. 300 IN A 93.184.216.34",), flags="QR RD RA AD")
+    text = line(formats.COMMON, req, resp)
+    size = len(req.wire)
+    assert text == (
+        f'[::1]:50759 - 29008 "A IN example.org. udp {size} false 4096" NOERROR qr,rd,ra,ad '
+        f"{len(resp.wire)} 0.037990251s"
+    )
+    assert line("{combined}", req, resp).endswith(' 0.037990251s "0"')
+
+
+def test_placeholders():
+    req = make_request(
+        "WWW.Example.ORG.", "MX", client=("192.0.2.1", 1234), transport="tcp", want_dnssec=True
+    )
+    resp = make_reply(req, dns.rcode.SERVFAIL, flags="QR AA TC RD RA CD")
+    fmt = "{remote}|{port}|{local}|{type}|{class}|{name}|{proto}|{>bufsize}|{>do}|{>id}|{>opcode}|{rcode}|{>rflags}"
+    assert line(fmt, req, resp) == (
+        "192.0.2.1|1234|127.0.0.1|MX|IN|www.example.org.|tcp|65535|true|29008|0|SERVFAIL|"
+        "qr,aa,tc,rd,ra,cd"
+    )
+    assert line("{>bufsize}", make_request(edns=False, client=("192.0.2.1", 1)), resp) == "512"
+    wildcard = make_request(server="dns://:53")
+    assert line("{local}", wildcard, resp) == "-"
+    v6 = make_request(server="dns://[::1]:53")
+    assert line("{local}", v6, resp) == "[::1]"
+    assert line("{type}", make_request(rdtype="TYPE65280"), resp) == "TYPE65280"
+    assert line("{rcode}", req, Response(resp.wire, 23, "local")) == "BADCOOKIE"
+    assert line("{rcode}", req, Response(resp.wire, 99, "local")) == "99"
+
+
+def test_unknown_and_odd_placeholders():
+    req = make_request()
+    resp = make_reply(req)
+    assert line("{foo} {>foo} {/nothing}", req, resp) == "- - -"
+    assert line("{ {type} }", req, resp) == "{ A }"
+    assert line("A } {type}", req, resp) == "A } A"
+    assert line("{name", req, resp) == "{name"
+    assert line("{common}", req, resp) == line(formats.COMMON, req, resp)
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str
+    group: str
+    rule: str
+    list: str
+
+
+def test_metadata_placeholders_read_annotations():
+    req = make_request()
+    resp = make_reply(req, dns.rcode.NXDOMAIN)
+    req.meta["firewall"] = Decision("BLOCK", "Scenario", "block-all", "All-Domains")
+    req.meta["geo/country"] = "JP"
+    req.meta["plain"] = {"key": "v"}
+    fmt = "{/firewall/action} {/firewall/group} {/firewall/rule} {/firewall/list} {/geo/country} {/plain/key} {/firewall/nope}"
+    assert line(fmt, req, resp) == "BLOCK Scenario block-all All-Domains JP v -"
+    assert line("{/log/class} {/log/type}", req, resp) == "denial NXDOMAIN"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.037990251, "0.037990251"), (1.0, "1"), (1.5e-05, "0.000015"), (2.0000000001, "2"),
+     (0.0001234567891, "0.000123457"), (0.0, "0")],
+)  # fmt: skip
+def test_duration_as_go_prints_it(seconds, text):
+    assert formats.go_seconds(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("rcode", "answers", "authority", "kind", "cls"),
+    [
+        (dns.rcode.NOERROR, ("x. 60 IN A 192.0.2.1",), (), "NOERROR", "success"),
+        (dns.rcode.NXDOMAIN, (), (". 60 IN SOA a. b. 1 2 3 4 5",), "NXDOMAIN", "denial"),
+        (dns.rcode.NXDOMAIN, (), (), "NXDOMAIN", "denial"),
+        (dns.rcode.NOERROR, (), (". 60 IN SOA a. b. 1 2 3 4 5",), "NODATA", "denial"),
+        (dns.rcode.NOERROR, (), (), "NODATA", "denial"),
+        (dns.rcode.NOERROR, (), ("example. 60 IN NS ns.example.",), "DELEGATION", "success"),
+        (dns.rcode.SERVFAIL, (), (), "OTHERERROR", "error"),
+        (dns.rcode.REFUSED, (), (), "OTHERERROR", "error"),
+        (dns.rcode.FORMERR, (), (), "OTHERERROR", "error"),
+    ],
+)
+def test_response_classes(rcode, answers, authority, kind, cls):
+    req = make_request()
+    resp = make_reply(req, rcode, answers, authority)
+    assert formats.response_type(resp) == kind
+    assert formats.response_class(resp) == cls
+
+
+def test_class_filter_in_the_renderer():
+    plugin = logplugin.Log(settings("log {\n class denial\n}"))
+    req = make_request()
+    assert plugin._render_text(req, make_reply(req, answers=("x. 1 IN A 192.0.2.1",)), 0, 0) is None
+    text = plugin._render_text(req, make_reply(req, dns.rcode.NXDOMAIN), req.start, 0)
+    assert text is not None and text.startswith('[INFO] [::1]:50759 - 29008 "A IN')
+    to_file = logplugin.Log(settings("log {\n output /tmp/x.log\n}"))
+    assert to_file._render_text(req, make_reply(req), req.start, 0).startswith("[::1]:50759 - ")
+
+
+def test_name_scopes():
+    plugin = logplugin.Log(settings("log example.org 10.0.0.0/8"))
+    assert plugin._takes(make_request("example.org.").qname_wire)
+    assert plugin._takes(make_request("a.b.EXAMPLE.org.").qname_wire)
+    assert plugin._takes(make_request("4.3.2.10.in-addr.arpa.", "PTR").qname_wire)
+    assert not plugin._takes(make_request("example.com.").qname_wire)
+    assert not plugin._takes(make_request("notexample.org.").qname_wire)
+    assert not plugin._takes(make_request(".", "NS").qname_wire)
+    assert logplugin.Log(settings("log"))._zones is None  # "." takes everything
+
+
+# --- Route 53 JSON --------------------------------------------------------------------------
+
+# Real Route 53 lines (docs/route53-dns-firewall.md §7.3), srcids emptied: dnsfw cannot know
+# the client's instance ID, so it always writes {} there.
+ROUTE53_CNAME = (
+    '{"version":"1.100000","account_id":"626345947581","region":"us-east-1","vpc_id":"vpc-01e31a7c",'
+    '"query_timestamp":"2021-12-11T22:48:33Z","query_name":"abcd.example.com.","query_type":"A",'
+    '"query_class":"IN","rcode":"NOERROR","answers":[{"Rdata":"test.example.com.","Type":"CNAME",'
+    '"Class":"IN"},{"Rdata":"1.128.3.4","Type":"A","Class":"IN"}],"srcaddr":"172.31.86.159",'
+    '"srcport":"52785","transport":"UDP","srcids":{}}'
+)
+ROUTE53_BLOCK = (
+    '{"version":"1.100000","account_id":"123456789012","region":"us-east-2",'
+    '"vpc_id":"vpc-xxxxxxxxxxxxxxxxx","query_timestamp":"2026-07-10T19:09:28Z",'
+    '"query_name":"www.example.com.","query_type":"A","query_class":"IN","rcode":"NOERROR",'
+    '"answers":[],"srcaddr":"10.0.16.116","srcport":"54089","transport":"UDP","srcids":{},'
+    '"firewall_rule_action":"BLOCK","firewall_rule_group_id":"rslvr-frg-xxxxxxxxxxxxxxxx",'
+    '"firewall_domain_list_id":"rslvr-fdl-xxxxxxxxxxxxxxxx"}'
+)
+ROUTE53_SERVFAIL = (
+    '{"version":"1.100000","account_id":"111111111","region":"us-west-2","vpc_id":"vpc-thevpc",'
+    '"query_timestamp":"2023-09-11T19:01:45Z","query_name":"preprod-dmz.example.com.",'
+    '"query_type":"A","query_class":"IN","rcode":"SERVFAIL","answers":[],"srcaddr":"10.100.51.140",'
+    '"srcport":"38214","transport":"UDP","srcids":{}}'
+)
+
+
+def offset_for(req: Request, stamp: str) -> float:
+    """The wall-clock offset that makes ``req`` arrive 0.4 s into ``stamp``."""
+    epoch = calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ"))
+    return epoch + 0.4 - req.start
+
+
+def route53(identity: tuple[str, str, str], *, allow: bool = False) -> formats.Route53Format:
+    fmt = formats.Route53Format(log_allow=allow)
+    fmt.set_identity(*identity)
+    return fmt
+
+
+def test_route53_cname_chain_line_is_byte_identical_to_route53():
+    fmt = route53(("626345947581", "us-east-1", "vpc-01e31a7c"))
+    req = make_request("abcd.example.com.", client=("172.31.86.159", 52785))
+    resp = make_reply(
+        req,
+        answers=(
+            "abcd.example.com. 60 IN CNAME test.example.com.",
+            "test.example.com. 60 IN A 1.128.3.4",
+        ),
+    )
+    resp.info = resp.answer_info()  # as forward computes it once per upstream answer
+    assert fmt.line(req, resp, offset_for(req, "2021-12-11T22:48:33Z")) == ROUTE53_CNAME
+    assert list(json.loads(ROUTE53_CNAME)) == [
+        "version", "account_id", "region", "vpc_id", "query_timestamp", "query_name",
+        "query_type", "query_class", "rcode", "answers", "srcaddr", "srcport", "transport",
+        "srcids",
+    ]  # fmt: skip
+
+
+def test_route53_block_line_is_byte_identical_to_route53():
+    fmt = route53(("123456789012", "us-east-2", "vpc-xxxxxxxxxxxxxxxxx"))
+    req = make_request("www.example.com.", client=("10.0.16.116", 54089))
+    req.meta["firewall"] = Decision(
+        "BLOCK", "rslvr-frg-xxxxxxxxxxxxxxxx", "block-all", "rslvr-fdl-xxxxxxxxxxxxxxxx"
+    )
+    resp = make_reply(req)  # NODATA built locally: no AnswerInfo yet
+    assert fmt.line(req, resp, offset_for(req, "2026-07-10T19:09:28Z")) == ROUTE53_BLOCK
+    assert resp.info is None  # an empty answer is never parsed
+
+
+def test_route53_servfail_line_is_byte_identical_to_route53():
+    fmt = route53(("111111111", "us-west-2", "vpc-thevpc"))
+    req = make_request("preprod-dmz.example.com.", client=("10.100.51.140", 38214))
+    resp = make_reply(req, dns.rcode.SERVFAIL)
+    assert fmt.line(req, resp, offset_for(req, "2023-09-11T19:01:45Z")) == ROUTE53_SERVFAIL
+
+
+def test_route53_firewall_fields_only_for_alert_and_block_unless_allow_is_asked():
+    req = make_request("gmail.com.", "MX", client=("10.0.0.150", 41000), transport="tcp")
+    resp = make_reply(req, answers=("gmail.com. 300 IN MX 5 gmail-smtp-in.l.google.com.",))
+    allow = Decision("ALLOW", "Scenario", "allow-google", "Google")
+    req.meta["firewall"] = allow
+    plain = json.loads(route53(("1", "r", "v")).line(req, resp, 0.0))
+    assert "firewall_rule_action" not in plain
+    assert plain["transport"] == "TCP" and plain["query_type"] == "MX"
+    assert plain["answers"] == [
+        {"Rdata": "5 gmail-smtp-in.l.google.com.", "Type": "MX", "Class": "IN"}
+    ]
+    logged = json.loads(route53(("1", "r", "v"), allow=True).line(req, resp, 0.0))
+    assert list(logged)[-3:] == [
+        "firewall_rule_action",
+        "firewall_rule_group_id",
+        "firewall_domain_list_id",
+    ]
+    assert (logged["firewall_rule_action"], logged["firewall_rule_group_id"]) == (
+        "ALLOW",
+        "Scenario",
+    )
+    req.meta["firewall"] = Decision("ALERT", "Trial", "alert-rest", "All-Domains")
+    alert = json.loads(route53(("1", "r", "v")).line(req, resp, 0.0))
+    assert alert["firewall_rule_action"] == "ALERT"
+    assert alert["firewall_domain_list_id"] == "All-Domains"
+
+
+def test_route53_escapes_and_types():
+    fmt = route53(('acct"1', "r", "v"))
+    req = make_request('we\\"ird.example.', "TYPE65280", client=("2001:db8::1", 5))
+    resp = make_reply(req, answers=('we\\"ird.example. 60 IN TXT "caf\\195\\169" "a\\"b"',))
+    text = fmt.line(req, resp, 0.0)
+    assert text.isascii()
+    obj = json.loads(text)
+    assert obj["account_id"] == 'acct"1'
+    assert obj["query_name"] == 'we\\"ird.example.'
+    assert obj["query_type"] == "TYPE65280"
+    assert obj["srcaddr"] == "2001:db8::1"
+    assert obj["answers"][0]["Type"] == "TXT"
+    assert json.dumps(obj, separators=(",", ":")) == text  # json.dumps layout, ASCII escapes
+
+
+def test_route53_answers_are_serialised_once_per_answer_info(monkeypatch):
+    from proxy import wire
+
+    calls = []
+    original = wire._summarise
+
+    def counting(data: bytes):
+        calls.append(1)
+        return original(data)
+
+    monkeypatch.setattr(wire, "_summarise", counting)
+    fmt = route53(("1", "r", "v"))
+    req = make_request("abcd.example.com.")
+    resp = make_reply(req, answers=("abcd.example.com. 60 IN A 192.0.2.1",))
+    info = resp.answer_info()
+    hit = Response(resp.wire, 0, "cache", info)  # a cache hit shares the AnswerInfo
+    first = fmt.line(req, resp, 0.0)
+    assert fmt.line(req, hit, 0.0) == first
+    assert fmt.line(req, hit, 0.0) == first
+    assert len(calls) == 1
