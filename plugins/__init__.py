@@ -96,3 +96,10 @@ IMPLEMENTED: dict[str, str] = {
     "timeouts": "plugins.timeouts",
     "whoami": "plugins.whoami",
 }
+
+# Subcommands of the `dnsfw` CLI that plugins provide: name -> module with
+# ``main(argv: list[str]) -> int`` (its own argparse, usage in its docstring).
+COMMANDS: dict[str, str] = {
+    "audit": "plugins.firewall.audit",
+    "explain": "plugins.firewall.explain",
+}

@@ -4,6 +4,7 @@
     dnsfw check [-conf FILE] [-dns.port N]      parse and set up everything, open no socket
     dnsfw -plugins                               the directives dnsfw knows, in chain order
     dnsfw --version
+    dnsfw COMMAND ...                            a plugin's command (plugins.COMMANDS: explain, audit)
 
 Flags take one dash as in CoreDNS (``-conf``) or two (``--conf``). Without ``-conf``,
 ``./Corefile`` is read; without that file, the built-in ``.:PORT { whoami }``.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
 import signal
@@ -102,6 +104,10 @@ def _conf_path(conf: str | None, dns_port: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in registry.COMMANDS:
+        configure_logging(quiet=True)
+        return importlib.import_module(registry.COMMANDS[argv[0]]).main(argv[1:])
     args = _parser().parse_args(argv)
     if args.version:
         print(f"dnsfw-{__version__}")
@@ -159,9 +165,9 @@ async def _serve(config: Config, path: str, args: argparse.Namespace) -> int:
     async def reload() -> None:
         async with reloading:
             try:
-                new = load(path, dns_port=args.dns_port)
+                new = load(path, dns_port=args.dns_port, reloading=True)
                 await server.reload(new)
-            except (CorefileError, OSError) as err:
+            except Exception as err:  # noqa: BLE001 - any failure keeps the old configuration
                 log.error("reload_failed", error=str(err))
                 return
             log.info("reloaded", conf=path)

@@ -32,6 +32,7 @@ class AppContext:
     conf_path: str
     dns_port: int = 53
     checking: bool = False  # under `dnsfw check`: set up, but no I/O that changes anything
+    reloading: bool = False  # set up to replace a running configuration (start hooks may wait)
     metrics: Registry = field(default_factory=Registry)
     # named interfaces that plugins offer to the admin API (e.g. the firewall's lists)
     services: dict[str, Any] = field(default_factory=dict)
@@ -122,10 +123,13 @@ class Config:
     app: AppContext
 
 
-def load(path: str, *, dns_port: int = 53, checking: bool = False) -> Config:
+def load(
+    path: str, *, dns_port: int = 53, checking: bool = False, reloading: bool = False
+) -> Config:
     """Parse ``path`` and set up every block. Raises CorefileError with file and line."""
     blocks = parse_file(path, directives=registry.ORDER, dns_port=dns_port)
-    return build(blocks, AppContext(conf_path=path, dns_port=dns_port, checking=checking))
+    app = AppContext(conf_path=path, dns_port=dns_port, checking=checking, reloading=reloading)
+    return build(blocks, app)
 
 
 def build(blocks: list[ServerBlock], app: AppContext) -> Config:

@@ -1,0 +1,130 @@
+"""firewall - Route 53 Resolver DNS Firewall: domain lists, prioritised rules, block answers.
+
+Syntax::
+
+    firewall [ZONES...] {
+        list NAME file PATH [format FORMAT]
+        list NAME url URL [refresh DURATION] [format FORMAT]
+        list NAME domains ENTRY...
+        group NAME PRIORITY {
+            clients CIDR...
+            rule NAME PRIORITY ALLOW|ALERT|BLOCK LIST [qtype TYPE] [redirection inspect|trust] [response nodata|nxdomain|override TARGET] [ttl SECONDS]
+        }
+        block_ttl SECONDS
+        fail open|closed
+        ede on|off
+        bypass_signals on|off
+    }
+
+Once per server block; ZONES (default: the block's zones) limit the names it filters.
+
+**Lists.** ``file`` (a path relative to the Corefile's directory, or absolute), ``url``
+(http/https, refreshed every ``refresh``, default 4h, with a conditional GET; the last good
+copy is kept on disk for restarts without network) or ``domains`` (entries inline). FORMAT is
+``route53`` (default: ``example.com`` only that name, ``*.example.com`` every name strictly
+below it, ``*`` every name; case-insensitive, trailing dot optional, ``_`` allowed, IDN
+converted to punycode), ``hosts`` (``0.0.0.0 name`` lines, exact names) or ``adblock``
+(``||name^`` = the name and everything below; other rules skipped and counted). See
+``lists.py`` for the details. A bad line is an error with file and line; file and url lists
+load in the background at start (the plugin is not ready until they are) and a failed
+refresh keeps the old list serving. A list is swapped whole: no query sees half a list.
+
+**Evaluation** (Route 53's): groups by ascending PRIORITY, the rules of a group by ascending
+PRIORITY (both unique; names are letters, digits, ``-``, ``_``). A group with ``clients``
+applies only to queries from those networks. The first rule whose list matches the query
+name, and whose ``qtype`` (a type mnemonic or ``TYPEn``), if set, equals the query's type,
+decides: ALLOW, ALERT and BLOCK all end the walk. No match: the query resolves normally.
+A list may be used by several rules of a group only with different qtypes.
+
+**BLOCK answers.** ``response nodata`` (default): NOERROR with an empty answer;
+``response nxdomain``: NXDOMAIN; both carry a synthesised SOA (``dnsfw.invalid.``) in the
+authority section whose TTL and MINIMUM are ``block_ttl`` (default 60 s), so resolvers
+cache the denial that long. ``response override TARGET``: with a domain TARGET, the answer is
+``QNAME CNAME TARGET`` (TTL ``ttl``, 0-604800, default 0) followed by TARGET's own records,
+resolved through the rest of the chain; with an IPv4/IPv6 TARGET (a sinkhole), A/AAAA
+queries of that family get that address (TTL ``ttl``) and other types NODATA. With
+``ede on`` (default) every blocked answer to an EDNS client carries an RFC 8914 Extended DNS
+Error (15, Blocked) naming the rule, group and list.
+
+**ALERT** answers normally; like BLOCK and ALLOW it records its decision in
+``req.meta["firewall"]`` (a :class:`~.policy.Decision`: ``action``, ``group``, ``rule``,
+``list``) for the query log.
+
+**Redirection.** With ``redirection inspect`` (default) every CNAME/DNAME target in the
+answer is evaluated too, from the top of the order; if one evaluates to BLOCK, the client
+gets that rule's block answer for its original question, attributed to that rule (the
+decision's ``name`` is the target, ``via_chain`` True); an ALERT on a target is recorded if
+the query itself had no decision. A rule with ``redirection trust`` that matches the query
+name (or a target) ends inspection: the rest of the chain is trusted.
+
+**Failure.** ``fail closed`` (default, as Route 53): while a list a rule needs is not loaded,
+the answer is SERVFAIL; ``fail open``: the query resolves unfiltered. Both are counted and
+logged.
+
+**Bypass signals.** ``bypass_signals on`` answers the signals by which clients discover or
+decide to use encrypted DNS that would bypass dnsfw: ``use-application-dns.net`` gets
+NXDOMAIN (Firefox then keeps its built-in DoH off) and ``_dns.resolver.arpa`` NODATA (no
+Discovery of Designated Resolvers, RFC 9462). dnsfw ships ``data/doh-dot-endpoints.txt``, a
+list of public DoH/DoT endpoint names to use in a BLOCK rule.
+
+**Metrics.** ``dnsfw_firewall_rule_matches_total{group,rule,list,action}``,
+``dnsfw_firewall_list_entries{list}``, ``dnsfw_firewall_list_load_timestamp_seconds{list}``,
+``dnsfw_firewall_list_load_failures_total{list}``, ``dnsfw_firewall_failures_total{mode}``.
+
+Example (the Gmail-only allowlist of the Route 53 field report)::
+
+    firewall {
+        list google   domains gmail.com *.google.com
+        list aws      domains *.amazonaws.com *.amazon.pool.ntp.org
+        list internal file lists/internal.txt
+        list all      domains *
+        group egress 101 {
+            rule allow-google   100 ALLOW google   redirection trust
+            rule allow-aws      110 ALLOW aws      redirection trust
+            rule allow-internal 120 ALLOW internal
+            rule block-rest     900 BLOCK all      response nodata
+        }
+    }
+
+``dnsfw explain -conf FILE NAME [TYPE] [--client IP]`` prints the walk for one query.
+"""
+
+from __future__ import annotations
+
+from proxy.config import SetupContext, load
+from proxy.corefile import CorefileError, Directive
+
+from .config import parse
+from .lists import ListError
+from .plugin import Firewall
+
+ONCE = True
+
+__all__ = ["Firewall", "load_offline", "setup"]
+
+
+def setup(directive: Directive, ctx: SetupContext) -> Firewall:
+    spec = parse(directive, ctx)
+    firewall = Firewall(spec, ctx.app.metrics, reloading=ctx.app.reloading)
+    if ctx.app.checking:
+        # `dnsfw check` / `explain`: read file lists now, so bad lines are reported with file:line
+        for slot in firewall.slots.values():
+            try:
+                slot.load_now()
+            except ListError as err:
+                first = err.errors[0] if err.errors else None
+                raise CorefileError(
+                    first.file if first else directive.file,
+                    first.line if first else directive.line,
+                    str(err),
+                ) from None
+            except OSError as err:
+                raise directive.error(f"cannot read list '{slot.spec.name}': {err}") from None
+    ctx.app.services.setdefault("firewall", []).append(firewall)
+    return firewall
+
+
+def load_offline(conf_path: str) -> list[Firewall]:
+    """Every firewall of a Corefile with its lists loaded, without serving (explain, audit)."""
+    config = load(conf_path, checking=True)
+    return list(config.app.services.get("firewall", []))

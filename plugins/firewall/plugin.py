@@ -1,0 +1,341 @@
+"""The firewall stage: decides on the query name, builds block answers, inspects CNAME chains."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import random
+import struct
+import time
+from collections.abc import Sequence
+
+import dns.exception
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import structlog
+
+from proxy import wire
+from proxy.metrics import Registry
+from proxy.pipeline import Handler
+from proxy.request import Request, Response
+
+from .config import FirewallSpec
+from .lists import to_wire, wire_suffixes
+from .policy import ALERT, ALLOW, BLOCK, Decision, NotLoaded, Policy, Rule
+from .sources import ListEditError, ListSlot, ListStatus
+
+log = structlog.get_logger("dnsfw.firewall")
+
+SOA_MNAME = to_wire("dnsfw.invalid")
+SOA_RNAME = to_wire("hostmaster.dnsfw.invalid")
+EDE_BLOCKED = 15
+EDE_NOT_READY = 14
+BYPASS_NXDOMAIN = to_wire("use-application-dns.net")
+BYPASS_NODATA = to_wire("_dns.resolver.arpa")
+
+
+class Firewall:
+    name = "firewall"
+
+    def __init__(self, spec: FirewallSpec, metrics: Registry, *, reloading: bool = False) -> None:
+        self.spec = spec
+        self.reloading = reloading
+        self.slots = {s.name: ListSlot(s) for s in spec.lists}
+        slots = self.slots
+        self.policy = Policy(spec.groups, lambda name: slots[name].current)
+        self.all_zones = "." in spec.zones
+        self.zones = frozenset(to_wire(z.rstrip(".")) if z != "." else b"\x00" for z in spec.zones)
+        self.soa = wire.rr(
+            wire.QNAME_PTR,
+            wire.TYPE_SOA,
+            spec.block_ttl,
+            SOA_MNAME + SOA_RNAME + struct.pack("!IIIII", 1, 3600, 600, 86400, spec.block_ttl),
+        )
+        # per-rule EDE option and match counter, computed once
+        self.ede = {
+            rule: wire.ede_option(
+                EDE_BLOCKED,
+                f"blocked by dnsfw rule '{rule.name}' (group '{rule.group}', list '{rule.list}')",
+            )
+            if spec.ede
+            else b""
+            for rule, _ in self.policy.walk
+        }
+        self.matches = dict.fromkeys(self.ede, 0)
+        self.fail_counts = {"open": 0, "closed": 0}
+        self.tasks: list[asyncio.Task] = []
+        self._last_fail_log = 0.0
+        self._register_metrics(metrics)
+
+    # --- the query path -----------------------------------------------------------------
+    async def serve(self, req: Request, next: Handler) -> Response:
+        suffixes = wire_suffixes(req.qname_wire)
+        if not self.all_zones and not any(s in self.zones for s in suffixes):
+            return await next(req)
+        if self.spec.bypass_signals:
+            signal = self._bypass_signal(req)
+            if signal is not None:
+                return signal
+        try:
+            rule = self.policy.evaluate(suffixes, req.qtype, req.client[0])
+        except NotLoaded as err:
+            return await self._failed(req, next, err)
+        if rule is not None:
+            self.matches[rule] += 1
+            req.meta["firewall"] = rule.decision
+            if rule.action == BLOCK:
+                return await self.block(req, rule, next)
+            if rule.trust:
+                return await next(req)
+        resp = await next(req)
+        if self.policy.inspects and resp.rcode == wire.NOERROR:
+            return await self._inspect_chain(req, resp, next, rule)
+        return resp
+
+    async def _inspect_chain(
+        self, req: Request, resp: Response, next: Handler, decided: Rule | None
+    ) -> Response:
+        info = resp.answer_info()
+        for target in info.chain:
+            try:
+                rule = self.policy.evaluate(wire_suffixes(target), req.qtype, req.client[0])
+            except NotLoaded as err:
+                return await self._failed(req, next, err)
+            if rule is None:
+                continue
+            self.matches[rule] += 1
+            if rule.action == BLOCK:
+                req.meta["firewall"] = Decision(
+                    BLOCK, rule.group, rule.name, rule.list, wire.name_to_text(target), True
+                )
+                return await self.block(req, rule, next)
+            if rule.action == ALERT and decided is None:
+                req.meta["firewall"] = Decision(
+                    ALERT, rule.group, rule.name, rule.list, wire.name_to_text(target), True
+                )
+                decided = rule
+            if rule.trust:
+                break
+        return resp
+
+    async def _failed(self, req: Request, next: Handler, err: NotLoaded) -> Response:
+        mode = "open" if self.spec.fail_open else "closed"
+        self.fail_counts[mode] += 1
+        now = time.monotonic()
+        if now - self._last_fail_log >= 5.0:
+            self._last_fail_log = now
+            log.warning(
+                "firewall_cannot_evaluate",
+                mode=f"fail {mode}",
+                error=str(err),
+                total=self.fail_counts[mode],
+            )
+        if self.spec.fail_open:
+            return await next(req)
+        options = wire.ede_option(EDE_NOT_READY, str(err)) if self.spec.ede else b""
+        return req.reply(
+            wire.SERVFAIL, options=options, source="firewall", error=f"plugin/firewall: {err}"
+        )
+
+    def _bypass_signal(self, req: Request) -> Response | None:
+        if req.qname_wire == BYPASS_NXDOMAIN:
+            return req.reply(wire.NXDOMAIN, authority=(self.soa,), source="firewall")
+        if req.qname_wire == BYPASS_NODATA:
+            return req.reply(wire.NOERROR, authority=(self.soa,), source="firewall")
+        return None
+
+    # --- block answers ---------------------------------------------------------------
+    async def block(self, req: Request, rule: Rule, next: Handler) -> Response:
+        response = rule.response
+        options = self.ede[rule]
+        if response.kind == "nxdomain":
+            return req.reply(
+                wire.NXDOMAIN, authority=(self.soa,), options=options, source="firewall"
+            )
+        if response.kind == "override":
+            if response.target_ip is not None:
+                return self._sinkhole(req, rule, options)
+            return await self._override_cname(req, rule, next, options)
+        return req.reply(wire.NOERROR, authority=(self.soa,), options=options, source="firewall")
+
+    def _sinkhole(self, req: Request, rule: Rule, options: bytes) -> Response:
+        address = ipaddress.ip_address(rule.response.target_ip)
+        wanted = wire.TYPE_A if address.version == 4 else wire.TYPE_AAAA
+        if req.qtype != wanted:
+            return req.reply(
+                wire.NOERROR, authority=(self.soa,), options=options, source="firewall"
+            )
+        answer = wire.rr(wire.QNAME_PTR, wanted, rule.response.ttl, address.packed)
+        return req.reply(wire.NOERROR, answer=(answer,), options=options, source="firewall")
+
+    async def _override_cname(
+        self, req: Request, rule: Rule, next: Handler, options: bytes
+    ) -> Response:
+        """``QNAME CNAME TARGET`` plus TARGET's records, resolved through the rest of the chain."""
+        target = rule.response.target_wire
+        assert target is not None
+        cname = wire.rr(wire.QNAME_PTR, wire.TYPE_CNAME, rule.response.ttl, target)
+        if req.qtype == wire.TYPE_CNAME:
+            return req.reply(wire.NOERROR, answer=(cname,), options=options, source="firewall")
+        sub = _subquery(req, target)
+        resolved = await next(sub)
+        extra: tuple[bytes, ...] = ()
+        rcode = resolved.rcode
+        with contextlib.suppress(dns.exception.DNSException, ValueError):
+            # a rare path: dnspython re-renders the target's records without compression pointers
+            msg = dns.message.from_wire(resolved.wire, ignore_trailing=True)
+            extra = tuple(record for rrset in msg.answer for record in _render(rrset))
+        if rcode not in (wire.NOERROR, wire.NXDOMAIN):
+            rcode = wire.NOERROR  # the CNAME is still an answer
+        return req.reply(rcode, answer=(cname, *extra), options=options, source="firewall")
+
+    # --- lifecycle and readiness ------------------------------------------------------
+    async def start(self) -> None:
+        pending = [slot for slot in self.slots.values() if slot.current is None]
+        if self.reloading:
+            # a reload swaps in only a configuration whose lists are loaded
+            await asyncio.gather(*(slot.load() for slot in pending))
+        else:
+            for slot in pending:
+                self.tasks.append(asyncio.ensure_future(self._load_quietly(slot)))
+        for slot in self.slots.values():
+            if slot.spec.kind == "url":
+                self.tasks.append(asyncio.ensure_future(self._refresh_loop(slot)))
+
+    async def _load_quietly(self, slot: ListSlot) -> None:
+        with contextlib.suppress(Exception):  # logged by the slot; fail mode applies meanwhile
+            await slot.load()
+
+    async def _refresh_loop(self, slot: ListSlot) -> None:
+        while True:
+            # a little jitter so lists sharing a server do not all refresh at once
+            await asyncio.sleep(slot.spec.refresh * random.uniform(0.9, 1.1))
+            await self._load_quietly(slot)
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.tasks.clear()
+
+    def ready(self) -> bool:
+        return all(slot.current is not None for slot in self.slots.values())
+
+    # --- the admin interface (used by the admin API) -----------------------------------
+    def lists(self) -> list[ListStatus]:
+        return [slot.describe() for slot in self.slots.values()]
+
+    def entries(self, name: str, offset: int = 0, limit: int = 1000) -> list[str]:
+        content = self._slot(name).current
+        if content is None:
+            return []
+        out: list[str] = []
+        for i, entry in enumerate(content.entries()):
+            if i >= offset + limit:
+                break
+            if i >= offset:
+                out.append(entry)
+        return out
+
+    async def edit(self, name: str, operation: str, domains: Sequence[str]) -> int:
+        return await self._slot(name).edit(operation, domains)
+
+    async def refresh(self, name: str) -> ListStatus:
+        slot = self._slot(name)
+        if slot.spec.kind == "domains":
+            raise ListEditError(f"list '{name}' is inline in the Corefile: nothing to re-read", 409)
+        try:
+            await slot.load()
+        except Exception as err:  # noqa: BLE001 - reported to the caller; the old list keeps serving
+            raise ListEditError(f"refresh of list '{name}' failed: {err}", 502) from None
+        return slot.describe()
+
+    def _slot(self, name: str) -> ListSlot:
+        slot = self.slots.get(name)
+        if slot is None:
+            raise ListEditError(f"no domain list named '{name}'", 404)
+        return slot
+
+    def decide(self, name: str, qtype: int, client_ip: str) -> Rule | None:
+        """The deciding rule for a query name (text), as the query path would decide it."""
+        return self.policy.evaluate(
+            wire_suffixes(to_wire(name.rstrip(".") or ".")), qtype, client_ip
+        )
+
+    def _register_metrics(self, metrics: Registry) -> None:
+        metrics.gauge_func(
+            "dnsfw_firewall_rule_matches_total",
+            "Queries (or CNAME targets) a firewall rule matched, by rule.",
+            ("group", "rule", "list", "action"),
+            lambda: [((r.group, r.name, r.list, r.action), n) for r, n in self.matches.items()],
+            kind="counter",
+        )
+        metrics.gauge_func(
+            "dnsfw_firewall_list_entries",
+            "Entries of each domain list as loaded now.",
+            ("list",),
+            lambda: [((s.name,), s.entries) for s in self.lists()],
+        )
+        metrics.gauge_func(
+            "dnsfw_firewall_list_load_timestamp_seconds",
+            "When each domain list was last loaded (Unix time).",
+            ("list",),
+            lambda: [((s.name,), s.loaded_at or 0) for s in self.lists()],
+        )
+        metrics.gauge_func(
+            "dnsfw_firewall_list_load_failures_total",
+            "Failed loads or refreshes of each domain list.",
+            ("list",),
+            lambda: [((s.name,), s.failures) for s in self.lists()],
+            kind="counter",
+        )
+        metrics.gauge_func(
+            "dnsfw_firewall_failures_total",
+            "Queries the firewall could not evaluate (a list not loaded), by fail mode.",
+            ("mode",),
+            lambda: [((mode,), n) for mode, n in self.fail_counts.items()],
+            kind="counter",
+        )
+
+
+def _subquery(req: Request, target: bytes) -> Request:
+    """A query for TARGET with the client's type, EDNS and addressing (for override CNAMEs)."""
+    header = struct.pack(
+        "!HHHHHH",
+        random.getrandbits(16),
+        wire.RD | (req.flags & wire.CD),
+        1,
+        0,
+        1 if req.edns else 0,
+        0,
+    )
+    question = target + struct.pack("!HH", req.qtype, req.qclass)
+    opt = wire.opt_record(req.udp_size, req.do) if req.edns else b""
+    data = header + question + opt
+    return Request(
+        data,
+        target,
+        req.qtype,
+        req.qclass,
+        12 + len(question),
+        req.edns,
+        req.udp_size,
+        req.do,
+        req.client,
+        req.transport,
+        req.server,
+    )
+
+
+def _render(rrset) -> list[bytes]:
+    name = rrset.name.to_wire()
+    return [
+        wire.rr(name, rrset.rdtype, rrset.ttl, rdata.to_wire(), rrset.rdclass) for rdata in rrset
+    ]
+
+
+__all__ = ["ALLOW", "ALERT", "BLOCK", "Firewall"]

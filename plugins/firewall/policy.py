@@ -1,0 +1,185 @@
+"""Rule groups, rules and their evaluation: Route 53 DNS Firewall's walk, as plain data.
+
+Groups are walked by ascending priority, the rules of a group by ascending priority; a group
+with ``clients`` applies only to queries from those networks. The first rule whose list
+matches the name (and whose ``qtype``, if set, equals the query type) decides, whatever its
+action: ALLOW, ALERT and BLOCK all end the walk. No match: the query resolves normally.
+
+The same :class:`Policy` serves the plugin's hot path, ``dnsfw explain`` and ``dnsfw audit``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+ALLOW = "ALLOW"
+ALERT = "ALERT"
+BLOCK = "BLOCK"
+ACTIONS = (ALLOW, ALERT, BLOCK)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the firewall decided for a query, as the query log and stats read it.
+
+    ``name`` is the name that matched: the query name, or a CNAME/DNAME target in the answer
+    (then ``via_chain`` is True).
+    """
+
+    action: str
+    group: str
+    rule: str
+    list: str
+    name: str = ""
+    via_chain: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BlockResponse:
+    kind: str = "nodata"  # nodata | nxdomain | override
+    target_name: str | None = None  # override with a domain: presentation form, trailing dot
+    target_wire: bytes | None = None
+    target_ip: str | None = None  # override with an address (sinkhole)
+    ttl: int = 0  # of the override answer
+
+
+@dataclass(frozen=True, slots=True, eq=False)  # identity hash: rules key per-rule counters
+class Rule:
+    name: str
+    priority: int
+    action: str
+    list: str
+    group: str
+    qtype: int | None = None
+    trust: bool = False  # redirection trust: a match ends CNAME/DNAME inspection
+    response: BlockResponse = field(default_factory=BlockResponse)
+    decision: Decision = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # built once, shared by every query this rule decides (no allocation per query)
+        object.__setattr__(
+            self, "decision", Decision(self.action, self.group, self.name, self.list)
+        )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Group:
+    name: str
+    priority: int
+    rules: tuple[Rule, ...]
+    clients: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+
+class NotLoaded(Exception):
+    """A list a rule needs has no content yet (or failed to load): the fail mode decides."""
+
+    def __init__(self, list_name: str) -> None:
+        super().__init__(f"domain list '{list_name}' is not loaded")
+        self.list_name = list_name
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One rule considered by :meth:`Policy.explain`."""
+
+    group: str
+    rule: str
+    list: str
+    action: str
+    outcome: str  # "match", "no match", "skipped: ..."
+
+
+class ClientSet:
+    """Networks of a group's ``clients``, matched without ipaddress objects per query."""
+
+    __slots__ = ("v4", "v6")
+
+    def __init__(self, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> None:
+        self.v4 = [(int(n.network_address), int(n.netmask)) for n in networks if n.version == 4]
+        self.v6 = [(int(n.network_address), int(n.netmask)) for n in networks if n.version == 6]
+
+    def contains(self, client_ip: str) -> bool:
+        try:
+            if ":" in client_ip:
+                host = client_ip.split("%", 1)[0]
+                value = int.from_bytes(socket.inet_pton(socket.AF_INET6, host), "big")
+                if value >> 32 == 0xFFFF:  # IPv4-mapped: match the IPv4 networks
+                    return self._in(self.v4, value & 0xFFFFFFFF)
+                return self._in(self.v6, value)
+            return self._in(self.v4, int.from_bytes(socket.inet_aton(client_ip), "big"))
+        except OSError:
+            return False
+
+    @staticmethod
+    def _in(networks: list[tuple[int, int]], value: int) -> bool:
+        return any(value & mask == net for net, mask in networks)
+
+
+class Policy:
+    """The ordered rules of one firewall, evaluated against the lists of a registry.
+
+    ``lookup(list_name)`` returns the list's current content (an object with
+    ``match_suffixes(suffixes)``) or None when it is not loaded.
+    """
+
+    def __init__(self, groups: Sequence[Group], lookup: Callable[[str], object | None]) -> None:
+        self.groups = tuple(sorted(groups, key=lambda g: g.priority))
+        self.lookup = lookup
+        # flattened walk: (rule, client set or None), in evaluation order
+        self.walk = tuple(
+            (rule, ClientSet(group.clients) if group.clients else None)
+            for group in self.groups
+            for rule in sorted(group.rules, key=lambda r: r.priority)
+        )
+        self.has_clients = any(g.clients for g in self.groups)
+        # CNAME/DNAME targets need inspecting only if some rule could block or alert on them
+        self.inspects = any(r.action != ALLOW for r, _ in self.walk)
+
+    def evaluate(self, suffixes: Sequence[bytes], qtype: int, client_ip: str) -> Rule | None:
+        """The deciding rule for a name (given as its wire suffixes), or None. Raises NotLoaded."""
+        lookup = self.lookup
+        in_group: dict[int, bool] | None = None
+        for rule, clients in self.walk:
+            if rule.qtype is not None and rule.qtype != qtype:
+                continue
+            if clients is not None:
+                if in_group is None:
+                    in_group = {}
+                key = id(clients)
+                inside = in_group.get(key)
+                if inside is None:
+                    inside = in_group[key] = clients.contains(client_ip)
+                if not inside:
+                    continue
+            domains = lookup(rule.list)
+            if domains is None:
+                raise NotLoaded(rule.list)
+            if domains.match_suffixes(suffixes):  # type: ignore[attr-defined]
+                return rule
+        return None
+
+    def explain(
+        self, suffixes: Sequence[bytes], qtype: int, client_ip: str
+    ) -> tuple[list[Step], Rule | None]:
+        """Every rule considered, in order, with why it did or did not match; and the decider."""
+        steps: list[Step] = []
+        for rule, clients in self.walk:
+            base = (rule.group, rule.name, rule.list, rule.action)
+            if rule.qtype is not None and rule.qtype != qtype:
+                steps.append(Step(*base, "skipped: qtype differs"))
+                continue
+            if clients is not None and not clients.contains(client_ip):
+                steps.append(Step(*base, "skipped: client not in the group's networks"))
+                continue
+            domains = self.lookup(rule.list)
+            if domains is None:
+                steps.append(Step(*base, "list not loaded"))
+                raise NotLoaded(rule.list)
+            if domains.match_suffixes(suffixes):  # type: ignore[attr-defined]
+                steps.append(Step(*base, "match"))
+                return steps, rule
+            steps.append(Step(*base, "no match"))
+        return steps, None

@@ -1,0 +1,383 @@
+"""Domain lists by name: where each comes from, its current content, and how it is replaced.
+
+A :class:`ListSlot` holds one named list. Its content (a :class:`~.lists.DomainList`) is
+replaced whole by assigning one reference, so a query sees either the old list or the new
+one, never half of either. Loading a file or a download happens off the event loop (a
+thread), and a failed load or refresh keeps the previous content serving.
+
+* ``file`` lists are read at start; edits through the admin API are written back to the file
+  atomically (temp file, fsync, rename, fsync of the directory) before they are swapped in.
+* ``url`` lists are fetched at start and every ``refresh`` with a conditional GET
+  (ETag / Last-Modified); the last good copy is kept on disk (``$STATE_DIRECTORY`` under
+  systemd, else ``$DNSFW_STATE_DIR``, else ``/var/lib/dnsfw``, else ``~/.local/state/dnsfw``)
+  so a restart without network still has it.
+* ``domains`` lists are given in the Corefile and cannot be edited at run time.
+
+Parsed file contents are remembered per process by (path, format, mtime, size), so a reload
+with an unchanged file swaps in at once instead of parsing again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import structlog
+
+from .config import ListSpec
+from .lists import DomainList, ListError, LoadReport, normalize_entry
+
+log = structlog.get_logger("dnsfw.firewall")
+
+FETCH_TIMEOUT = 30.0
+# (path, format) -> ((mtime_ns, size), DomainList, LoadReport): the latest parse of each file
+_PARSED: dict[tuple[str, str], tuple[tuple[int, int], DomainList, LoadReport]] = {}
+
+
+class ListEditError(Exception):
+    """An admin edit that was refused; ``status`` is the HTTP status it maps to."""
+
+    def __init__(self, message: str, status: int = 400, errors: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.errors = errors or []
+
+
+@dataclass
+class ListStatus:
+    name: str
+    kind: str
+    source: str
+    format: str
+    entries: int
+    status: str  # loading | loaded | failed
+    loaded_at: float | None
+    load_seconds: float | None
+    error: str | None
+    skipped: int
+    failures: int
+    editable: bool
+
+
+class ListSlot:
+    def __init__(self, spec: ListSpec) -> None:
+        self.spec = spec
+        self.current: DomainList | None = None
+        self.status = "loading"
+        self.error: str | None = None
+        self.loaded_at: float | None = None
+        self.load_seconds: float | None = None
+        self.skipped = 0
+        self.failures = 0
+        self.etag: str | None = None
+        self.last_modified: str | None = None
+        self.lock = asyncio.Lock()  # serialises admin edits of this list
+        if spec.kind == "domains":
+            self._set(DomainList.from_entries(spec.entries), 0, 0.0)
+
+    # --- state ------------------------------------------------------------------------
+    def _set(self, content: DomainList, skipped: int, seconds: float) -> None:
+        self.current = content  # the atomic swap
+        self.status = "loaded"
+        self.error = None
+        self.loaded_at = time.time()
+        self.load_seconds = seconds
+        self.skipped = skipped
+
+    def _failed(self, message: str) -> None:
+        self.failures += 1
+        self.error = message
+        if self.current is None:
+            self.status = "failed"
+        log.error(
+            "list_load_failed",
+            list=self.spec.name,
+            error=message,
+            keeps_old=self.current is not None,
+        )
+
+    def describe(self) -> ListStatus:
+        spec = self.spec
+        source = spec.path or spec.url or "Corefile"
+        return ListStatus(
+            name=spec.name,
+            kind=spec.kind,
+            source=source,
+            format=spec.fmt,
+            entries=len(self.current) if self.current is not None else 0,
+            status=self.status,
+            loaded_at=self.loaded_at,
+            load_seconds=self.load_seconds,
+            error=self.error,
+            skipped=self.skipped,
+            failures=self.failures,
+            editable=spec.kind == "file",
+        )
+
+    # --- loading --------------------------------------------------------------------------
+    def load_now(self) -> None:
+        """Load synchronously (``dnsfw check`` / ``explain``): raises ListError on bad lines."""
+        if self.spec.kind == "file":
+            content, report, seconds = _parse_file(self.spec)
+            self._set(content, report.skipped, seconds)
+        elif self.spec.kind == "url":
+            cached = _read_disk_copy(self.spec)
+            if cached is not None:
+                content, report = DomainList.from_lines(
+                    cached.splitlines(), fmt=self.spec.fmt, file=self.spec.url or ""
+                )
+                self._set(content, report.skipped, 0.0)
+
+    async def load(self) -> None:
+        """Load or re-read from the source; on failure the old content keeps serving."""
+        if self.spec.kind == "file":
+            await self._load_file()
+        elif self.spec.kind == "url":
+            await self._load_url()
+
+    async def _load_file(self) -> None:
+        started = time.monotonic()
+        try:
+            content, report, _ = await asyncio.to_thread(_parse_file, self.spec)
+        except ListError as err:
+            self._failed(str(err))
+            raise
+        except OSError as err:
+            self._failed(f"cannot read {self.spec.path}: {err.strerror}")
+            raise
+        self._set(content, report.skipped, time.monotonic() - started)
+        log.info(
+            "list_loaded",
+            list=self.spec.name,
+            entries=len(content),
+            skipped=report.skipped,
+            seconds=round(self.load_seconds or 0, 3),
+        )
+
+    async def _load_url(self) -> None:
+        spec = self.spec
+        if self.current is None:
+            cached = await asyncio.to_thread(_read_disk_copy, spec)
+            if cached is not None:
+                with contextlib.suppress(ListError):
+                    content, report = await asyncio.to_thread(
+                        DomainList.from_lines,
+                        cached.splitlines(),
+                        fmt=spec.fmt,
+                        file=spec.url or "",
+                    )
+                    self._set(content, report.skipped, 0.0)
+                    meta = _read_disk_meta(spec)
+                    self.etag, self.last_modified = meta.get("etag"), meta.get("last_modified")
+        started = time.monotonic()
+        try:
+            fetched = await asyncio.to_thread(_fetch, spec, self.etag, self.last_modified)
+        except OSError as err:
+            self._failed(f"download of {spec.url} failed: {err}")
+            raise
+        if fetched is None:  # 304 Not Modified
+            if self.current is not None:
+                self.status = "loaded"
+            return
+        body, etag, last_modified = fetched
+        try:
+            content, report = await asyncio.to_thread(
+                DomainList.from_lines, body.splitlines(), fmt=spec.fmt, file=spec.url or ""
+            )
+        except ListError as err:
+            self._failed(str(err))
+            raise
+        self._set(content, report.skipped, time.monotonic() - started)
+        self.etag, self.last_modified = etag, last_modified
+        await asyncio.to_thread(_write_disk_copy, spec, body, etag, last_modified)
+        log.info("list_downloaded", list=spec.name, entries=len(content), url=spec.url)
+
+    # --- edits (admin API) ------------------------------------------------------------
+    def check_editable(self) -> None:
+        if self.spec.kind == "domains":
+            raise ListEditError(
+                f"list '{self.spec.name}' is defined inline in the Corefile; edit the Corefile and reload",
+                409,
+            )
+        if self.spec.kind == "url":
+            raise ListEditError(
+                f"list '{self.spec.name}' is downloaded from {self.spec.url}; change it at the source",
+                409,
+            )
+        if self.current is None:
+            raise ListEditError(f"list '{self.spec.name}' is not loaded yet", 409)
+
+    async def edit(self, operation: str, domains: Iterable[str]) -> int:
+        """ADD, REMOVE or REPLACE entries (Route 53's UpdateFirewallDomains); returns the new size."""
+        self.check_editable()
+        entries, errors = normalize_all(domains)
+        if errors:
+            raise ListEditError("invalid domain list entries", 400, errors)
+        assert self.current is not None
+        async with self.lock:
+            current = self.current
+            if operation == "ADD":
+                new = sorted(set(current.entries()) | set(entries))
+            elif operation == "REMOVE":
+                drop = set(entries)
+                new = [e for e in current.entries() if e not in drop]
+            elif operation == "REPLACE":
+                new = sorted(set(entries))
+            else:
+                raise ListEditError(f"unknown operation '{operation}' (ADD, REMOVE or REPLACE)")
+            content = await asyncio.to_thread(self._write_and_build, new)
+            self._set(content, 0, 0.0)
+        log.info("list_edited", list=self.spec.name, operation=operation, entries=len(content))
+        return len(content)
+
+    def _write_and_build(self, entries: list[str]) -> DomainList:
+        content = DomainList.from_entries(entries)
+        path = self.spec.path
+        assert path is not None
+        header = (
+            f"# domain list '{self.spec.name}', written by the dnsfw admin API "
+            f"at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n"
+        )
+        write_atomically(path, header + "".join(e + "\n" for e in entries))
+        stat = os.stat(path)
+        _PARSED[(path, "route53")] = (
+            (stat.st_mtime_ns, stat.st_size),
+            content,
+            LoadReport(len(content), 0, ()),
+        )
+        return content
+
+
+def normalize_all(domains: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Canonical entries and, separately, one message per bad entry."""
+    good: list[str] = []
+    bad: list[str] = []
+    for raw in domains:
+        if not isinstance(raw, str):
+            bad.append(f"{raw!r}: not a string")
+            continue
+        try:
+            good.append(normalize_entry(raw))
+        except ValueError as err:
+            bad.append(f"'{raw}': {err}")
+    return good, bad
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Replace ``path`` with ``text`` so a crash leaves either the old or the new file, whole."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".dnsfw-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _parse_file(spec: ListSpec) -> tuple[DomainList, LoadReport, float]:
+    assert spec.path is not None
+    stat = os.stat(spec.path)
+    signature = (stat.st_mtime_ns, stat.st_size)
+    known = _PARSED.get((spec.path, spec.fmt))
+    if known is not None and known[0] == signature:
+        return known[1], known[2], 0.0
+    started = time.monotonic()
+    with open(spec.path, encoding="utf-8", errors="replace") as f:
+        content, report = DomainList.from_lines(f, fmt=spec.fmt, file=spec.path)
+    _PARSED[(spec.path, spec.fmt)] = (signature, content, report)
+    return content, report, time.monotonic() - started
+
+
+def state_dir() -> str:
+    for candidate in (
+        os.environ.get("STATE_DIRECTORY", "").split(":")[0],
+        os.environ.get("DNSFW_STATE_DIR", ""),
+        "/var/lib/dnsfw",
+        os.path.expanduser("~/.local/state/dnsfw"),
+    ):
+        if not candidate:
+            continue
+        with contextlib.suppress(OSError):
+            os.makedirs(candidate, exist_ok=True)
+        if os.access(candidate, os.W_OK):
+            return candidate
+    return tempfile.gettempdir()
+
+
+def _disk_paths(spec: ListSpec) -> tuple[str, str]:
+    digest = hashlib.sha256((spec.url or "").encode()).hexdigest()[:16]
+    base = os.path.join(state_dir(), "lists", f"{spec.name}-{digest}")
+    return base + ".txt", base + ".json"
+
+
+def _read_disk_copy(spec: ListSpec) -> str | None:
+    body, _ = _disk_paths(spec)
+    try:
+        with open(body, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _read_disk_meta(spec: ListSpec) -> dict:
+    _, meta = _disk_paths(spec)
+    try:
+        with open(meta, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_disk_copy(
+    spec: ListSpec, body: str, etag: str | None, last_modified: str | None
+) -> None:
+    body_path, meta_path = _disk_paths(spec)
+    try:
+        os.makedirs(os.path.dirname(body_path), exist_ok=True)
+        write_atomically(body_path, body)
+        write_atomically(
+            meta_path, json.dumps({"url": spec.url, "etag": etag, "last_modified": last_modified})
+        )
+    except OSError as err:
+        log.warning("list_disk_copy_failed", list=spec.name, error=str(err))
+
+
+def _fetch(
+    spec: ListSpec, etag: str | None, last_modified: str | None
+) -> tuple[str, str | None, str | None] | None:
+    """GET the list; None when the server says 304 Not Modified. Raises OSError on failure."""
+    request = urllib.request.Request(spec.url or "", headers={"User-Agent": "dnsfw"})
+    if etag:
+        request.add_header("If-None-Match", etag)
+    if last_modified:
+        request.add_header("If-Modified-Since", last_modified)
+    try:
+        with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as response:  # noqa: S310
+            body = response.read().decode("utf-8", errors="replace")
+            return body, response.headers.get("ETag"), response.headers.get("Last-Modified")
+    except urllib.error.HTTPError as err:
+        if err.code == 304:
+            return None
+        raise OSError(f"HTTP {err.code} {err.reason}") from None
+    except urllib.error.URLError as err:
+        raise OSError(str(err.reason)) from None
