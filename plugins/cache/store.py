@@ -1,0 +1,260 @@
+"""Cache entries and the bounded stores that hold them.
+
+An :class:`Entry` is an answer prepared once, when it is stored, for cheap replay: the reply
+without its OPT record (EDNS is hop-by-hop: a hit gets an OPT matching its own query), every
+TTL set to the cache duration, split at the end of the question so that a hit is the client's
+id and question around stored pieces. The TTL fields are rewritten at most once per second of
+age (all records carry the same TTL, as in CoreDNS), so a hit usually copies nothing but the
+reply itself.
+
+A :class:`Store` is one of the two caches (success or denial): an insertion-ordered map with a
+hard bound on entries and on reply bytes; when full, the oldest stored entries are evicted
+first (CoreDNS evicts a random one).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import OrderedDict
+
+from proxy import wire
+from proxy.wire import AnswerInfo
+
+# A reply larger than this is passed through but never stored: it bounds the memory of one
+# entry, and answers this large are rare enough that caching them buys little.
+MAX_ENTRY_BYTES = 4096
+# Reply bytes a store may hold per entry of capacity, on average (each entry holds the reply
+# as received and its TTL-aged copy, both counted): the memory bound when answers are large.
+BYTES_PER_ENTRY = 1024
+SHARDS = 256  # CoreDNS's shard count, for its capacity rounding
+MIN_SHARD_SIZE = 4
+
+SUCCESS = 0
+DENIAL = 1
+KIND_NAMES = ("success", "denial")
+
+# reply classes (CoreDNS's response.Type, as far as a cache tells them apart)
+NOERROR = 0
+NODATA = 1
+NXDOMAIN = 2
+SERVERERROR = 3
+
+TYPE_ANY = 255
+DEFAULT_MSG_TTL = 5  # CoreDNS's MinimalDefaultTTL: a reply without records
+MAX_MSG_TTL = 3600  # CoreDNS's MaximumDefaulTTL: no message TTL is read above it
+
+Key = tuple[bytes, int, int, int]  # lower-case qname wire, qtype, qclass, CD | DO
+
+_U16 = struct.Struct("!H")
+_COUNTS = struct.Struct("!HHHH")
+_HIT_FLAGS = wire.QR | wire.AA | wire.RA | 0x000F  # kept from the stored reply
+_WORDS: dict[int, bytes] = {}  # 16-bit header words already rendered (few distinct ones)
+
+
+def effective_capacity(requested: int) -> int:
+    """CoreDNS's capacity: 256 shards of ``requested // 256`` entries, at least 4 each."""
+    return max(int(requested / SHARDS), MIN_SHARD_SIZE) * SHARDS
+
+
+def word(value: int) -> bytes:
+    """The 2-byte big-endian form of ``value`` (memoised: header flag words repeat)."""
+    rendered = _WORDS.get(value)
+    if rendered is None:
+        rendered = _WORDS[value] = _U16.pack(value)
+    return rendered
+
+
+def classify(data: bytes, info: AnswerInfo, qtype: int) -> tuple[int, int] | None:
+    """(reply class, message TTL) of a reply to a ``qtype`` query, or None: not cacheable.
+
+    The message TTL is the lowest TTL of the reply's records, read up to 3600 s, and for a
+    denial at most the RFC 2308 negative TTL (min of the SOA's TTL and MINIMUM); 5 s for a
+    NOERROR without answer or SOA (a referral). Not cacheable: truncated replies, NXDOMAIN
+    without SOA, a NOERROR whose answer does not answer the question and has no SOA (a dangling
+    CNAME chain), and rcodes other than NOERROR, NXDOMAIN, SERVFAIL and NOTIMP.
+    """
+    if info.flags & wire.TC:
+        return None
+    rcode = info.rcode
+    msg_ttl = min(info.min_ttl, MAX_MSG_TTL) if info.ttl_offsets else DEFAULT_MSG_TTL
+    negative = info.neg_ttl
+    if rcode == wire.NOERROR:
+        if info.ancount and _answers(data, info, qtype):
+            return NOERROR, msg_ttl
+        if negative >= 0:
+            return NODATA, min(msg_ttl, negative)
+        return None if info.ancount else (NOERROR, DEFAULT_MSG_TTL)
+    if rcode == wire.NXDOMAIN:
+        return (NXDOMAIN, min(msg_ttl, negative)) if negative >= 0 else None
+    if rcode == wire.SERVFAIL or rcode == wire.NOTIMP:
+        return SERVERERROR, 0
+    return None
+
+
+def _answers(data: bytes, info: AnswerInfo, qtype: int) -> bool:
+    """Whether the answer section holds a record of the asked type (any record for ANY)."""
+    if qtype == TYPE_ANY:
+        return info.ancount > 0
+    off = info.qend
+    for _ in range(info.ancount):
+        off = wire.skip_name(data, off)
+        if _U16.unpack_from(data, off)[0] == qtype:
+            return True
+        off += 10 + _U16.unpack_from(data, off + 8)[0]
+    return False
+
+
+class Entry:
+    """One stored answer, ready to be replayed (see the module docstring)."""
+
+    __slots__ = (
+        "key",
+        "kind",
+        "rcode",
+        "flags",
+        "flags_ad",
+        "counts",
+        "counts_edns",
+        "body",
+        "body_ttl",
+        "offsets",
+        "ttl",
+        "stored",
+        "info",
+        "size",
+        "hits",
+        "last_hit",
+        "refreshing",
+    )
+
+    def __init__(
+        self,
+        key: Key,
+        kind: int,
+        info: AnswerInfo,
+        body: bytes,
+        offsets: tuple[int, ...],
+        counts: tuple[int, int, int],
+        ttl: int,
+        now: float,
+        size: int,
+    ) -> None:
+        self.key = key
+        self.kind = kind
+        self.rcode = info.rcode
+        # a hit takes RD and CD from its query, and AD only when the client can use it
+        self.flags = info.flags & _HIT_FLAGS | wire.QR
+        self.flags_ad = self.flags | (info.flags & wire.AD)
+        an, ns, ar = counts
+        self.counts = _COUNTS.pack(1, an, ns, ar)
+        self.counts_edns = _COUNTS.pack(1, an, ns, ar + 1)
+        self.body = body
+        self.body_ttl = ttl
+        self.offsets = offsets
+        self.ttl = ttl
+        self.stored = now
+        self.info = info
+        self.size = size
+        self.hits = 0  # prefetch frequency: hits without a gap longer than the window
+        self.last_hit = float("-inf")
+        self.refreshing = False
+
+    def remaining(self, now: float) -> int:
+        """Whole seconds of TTL left (0 or negative: expired), as CoreDNS counts them."""
+        return self.ttl - int(now - self.stored)
+
+    def aged_body(self, ttl: int) -> bytes:
+        """The stored records with every TTL set to ``ttl`` (rewritten once per value)."""
+        if ttl != self.body_ttl:
+            buf = bytearray(self.body)
+            field = ttl.to_bytes(4, "big")
+            for off in self.offsets:
+                buf[off : off + 4] = field
+            self.body = bytes(buf)
+            self.body_ttl = ttl
+        return self.body
+
+
+def make_entry(
+    key: Key, kind: int, data: bytes, info: AnswerInfo, ttl: int, now: float
+) -> Entry | None:
+    """An entry for reply ``data`` (whose AnswerInfo is ``info``), cached for ``ttl`` seconds.
+
+    None when the reply cannot be stored: larger than MAX_ENTRY_BYTES without its OPT record,
+    or an OPT record that is not the last record (only TSIG/SIG(0) follow one, and those
+    replies are not for replay).
+    """
+    an, ns, ar = _COUNTS.unpack_from(data, 4)[1:]
+    qend = info.qend
+    end = len(data)
+    if ar:
+        try:
+            opt = wire.find_opt(data, qend, an, ns, ar)
+        except (wire.WireError, IndexError, struct.error):
+            return None
+        if opt is not None:
+            start = opt[2]
+            opt_end = start + 11 + _U16.unpack_from(data, start + 9)[0]
+            if data[start] != 0 or opt_end != end:
+                return None
+            end = start
+            ar -= 1
+    if end > MAX_ENTRY_BYTES:
+        return None
+    field = ttl.to_bytes(4, "big")
+    body = bytearray(data[qend:end])
+    offsets = tuple(off - qend for off in info.ttl_offsets)
+    for off in offsets:
+        body[off : off + 4] = field
+    size = len(data) + len(body)
+    return Entry(key, kind, info, bytes(body), offsets, (an, ns, ar), ttl, now, size)
+
+
+class Store:
+    """One cache (success or denial): at most ``capacity`` entries and
+    ``capacity * BYTES_PER_ENTRY`` reply bytes; the oldest stored entry goes first."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.budget = capacity * BYTES_PER_ENTRY
+        self.entries: OrderedDict[Key, Entry] = OrderedDict()
+        self.used = 0  # reply bytes held
+        self.evictions = 0
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def put(self, entry: Entry) -> int:
+        """Store ``entry`` (replacing one under its key); return how many others were evicted."""
+        entries = self.entries
+        old = entries.pop(entry.key, None)
+        if old is not None:
+            self.used -= old.size
+        evicted = 0
+        while entries and (len(entries) >= self.capacity or self.used + entry.size > self.budget):
+            _, victim = entries.popitem(last=False)
+            self.used -= victim.size
+            evicted += 1
+        entries[entry.key] = entry
+        self.used += entry.size
+        self.evictions += evicted
+        return evicted
+
+    def remove(self, key: Key) -> Entry | None:
+        entry = self.entries.pop(key, None)
+        if entry is not None:
+            self.used -= entry.size
+        return entry
+
+    def remove_name(self, name: bytes) -> int:
+        """Remove every entry of the lower-case wire name ``name``; return how many."""
+        keys = [key for key in self.entries if key[0] == name]
+        for key in keys:
+            self.remove(key)
+        return len(keys)
+
+    def clear(self) -> int:
+        count = len(self.entries)
+        self.entries.clear()
+        self.used = 0
+        return count
