@@ -354,3 +354,72 @@ def test_dns_port_flag_sets_default_port(tmp_path):
     conf.write_text(". {\n    bind 127.0.0.1\n    whoami\n}\n")
     result = run_cli("check", "-conf", str(conf), "-dns.port", str(port))
     assert f"dns://127.0.0.1:{port}" in result.stdout
+
+
+FORWARD = """
+.:{PORT} {
+    bind 127.0.0.1
+    forward . UPSTREAM
+}
+"""
+
+
+def forwarding(dnsfw, upstream, **kw):
+    return dnsfw(FORWARD.replace("UPSTREAM", upstream.address), **kw)
+
+
+def test_udp_truncation_follows_client_size(dnsfw, upstream):
+    d = forwarding(dnsfw, upstream)
+    # no EDNS: 512 bytes at most, so the 40-TXT answer comes back empty with TC
+    q = dns.message.make_query("big.example.com.", "TXT", use_edns=False)
+    r = dns.query.udp(q, "127.0.0.1", port=d.port, timeout=3, ignore_trailing=True)
+    assert r.flags & dns.flags.TC and not r.answer
+    assert r.edns == -1
+    # EDNS with a 4096-byte buffer: the whole answer over UDP
+    q = dns.message.make_query("big.example.com.", "TXT", use_edns=0, payload=4096)
+    r = dns.query.udp(q, "127.0.0.1", port=d.port, timeout=3)
+    assert not r.flags & dns.flags.TC
+    assert sum(len(rrset) for rrset in r.answer) == 40
+    # over TCP: always whole
+    r = d.query("big.example.com.", "TXT", tcp=True, use_edns=False)
+    assert sum(len(rrset) for rrset in r.answer) == 40
+
+
+def test_suspended_queries_are_bounded(dnsfw, upstream):
+    d = forwarding(dnsfw, upstream, extra_args=("-max-inflight", "3"))
+    upstream.faults.delay = 1.0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(5)
+        for i in range(8):
+            q = dns.message.make_query(f"slow{i}.example.com.", "A")
+            s.sendto(q.to_wire(), ("127.0.0.1", d.port))
+        rcodes = []
+        for _ in range(8):
+            rcodes.append(dns.message.from_wire(s.recv(4096)).rcode())
+    assert rcodes.count(dns.rcode.REFUSED) == 5
+    assert len([r for r in rcodes if r != dns.rcode.REFUSED]) == 3
+
+
+def test_sigterm_lets_inflight_queries_finish(dnsfw, upstream):
+    d = forwarding(dnsfw, upstream)
+    upstream.faults.delay = 1.0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(5)
+        q = dns.message.make_query("www.example.com.", "A")
+        s.sendto(q.to_wire(), ("127.0.0.1", d.port))
+        time.sleep(0.3)  # the query is now waiting on the upstream
+        d.signal(signal.SIGTERM)
+        reply = dns.message.from_wire(s.recv(4096))
+    assert reply.id == q.id and reply.rcode() == dns.rcode.NOERROR
+    assert d.proc.wait(10) == 0
+    # and new queries are no longer taken
+    with pytest.raises(dns.exception.Timeout):
+        d.query("after.example.com.", timeout=0.5)
+
+
+def test_example_corefile_is_valid():
+    from tests.conftest import ROOT, run_cli
+
+    result = run_cli("check", "-conf", str(ROOT / "Corefile.example"))
+    assert result.returncode == 0, result.stderr
+    assert "dns://127.0.0.1:1053" in result.stdout
