@@ -81,7 +81,8 @@ arrived, to the second. ``query_name`` is the query name in lower case with its 
 Route 53's examples are all lower case, and folding case keeps ``GROUP BY query_name`` right
 when clients randomise case (DNS 0x20). ``query_type`` is the mnemonic or ``TYPEnnn``,
 ``rcode`` the rcode's name. ``answers`` lists the answer section in order (the whole CNAME
-chain), ``[]`` when empty. ``srcport`` is a string, as in Route 53. ``srcids`` is always
+chain), ``[]`` when empty; names in CNAME, DNAME, NS, PTR, MX, SRV and SOA Rdata are lower-cased
+too (their case would otherwise come from whichever client filled the cache). ``srcport`` is a string, as in Route 53. ``srcids`` is always
 ``{}``: Route 53 puts the *client's* EC2 instance ID there, which a resolver cannot know.
 When the firewall decided ALERT or BLOCK (or ALLOW with ``firewall_allow``), the line ends
 with ``"firewall_rule_action"``, ``"firewall_rule_group_id"`` (the rule group's name) and

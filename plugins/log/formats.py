@@ -303,6 +303,10 @@ def render_text(parts: Sequence[str | Getter], req: Request, resp: Response, end
 VERSION = "1.100000"
 FIREWALL_LOGGED = frozenset({"ALERT", "BLOCK"})
 _TRANSPORTS = {"udp": "UDP", "tcp": "TCP"}
+# Types whose Rdata is only names and numbers: lower-cased like query_name, since a name
+# compressed against the question carries the case of whichever client asked first (and a
+# cached answer is shared by later clients). Other Rdata (TXT, CAA...) is kept as it is.
+NAME_RDATA = frozenset({"CNAME", "DNAME", "NS", "PTR", "MX", "SRV", "SOA"})
 _dumps = json.dumps  # ensure_ascii: every line is plain ASCII, as the real examples are
 
 
@@ -373,7 +377,10 @@ class Route53Format:
         if hit is not None and hit[0] is info:  # the object is held, so its id is not reused
             return hit[1]
         text = _dumps(
-            [{"Rdata": r, "Type": t, "Class": c} for r, t, c in info.summary()],
+            [
+                {"Rdata": r.lower() if t in NAME_RDATA else r, "Type": t, "Class": c}
+                for r, t, c in info.summary()
+            ],
             separators=(",", ":"),
         )
         if len(memo) >= self.ANSWERS_MEMO:
