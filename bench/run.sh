@@ -66,7 +66,7 @@ start_dnsfw() {  # name -> starts dnsfw with bench/corefiles/NAME.Corefile
     [ $((SECONDS - t0)) -lt 120 ] || { echo "$name did not answer" >&2; exit 1; }
     sleep 0.2
   done
-  echo "start target=$name port=$port pid=${PID[$name]} ready_s=$((SECONDS - t0)) $(python3 "$SHARED/procinfo.py" "${PID[$name]}")" | tee -a "$OUT/peers.txt"
+  echo "start peer=$name port=$port pid=${PID[$name]} ready_s=$((SECONDS - t0)) $(python3 "$SHARED/procinfo.py" "${PID[$name]}")" | tee -a "$OUT/peers.txt"
 }
 
 for spec in $TARGETS; do
@@ -92,7 +92,7 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 for spec in $TARGETS; do
   t=${spec%%:*}
-  echo "end target=$t $(python3 "$SHARED/procinfo.py" "${PID[$t]}")" >> "$OUT/peers.txt"
+  echo "end peer=$t $(python3 "$SHARED/procinfo.py" "${PID[$t]}")" >> "$OUT/peers.txt"
 done
 first=${TARGETS%% *}; REF=${REF:-${first%%:*}}
 python3 "$SHARED/summarize.py" --ref "$REF" --peers "$OUT/peers.txt" "$OUT/results.txt" | tee "$OUT/summary.md"
