@@ -308,10 +308,10 @@ def _subquery(req: Request, target: bytes) -> Request:
         "!HHHHHH",
         random.getrandbits(16),
         wire.RD | (req.flags & wire.CD),
-        1,
-        0,
-        1 if req.edns else 0,
-        0,
+        1,  # QDCOUNT
+        0,  # ANCOUNT
+        0,  # NSCOUNT
+        1 if req.edns else 0,  # ARCOUNT: the OPT record
     )
     question = target + struct.pack("!HH", req.qtype, req.qclass)
     opt = wire.opt_record(req.udp_size, req.do) if req.edns else b""
