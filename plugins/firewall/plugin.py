@@ -90,7 +90,8 @@ class Firewall:
             if rule.trust:
                 return await next(req)
         resp = await next(req)
-        if self.policy.inspects and resp.rcode == wire.NOERROR:
+        # an NXDOMAIN answer can hold a chain too (a CNAME to a name that does not exist)
+        if self.policy.inspects and resp.rcode in (wire.NOERROR, wire.NXDOMAIN):
             return await self._inspect_chain(req, resp, next, rule)
         return resp
 
