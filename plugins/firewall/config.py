@@ -269,6 +269,7 @@ def _rule(line: Directive, group: str, list_specs: dict[str, ListSpec]) -> Rule:
     qtype: int | None = None
     trust = False
     response = "nodata"
+    response_given = False
     target: Token | None = None
     ttl: int | None = None
     i = 4
@@ -283,6 +284,7 @@ def _rule(line: Directive, group: str, list_specs: dict[str, ListSpec]) -> Rule:
             trust = _choice_of(line, value, ("inspect", "trust")) == "trust"
         elif option == "response":
             response = _choice_of(line, value, ("nodata", "nxdomain", "override"))
+            response_given = True
             if response == "override":
                 if i + 2 >= len(args):
                     raise line.error(
@@ -295,7 +297,7 @@ def _rule(line: Directive, group: str, list_specs: dict[str, ListSpec]) -> Rule:
         else:
             raise line.error(f"unknown rule option '{option}'", args[i])
         i += 2
-    if action != BLOCK and (response != "nodata" or target is not None):
+    if action != BLOCK and response_given:
         raise line.error(f"'response' applies only to BLOCK rules, not {action}", line.args[2])
     if ttl is not None and response != "override":
         raise line.error("'ttl' applies only to 'response override' (see block_ttl)", line.args[0])
