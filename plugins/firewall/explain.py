@@ -37,7 +37,10 @@ def main(argv: list[str]) -> int:
     try:
         qtype = int(dns.rdatatype.from_text(args.type.upper()))
         qname = to_wire(args.name.rstrip(".")) if args.name.strip(".") else b"\x00"
-    except (ValueError, dns.rdatatype.UnknownRdatatype) as err:
+    except dns.rdatatype.UnknownRdatatype:
+        print(f"dnsfw explain: unknown query type '{args.type}'", file=sys.stderr)
+        return 1
+    except ValueError as err:
         print(f"dnsfw explain: {err}", file=sys.stderr)
         return 1
     try:
