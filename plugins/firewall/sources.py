@@ -7,6 +7,7 @@ thread), and a failed load or refresh keeps the previous content serving.
 
 * ``file`` lists are read at start; edits through the admin API are written back to the file
   atomically (temp file, fsync, rename, fsync of the directory) before they are swapped in.
+  Only ``route53``-format files can be edited (a ``hosts`` or ``adblock`` file is refused).
 * ``url`` lists are fetched at start and every ``refresh`` with a conditional GET
   (ETag / Last-Modified); the last good copy is kept on disk (``$STATE_DIRECTORY`` under
   systemd, else ``$DNSFW_STATE_DIR``, else ``/var/lib/dnsfw``, else ``~/.local/state/dnsfw``)
@@ -119,7 +120,7 @@ class ListSlot:
             error=self.error,
             skipped=self.skipped,
             failures=self.failures,
-            editable=spec.kind == "file",
+            editable=spec.kind == "file" and spec.fmt == "route53",
         )
 
     # --- loading --------------------------------------------------------------------------
@@ -210,6 +211,12 @@ class ListSlot:
         if self.spec.kind == "url":
             raise ListEditError(
                 f"list '{self.spec.name}' is downloaded from {self.spec.url}; change it at the source",
+                409,
+            )
+        if self.spec.fmt != "route53":
+            # edits are written back as route53 entries, which the file's format would refuse
+            raise ListEditError(
+                f"list '{self.spec.name}' is a {self.spec.fmt}-format file; edit {self.spec.path}",
                 409,
             )
         if self.current is None:
