@@ -23,6 +23,7 @@ from . import wire
 from .config import Block, Config, ListenerKey
 from .pipeline import Continuation
 from .request import Malformed, Request, Response, parse
+from .systemd import SocketPool
 
 log = structlog.get_logger("dnsfw.server")
 
@@ -248,10 +249,19 @@ def _bind_addresses(host: str) -> list[tuple[socket.AddressFamily, str]]:
     return addresses
 
 
-def open_sockets(key: ListenerKey) -> list[tuple[socket.socket, socket.socket]]:
-    """Bound (UDP, TCP) socket pairs for a listen address ("" -> every IPv4 and IPv6 address)."""
+def open_sockets(
+    key: ListenerKey, inherited: SocketPool | None = None
+) -> list[tuple[socket.socket, socket.socket]]:
+    """Bound (UDP, TCP) socket pairs for a listen address ("" -> every IPv4 and IPv6 address).
+
+    A pair systemd passed for the address (socket activation, ``inherited``) is used as it is.
+    """
     pairs = []
     for family, host in _bind_addresses(key.host):
+        passed = inherited.pairs_for(family, host, key.port) if inherited else None
+        if passed is not None:
+            pairs += passed
+            continue
         try:
             udp = socket.socket(family, socket.SOCK_DGRAM)
             tcp = socket.socket(family, socket.SOCK_STREAM)
@@ -290,8 +300,10 @@ class Server:
         max_inflight: int = 10000,
         tcp_max_connections: int = 1000,
         shutdown_grace: float = 5.0,
+        inherited: SocketPool | None = None,
     ) -> None:
         self.config = config
+        self.inherited = inherited  # sockets from systemd socket activation
         self.max_inflight = max_inflight
         self.tcp_max_connections = tcp_max_connections
         self.shutdown_grace = shutdown_grace
@@ -354,12 +366,21 @@ class Server:
             )
 
     def ready(self) -> bool:
-        return all(p.ready() for b in self.config.blocks for p in b.plugins if hasattr(p, "ready"))
+        return not self.not_ready()
+
+    def not_ready(self) -> list[str]:
+        """Names of the plugins whose ``ready()`` is false (e.g. lists still loading)."""
+        return [
+            p.name
+            for b in self.config.blocks
+            for p in b.plugins
+            if hasattr(p, "ready") and not p.ready()
+        ]
 
     async def _open(self, key: ListenerKey, router: Router) -> None:
         listener = Listener(key, router, self)
         self.listeners[key] = listener
-        for udp_sock, tcp_sock in open_sockets(key):
+        for udp_sock, tcp_sock in open_sockets(key, self.inherited):
             transport, _ = await self.loop.create_datagram_endpoint(
                 lambda: UDPProtocol(listener), sock=udp_sock
             )
