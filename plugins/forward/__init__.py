@@ -1,0 +1,324 @@
+"""forward - send queries to upstream resolvers (CoreDNS's ``forward``).
+
+Syntax::
+
+    forward FROM TO... {
+        except IGNORED_NAMES...
+        force_tcp
+        prefer_udp
+        expire DURATION
+        max_fails INTEGER
+        tls [CERT KEY] [CA]
+        tls_servername NAME
+        policy random|round_robin|sequential
+        health_check DURATION [no_rec] [domain FQDN]
+        max_concurrent MAX
+        read_timeout DURATION
+        failfast_all_unhealthy_upstreams
+        next RCODE...
+        failover RCODE...
+    }
+
+* **FROM** is the zone whose names are forwarded (a CIDR means its first reverse zone). Names
+  outside it, and names at or under an ``except`` name (unless equal to FROM), go to the next
+  plugin.
+* **TO** (1 to 15 in all, else ``more than 15 TOs configured: N``): ``IP``, ``IP:PORT``,
+  ``[IPv6]:PORT``, ``dns://IP[:PORT]`` (port 53), ``tls://IP[%SERVERNAME][:PORT]`` (DNS over
+  TLS, port 853), or a resolv.conf-style file whose ``nameserver`` lines each add ``IP:53``.
+  Host names are not resolved (``not an IP address or file: "NAME"``). ``https://``,
+  ``quic://``, ``grpc://`` are refused at setup.
+* ``except NAMES...``: names (and their subdomains) not to forward.
+* ``force_tcp``: always TCP to the upstreams. ``prefer_udp``: UDP even for queries that came
+  over TCP. Otherwise the client's transport is used. ``force_tcp`` wins over ``prefer_udp``.
+  A UDP reply with TC set is always fetched again over TCP.
+* ``expire`` (10s): UDP sockets are replaced, and TCP/TLS connections stop taking queries,
+  at this age. ``0``: sockets are kept, and each TCP/TLS connection carries one query.
+* ``max_fails`` (2): consecutive failures that mark an upstream down; 0: never down, no
+  health checks. ``health_check`` (0.5s): the probe interval of a failing upstream (``0``: no
+  probes); ``no_rec`` clears RD in the probe, ``domain FQDN`` asks for FQDN instead of ``.``.
+  See :mod:`plugins.forward.health`.
+* ``tls``: no arguments (system CAs), ``CA``, ``CERT KEY`` (client certificate, system CAs)
+  or ``CERT KEY CA``; TLS 1.2 at least, the server certificate is always verified against
+  ``tls_servername`` (or the per-upstream ``%SERVERNAME``, or the IP). Setting both a
+  ``tls_servername`` and a ``%SERVERNAME`` is an error.
+* ``policy`` (random): order of upstreams per query, see :mod:`plugins.forward.policy`.
+* ``max_concurrent MAX`` (0: no limit): more queries waiting on upstreams at once are answered
+  REFUSED with the error ``concurrent queries exceeded maximum MAX``.
+* ``read_timeout`` (2s): how long one upstream may take; then the next one is tried. Whatever
+  happens, a query is given up after 5s in all.
+* ``failfast_all_unhealthy_upstreams``: when every upstream is down, answer SERVFAIL at once
+  (error ``no healthy proxies``) instead of trying a random one.
+* ``failover RCODE...``: a reply with one of these rcodes (not NOERROR) makes the next
+  upstream be tried; the last upstream's reply is used as it is.
+* ``next RCODE...``: a reply with one of these rcodes is dropped and the query handed to the
+  next plugin, only when that is another ``forward`` (several ``forward`` lines in a block
+  chain in Corefile order).
+* CoreDNS options dnsfw does not implement (``max_connect_attempts``, ``max_idle_conns``,
+  ``max_age``, ``next_on_nodata``, ``resolver``, ``doh_method``, ``source_address``) are
+  refused at setup: ``forward option 'NAME' is not supported by dnsfw``.
+
+Behaviour: the client's query bytes are sent as they are (EDNS, DO, CD, the client's case), with
+a random query id from a random source port (see :mod:`plugins.forward.upstream` for the socket
+pool and what replies are accepted). Upstreams are tried in policy order, skipping those that
+are down; no reply within ``read_timeout`` moves on to the next. The first valid reply is
+returned with the client's id (``Response.source == "upstream"``). When every attempt failed,
+the answer is SERVFAIL with the last error (e.g. ``read udp 192.0.2.1:53: i/o timeout``) in
+``Response.error`` for the ``errors`` plugin.
+
+``req.meta["forward/upstream"]``: the ``HOST:PORT`` of the upstream last asked.
+
+Metrics: ``coredns_proxy_request_duration_seconds{proxy_name="forward",to,rcode}``,
+``coredns_proxy_healthcheck_failures_total{proxy_name,to}``,
+``coredns_forward_healthcheck_broken_total`` (every upstream was down),
+``coredns_forward_max_concurrent_rejects_total``, and dnsfw's
+``coredns_forward_rejected_replies_total{to,reason}`` (``unknown_id``: no pending query has
+that id, e.g. a late reply; ``mismatch``: not a response to our question). The plugin's
+``upstreams()`` returns each upstream's state (also via ``ctx.app.services["forward"]``).
+
+Examples::
+
+    . {
+        forward . 169.254.169.253
+    }
+
+    . {
+        forward corp.example 10.0.0.2 10.0.0.3 {
+            policy sequential
+        }
+        forward . tls://9.9.9.9%dns.quad9.net tls://149.112.112.112%dns.quad9.net {
+            health_check 5s
+        }
+    }
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from proxy import wire
+from proxy.config import SetupContext
+from proxy.corefile import Directive
+from proxy.metrics import Child
+from proxy.pipeline import Handler
+from proxy.request import Request, Response
+
+from . import options, policy
+from .health import Prober
+from .options import ForwardConfig
+from .upstream import RETRY, Upstream
+
+log = structlog.get_logger("dnsfw.forward")
+
+OVERALL_TIMEOUT = 5.0  # CoreDNS's per-query deadline across all attempts
+MAINTENANCE_TICK = 1.0  # seconds between socket rotation checks (at most `expire`)
+NO_HEALTHY = "no healthy proxies"
+META_UPSTREAM = "forward/upstream"
+
+# the forward instance set up last, and its block: the next one set up in the same block is
+# its successor in the chain (setups of a block run in ORDER, so forwards run back to back)
+_last_setup: tuple[weakref.ref, weakref.ref] | None = None
+
+
+def setup(directive: Directive, ctx: SetupContext) -> Forward:
+    global _last_setup
+    cfg = options.parse(directive)
+    plugin = Forward(cfg, ctx)
+    if _last_setup is not None and _last_setup[0]() is ctx.block:
+        previous = _last_setup[1]()
+        if previous is not None:
+            previous.next_is_forward = True
+    _last_setup = (weakref.ref(ctx.block), weakref.ref(plugin))
+    ctx.app.services.setdefault("forward", []).append(plugin)
+    return plugin
+
+
+@dataclass(frozen=True)
+class UpstreamStatus:
+    """One upstream as ``Forward.upstreams()`` reports it."""
+
+    address: str  # HOST:PORT
+    transport: str  # "dns" or "tls"
+    healthy: bool
+    fails: int
+    answers: int
+    avg_latency: float | None  # seconds, mean over every valid reply so far
+
+
+class Forward:
+    name = "forward"
+
+    def __init__(self, cfg: ForwardConfig, ctx: SetupContext) -> None:
+        metrics = ctx.app.metrics
+        self.cfg = cfg
+        self.from_wire = wire.text_to_wire(cfg.from_zone)
+        self.from_root = self.from_wire == b"\x00"
+        self.except_wires = frozenset(wire.text_to_wire(z) for z in cfg.except_zones)
+        self.policy = policy.make(cfg.policy)
+        self.proxies = tuple(Upstream(t, cfg, metrics) for t in cfg.targets)
+        self.prober = Prober(cfg)
+        self.read_timeout = cfg.read_timeout
+        self.force_tcp = cfg.force_tcp
+        self.prefer_udp = cfg.prefer_udp
+        self.limit = cfg.max_concurrent or (1 << 62)
+        self.limit_error = f"concurrent queries exceeded maximum {cfg.max_concurrent_text}"
+        self.failover = cfg.failover_rcodes
+        self.next_rcodes = cfg.next_rcodes
+        self.next_is_forward = False
+        self.concurrent = 0
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.maintenance: asyncio.Task[None] | None = None
+        self.rejects: Child = metrics.counter(
+            "coredns_forward_max_concurrent_rejects_total",
+            "Queries refused because the number of concurrent queries was at maximum.",
+        ).labels()  # type: ignore[assignment]
+        self.broken: Child = metrics.counter(
+            "coredns_forward_healthcheck_broken_total",
+            "Queries that found every upstream down.",
+        ).labels()  # type: ignore[assignment]
+
+    # --- the query path ----------------------------------------------------------------
+    async def serve(self, req: Request, next: Handler) -> Response:
+        qname = req.qname_wire
+        if not (self.from_root or _in_zone(qname, self.from_wire)) or (
+            self.except_wires and qname != self.from_wire and _under_any(qname, self.except_wires)
+        ):
+            return await next(req)
+        if self.concurrent >= self.limit:
+            self.rejects.value += 1
+            return req.reply(wire.REFUSED, source="error", error=self.limit_error)
+        self.concurrent += 1
+        try:
+            resp = await self._exchange(req, qname)
+        finally:
+            self.concurrent -= 1
+        if resp.rcode in self.next_rcodes and self.next_is_forward and resp.source == "upstream":
+            return await next(req)
+        return resp
+
+    async def _exchange(self, req: Request, qname: bytes) -> Response:
+        """Ask the upstreams in plan order until one gives a reply to keep."""
+        loop = self.loop
+        assert loop is not None, "forward used before start()"
+        plan = self._plan()
+        if not plan:
+            return req.reply(wire.SERVFAIL, source="error", error=NO_HEALTHY)
+        query = req.wire
+        body = query[2:]
+        tail = query[req.qend - 4 : req.qend]
+        stream = self.force_tcp or (req.transport == "tcp" and not self.prefer_udp)
+        deadline = loop.time() + OVERALL_TIMEOUT
+        last = plan[-1]
+        error = NO_HEALTHY
+        for up in plan:
+            start = loop.time()
+            timeout = deadline - start
+            if timeout <= 0:
+                break
+            if timeout > self.read_timeout:
+                timeout = self.read_timeout
+            req.meta[META_UPSTREAM] = up.address
+            if stream or up.stream_only:
+                result = await up.exchange_stream(body, qname, tail, timeout)
+            else:
+                result = await up.ask_udp(body, qname, tail, timeout)
+                if type(result) is bytes and result[2] & 0x02:  # TC: fetch it whole over TCP
+                    result = await up.exchange_stream(body, qname, tail, timeout)
+            if type(result) is not bytes:
+                error = result if result is not RETRY else f"{up.address}: {RETRY}"
+                self.prober.failed(up)
+                continue
+            rcode = result[3] & 0x0F
+            up.answered(rcode, loop.time() - start)
+            if rcode in self.failover and up is not last:
+                continue
+            return Response(query[:2] + result[2:], rcode, "upstream")
+        return req.reply(wire.SERVFAIL, source="error", error=error)
+
+    def _plan(self) -> Sequence[Upstream]:
+        """Upstreams to try, in policy order, without those that are down."""
+        order = self.policy.order(self.proxies)
+        for up in order:
+            if up.fails >= up.down_at:
+                break
+        else:
+            return order  # all up: the common case builds no list
+        plan = [up for up in order if up.fails < up.down_at]
+        if plan:
+            return plan
+        self.broken.value += 1
+        if self.cfg.failfast:
+            return ()
+        return (random.choice(self.proxies),)  # health checking may be what is broken
+
+    # --- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        for up in self.proxies:
+            await up.open(self.loop)
+        self.maintenance = self.loop.create_task(self._maintain())
+
+    async def _maintain(self) -> None:
+        tick = min(self.cfg.expire, MAINTENANCE_TICK) or MAINTENANCE_TICK
+        while True:
+            await asyncio.sleep(tick)
+            for up in self.proxies:
+                try:
+                    await up.maintain(self.loop.time())  # type: ignore[union-attr]
+                except Exception as exc:  # noqa: BLE001 - keep maintaining the others
+                    log.error("forward_maintenance_failed", to=up.address, error=repr(exc))
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self.maintenance, *(up.probe for up in self.proxies)) if t]
+        for task in tasks:
+            task.cancel()
+        for up in self.proxies:
+            up.close()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.maintenance = None
+
+    def ready(self) -> bool:
+        return self.loop is not None
+
+    # --- introspection -----------------------------------------------------------------
+    def upstreams(self) -> list[UpstreamStatus]:
+        """Each upstream's address, health, current failure count and mean latency."""
+        return [
+            UpstreamStatus(
+                address=up.address,
+                transport=up.target.transport,
+                healthy=up.healthy,
+                fails=up.fails,
+                answers=up.answers,
+                avg_latency=up.rtt_sum / up.answers if up.answers else None,
+            )
+            for up in self.proxies
+        ]
+
+
+def _in_zone(name: bytes, zone: bytes) -> bool:
+    """``name`` equals ``zone`` or lies under it (both lower-case wire names)."""
+    cut = len(name) - len(zone)
+    if cut < 0 or name[cut:] != zone:
+        return False
+    off = 0
+    while off < cut:
+        off += name[off] + 1
+    return off == cut
+
+
+def _under_any(name: bytes, zones: frozenset[bytes]) -> bool:
+    """Whether ``name`` or one of its ancestors is in ``zones``."""
+    off = 0
+    while True:
+        if name[off:] in zones:
+            return True
+        length = name[off]
+        if length == 0:
+            return False
+        off += length + 1
