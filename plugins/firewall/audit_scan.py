@@ -1,0 +1,364 @@
+"""Streaming aggregation of Route 53 Resolver query logs for ``dnsfw audit``.
+
+**Input.** One JSON object per line, the schema of Route 53 Resolver query logs (and of
+dnsfw's ``log`` plugin in ``route53`` format). A path is a file, a directory (walked
+recursively in name order; names starting with ``.`` are skipped) or ``-`` for standard input.
+Gzip is recognised by its magic bytes, whatever the file is called. A line may carry a prefix
+before its JSON object (CloudWatch Logs exports write ``TIMESTAMP {...}``); blank lines are
+ignored.
+
+**Fields used.** ``query_name``, ``query_type`` and ``query_timestamp`` (ISO 8601) are
+required; ``rcode``, ``srcaddr``, ``firewall_rule_action``, ``firewall_rule_group_id`` and
+``firewall_domain_list_id`` are read when present (an absent action means Route 53 allowed the
+query or no rule matched), ``answers`` only by ``--policy`` (CNAME/DNAME targets). A line
+without the required fields, or that is not JSON, is a bad line: counted, the first
+``MAX_BAD_EXAMPLES`` kept as ``file:line: reason``, never fatal. A gzip file cut short (a log
+still being written) ends that file with a read error, counted the same way.
+
+**Names** are case-folded and lose their trailing dot (``Gmail.com.`` -> ``gmail.com``; the
+root is ``.``), so they compare like domain list entries.
+
+**Memory.** The state is one :class:`NameStats` per distinct name, and nothing per line:
+about 0.5 KB per name, plus about 70 bytes per kept source address (at most ``MAX_SOURCES``
+per name; queries from further sources are counted, not kept). Distinct names are capped:
+at most ``max_per_domain`` names per registrable domain and ``max_names`` in all; a name
+beyond a cap is counted in an overflow entry for its registrable domain (``*.DOMAIN``), and
+once ``max_names`` entries exist at all, in one catch-all entry. So the state is bounded by
+about ``max_names x (0.5 KB + 70 B x sources per name)`` whatever the input size: with the
+defaults (200,000 names), typically under 150 MB. A registrable domain with more names than
+``max_per_domain`` is itself a finding (random subdomains: tunnelling, DGA) and is flagged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+MAX_SOURCES = 16  # source addresses kept per name
+MAX_BAD_EXAMPLES = 5
+DEFAULT_MAX_NAMES = 200_000
+DEFAULT_MAX_PER_DOMAIN = 1_000
+CATCH_ALL = "*"  # overflow key once max_names entries exist
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_RELATIVE = re.compile(r"(\d+)([smhdw])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+# (query type, rcode, logged action, rule group id, domain list id)
+Outcome = tuple[str, str, str, str, str]
+
+
+class NameStats:
+    """What the log says about one name (or, for an overflow entry, about many).
+
+    ``outcomes`` counts queries per (type, rcode, logged action, group, list): a name has one
+    to a few, so this single dict replaces separate counters for types, rcodes and actions.
+    ``sources`` keeps at most ``MAX_SOURCES`` addresses in the order first seen;
+    ``other_sources`` counts the queries from addresses not kept. ``policy`` belongs to
+    ``--policy`` (see ``audit_policy``).
+    """
+
+    __slots__ = ("domain", "first", "last", "outcomes", "sources", "other_sources", "policy")
+
+    def __init__(self, domain: str, stamp: float) -> None:
+        self.domain = domain
+        self.first = stamp
+        self.last = stamp
+        self.outcomes: dict[Outcome, int] = {}
+        self.sources: tuple[str, ...] = ()
+        self.other_sources = 0
+        self.policy: dict[Any, Any] | None = None
+
+    @property
+    def queries(self) -> int:
+        return sum(self.outcomes.values())
+
+    def tally(self, index: int) -> dict[str, int]:
+        """Queries per value of one outcome field (0 type, 1 rcode, 2 action, ...)."""
+        out: dict[str, int] = {}
+        for outcome, count in self.outcomes.items():
+            key = outcome[index]
+            out[key] = out.get(key, 0) + count
+        return out
+
+    @property
+    def types(self) -> dict[str, int]:
+        return self.tally(0)
+
+    @property
+    def rcodes(self) -> dict[str, int]:
+        return self.tally(1)
+
+    @property
+    def actions(self) -> dict[str, int]:
+        """Queries per logged action ("" = allowed or no rule matched), with group and list."""
+        out: dict[str, int] = {}
+        for (_, _, action, group, lst), count in self.outcomes.items():
+            key = f"{action} {group}/{lst}" if action and (group or lst) else action
+            out[key] = out.get(key, 0) + count
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """``since <= t < until`` (epoch seconds; None: unbounded)."""
+
+    since: float | None = None
+    until: float | None = None
+
+    def __contains__(self, stamp: float) -> bool:
+        return (self.since is None or stamp >= self.since) and (
+            self.until is None or stamp < self.until
+        )
+
+
+def parse_stamp(text: str) -> float:
+    """An ISO 8601 time (``2026-11-20``, ``2026-11-20T10:00:00Z``, ``...25.177Z``,
+    ``+09:00``) as epoch seconds; without an offset it is UTC. Raises ValueError."""
+    value = dt.datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.timestamp()
+
+
+def parse_time_arg(text: str, now: float | None = None) -> float:
+    """``--since``/``--until``: ISO 8601 (see ``parse_stamp``) or an age before ``now``:
+    ``N`` with unit ``s``, ``m``, ``h``, ``d`` or ``w`` (``24h``, ``7d``). Raises ValueError."""
+    m = _RELATIVE.fullmatch(text.strip())
+    if m is not None:
+        base = time.time() if now is None else now
+        return base - int(m[1]) * _UNIT_SECONDS[m[2]]
+    try:
+        return parse_stamp(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"invalid time {text!r}: expected ISO 8601 (2026-11-20, 2026-11-20T10:00:00Z) "
+            "or an age (30m, 24h, 7d, 2w)"
+        ) from None
+
+
+def iso(stamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
+
+
+def expand_paths(paths: list[str]) -> list[str]:
+    """Files to read, in order: each file as given, each directory's files sorted by path.
+
+    Raises FileNotFoundError for a path that does not exist (a usage error: nothing is read).
+    """
+    out: list[str] = []
+    for path in paths:
+        if path == "-" or os.path.isfile(path):
+            out.append(path)
+        elif os.path.isdir(path):
+            for root, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                out.extend(os.path.join(root, f) for f in sorted(files) if not f.startswith("."))
+        else:
+            raise FileNotFoundError(f"no such file or directory: {path}")
+    return out
+
+
+def _open(path: str) -> IO[bytes]:
+    if path == "-":
+        raw: IO[bytes] = sys.stdin.buffer
+    else:
+        raw = open(path, "rb")  # noqa: SIM115 - closed by the caller
+    head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
+    if head == _GZIP_MAGIC:
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    return raw
+
+
+# Called for every accepted line when --policy is given:
+# (stats, name, query type, client, logged action, rcode, parsed object)
+Observer = Callable[[NameStats, str, str, str, str, str, dict], None]
+
+
+class Inventory:
+    """Per-name aggregation of a stream of query-log lines, in bounded memory."""
+
+    def __init__(
+        self,
+        registrable: Callable[[str], str],
+        *,
+        window: TimeWindow = TimeWindow(),
+        max_names: int = DEFAULT_MAX_NAMES,
+        max_per_domain: int = DEFAULT_MAX_PER_DOMAIN,
+        observer: Observer | None = None,
+    ) -> None:
+        self.registrable = registrable
+        self.window = window
+        self.max_names = max_names
+        self.max_per_domain = max_per_domain
+        self.observer = observer
+        self.names: dict[str, NameStats] = {}
+        self.overflow: dict[str, NameStats] = {}  # registrable domain (or CATCH_ALL) -> stats
+        self.per_domain: dict[str, int] = {}  # names kept per registrable domain
+        self.files: list[str] = []
+        self.lines = 0  # non-blank lines read
+        self.accepted = 0
+        self.outside = 0  # outside the time window
+        self.bad = 0
+        self.bad_examples: list[str] = []
+        self._outcomes: dict[Outcome, Outcome] = {}  # interned: shared by every name
+        self._sources: dict[str, str] = {}  # interned source addresses that some name keeps
+        self._last_text = ""
+        self._last_stamp = 0.0
+
+    # --- reading ---------------------------------------------------------------------
+
+    def read(self, paths: list[str]) -> None:
+        """Read every file of ``expand_paths(paths)`` (which may raise FileNotFoundError)."""
+        for path in expand_paths(paths):
+            label = "<stdin>" if path == "-" else path
+            self.files.append(label)
+            try:
+                fh = _open(path)
+            except OSError as err:
+                self._bad(label, 0, f"cannot read: {err.strerror or err}")
+                continue
+            try:
+                self.read_stream(fh, label)
+            except (OSError, EOFError) as err:  # gzip.BadGzipFile is an OSError
+                self._bad(label, 0, f"read error: {err}")
+            finally:
+                if path != "-":
+                    fh.close()
+
+    def read_stream(self, lines: IO[bytes], label: str) -> None:
+        loads = json.loads
+        lineno = 0
+        for lineno, raw in enumerate(lines, 1):  # noqa: B007 - lineno is used after the loop
+            line = raw
+            if line[:1] != b"{":
+                if not line.strip():
+                    continue
+                brace = line.find(b"{")
+                if brace < 0:
+                    self.lines += 1
+                    self._bad(label, lineno, "no JSON object on the line")
+                    continue
+                line = line[brace:]
+            self.lines += 1
+            try:
+                obj = loads(line)
+            except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
+                self._bad(label, lineno, f"not JSON: {err}")
+                continue
+            reason = self._accept(obj)
+            if reason is not None:
+                self._bad(label, lineno, reason)
+
+    def _accept(self, obj: Any) -> str | None:
+        """Aggregate one parsed line; the reason it is bad, or None."""
+        if type(obj) is not dict:
+            return "no JSON object on the line"
+        name = obj.get("query_name")
+        qtype = obj.get("query_type")
+        text = obj.get("query_timestamp")
+        if type(name) is not str or not name:
+            return "no query_name"
+        if type(qtype) is not str or not qtype:
+            return "no query_type"
+        if type(text) is not str:
+            return "no query_timestamp"
+        if text == self._last_text:  # lines come in time order: most share their second
+            stamp = self._last_stamp
+        else:
+            try:
+                stamp = parse_stamp(text)
+            except ValueError:
+                return f"bad query_timestamp {text!r}"
+            self._last_text, self._last_stamp = text, stamp
+        if stamp not in self.window:
+            self.outside += 1
+            return None
+        self.accepted += 1
+        self._add(name, qtype.upper(), stamp, obj)
+        return None
+
+    def _add(self, name: str, qtype: str, stamp: float, obj: dict) -> None:
+        key = name.lower()
+        if key[-1] == "." and len(key) > 1:
+            key = key[:-1]
+        stats = self.names.get(key)
+        if stats is None:
+            stats = self._new(key, stamp)
+        if stamp < stats.first:
+            stats.first = stamp
+        elif stamp > stats.last:
+            stats.last = stamp
+        get = obj.get
+        rcode = get("rcode")
+        action = get("firewall_rule_action")
+        outcome: Outcome = (
+            qtype,
+            rcode if type(rcode) is str else "",
+            action if type(action) is str else "",
+            str(get("firewall_rule_group_id") or "") if action else "",
+            str(get("firewall_domain_list_id") or "") if action else "",
+        )
+        outcome = self._outcomes.setdefault(outcome, outcome)
+        stats.outcomes[outcome] = stats.outcomes.get(outcome, 0) + 1
+        source = get("srcaddr")
+        if type(source) is not str:
+            source = ""
+        sources = stats.sources
+        if source not in sources:
+            if len(sources) < MAX_SOURCES:
+                source = self._sources.setdefault(source, source)
+                stats.sources = (*sources, source)
+            else:
+                stats.other_sources += 1
+        if self.observer is not None:
+            self.observer(stats, key, qtype, source, outcome[2], outcome[1], obj)
+
+    def _new(self, key: str, stamp: float) -> NameStats:
+        """The entry a new name is counted in: its own, or an overflow entry."""
+        domain = self.registrable(key)
+        kept = self.per_domain.get(domain, 0)
+        entries = len(self.names) + len(self.overflow)
+        if kept < self.max_per_domain and entries < self.max_names:
+            self.per_domain[domain] = kept + 1
+            stats = self.names[key] = NameStats(domain, stamp)
+            return stats
+        bucket = self.overflow.get(domain)
+        if bucket is None:
+            if entries >= self.max_names:
+                domain = CATCH_ALL
+                bucket = self.overflow.get(domain)
+            if bucket is None:
+                bucket = self.overflow[domain] = NameStats(domain, stamp)
+        return bucket
+
+    def _bad(self, label: str, lineno: int, reason: str) -> None:
+        self.bad += 1
+        if len(self.bad_examples) < MAX_BAD_EXAMPLES:
+            where = f"{label}:{lineno}" if lineno else label
+            self.bad_examples.append(f"{where}: {reason}")
+
+    # --- results ---------------------------------------------------------------------
+
+    @property
+    def pairs(self) -> int:
+        """Distinct (name, query type) pairs."""
+        return sum(len(s.types) for s in self.names.values())
+
+    def span(self) -> tuple[float, float] | None:
+        """First and last query time of everything counted."""
+        every = [*self.names.values(), *self.overflow.values()]
+        if not every:
+            return None
+        return min(s.first for s in every), max(s.last for s in every)
+
+    def iter_names(self) -> Iterator[tuple[str, NameStats]]:
+        return iter(self.names.items())
