@@ -196,8 +196,14 @@ class Firewall:
     async def start(self) -> None:
         pending = [slot for slot in self.slots.values() if slot.current is None]
         if self.reloading:
-            # a reload swaps in only a configuration whose lists are loaded
-            await asyncio.gather(*(slot.load() for slot in pending))
+            # a reload swaps in only a configuration whose lists are loaded; a url list whose
+            # download failed but whose last good copy was read from disk counts as loaded
+            results = await asyncio.gather(
+                *(slot.load() for slot in pending), return_exceptions=True
+            )
+            for slot, result in zip(pending, results, strict=True):
+                if isinstance(result, Exception) and slot.current is None:
+                    raise result
         else:
             for slot in pending:
                 self.tasks.append(asyncio.ensure_future(self._load_quietly(slot)))
