@@ -1,0 +1,579 @@
+"""Domain lists of the ``firewall`` plugin: parsing, normalisation and O(labels) matching.
+
+Entry syntax (format ``route53``, the default), one entry per line:
+
+* ``example.com`` matches only ``example.com``.
+* ``*.example.com`` matches every name strictly below ``example.com``, at any depth
+  (``www.example.com``, ``a.b.example.com``), but not ``example.com`` itself.
+* ``*`` (AWS stores it as ``*.``) matches every name. dnsfw decides that this includes the
+  root ``.``: the entry is the "match everything" of walled-garden rule groups.
+* Matching is case-insensitive; one trailing dot is accepted (``example.com.``).
+* Label characters are ``a-z 0-9 - _`` (``_`` for ``_dmarc.example.com``; AWS's docs
+  allow only LDH, but ``_`` names exist in DNS and in real lists). ``*`` is allowed only as
+  the whole leftmost label.
+* Internationalised names (``bücher.de``, ``*.münchen.de``) are converted to punycode with the
+  ``idna`` package (IDNA 2008 with UTS #46 non-transitional mapping, as browsers do), not with
+  Python's built-in ``encodings.idna`` (IDNA 2003, which maps ``faß.de`` to ``fass.de``, a
+  different domain from the ``xn--fa-hia.de`` a browser asks for).
+* Limits are those of DNS wire form: labels of 1-63 octets, names of at most 255 octets
+  (for ``*.name`` the ``*`` label counts: an entry that could match no name is refused).
+* ``#`` starts a comment (whole line or after an entry); blank lines are ignored.
+* Anything else is an error reported with file and line, for example
+  ``internal.txt:12 - invalid domain list entry 'a..b': empty label``.
+
+Format ``hosts``: ``ADDRESS NAME [NAME...]`` lines (``0.0.0.0 ads.example``,
+``127.0.0.1 x.example``, ``:: x.example``; ``#`` comments). The address must be an IP
+address and is otherwise ignored; every name is an exact entry (no wildcards). Local names
+(``localhost``, ``localhost.localdomain``, ``local``, ``broadcasthost``, ``ip6-*`` and the
+like) are skipped and counted.
+
+Format ``adblock``: only ``||name^`` is used, as two entries, ``name`` and ``*.name`` (the name
+and everything below it). Other rules (``@@`` exceptions, ``/regex/``, cosmetic ``##``,
+``$`` options such as ``$important``, URL patterns) are skipped and counted, not errors.
+``!`` comments, ``#`` comment lines and the ``[Adblock Plus ...]`` header are ignored like
+comments (they are not rules, so they are not counted as skipped).
+
+The name syntax above applies to the names of every format. Open list files with
+``encoding="utf-8-sig"`` (a byte-order mark would be an illegal character on line 1).
+
+A ``DomainList`` is immutable: a reload builds a new one and the plugin swaps the reference.
+``entries()`` gives the canonical texts in sorted order (``*``, then ``*.name``, then names).
+
+Memory layout (the contract: tens of MB for a million entries, and no false positives):
+the distinct names, sorted, are concatenated in one ``bytes`` blob as ``flags byte`` +
+``lower-case wire name``; ``flags`` says whether the name is an exact entry, a wildcard
+entry (``*.name``) or both. An open-addressing table (``array('I')``, linear probing, load
+factor at most 1/4, probes run into zero padding instead of wrapping) maps
+``hash(wire name) % size`` to the offset of the wire name in the blob (0 = empty slot). A probe
+compares ``blob.startswith(suffix, offset)``: wire names are prefix-free, so this is an exact
+comparison without slicing. For the 1M-name benchmark list that is a 17 MB blob plus a 16 MB
+table (a ``set`` of wire names costs about 79 MB); the blob is also what ``entries()`` reads.
+The table depends on this process's ``hash()`` seed, so pickling rebuilds from the texts;
+the seed (SipHash, random per process) also keeps query names from being crafted to collide.
+
+Matching a query walks the suffixes of its wire name (``wire_suffixes``, computed once per
+query and shared by every list a rule walk consults; ``bytes`` caches its hash): the full
+name must hold an exact entry, each proper suffix (the root included) a wildcard entry.
+That is one table probe per label plus one, and no allocation.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ipaddress
+import re
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import idna
+
+__all__ = [
+    "FORMATS",
+    "DomainList",
+    "EntryError",
+    "ListError",
+    "LoadReport",
+    "normalize_entry",
+    "to_wire",
+    "wire_suffixes",
+]
+
+FORMATS = ("route53", "hosts", "adblock")
+
+MAX_ERRORS = 100  # errors kept in a ListError (the total is counted)
+MAX_SKIPPED_EXAMPLES = 5
+
+_EXACT = 1
+_WILDCARD = 2
+_LOAD_DIVISOR = 4  # table slots per name: load factor <= 1/4 keeps misses near one probe
+_PAD = 64  # zero slots after the table, so probes run off its end without wrapping
+_TRIM_MIN_NAMES = 50_000  # smaller builds leave too little freed heap to be worth a trim
+
+# The whole syntax of an ASCII entry after lower-casing: optional "*.", labels, optional dot.
+_ASCII_ENTRY = re.compile(r"(\*\.)?((?:[a-z0-9_-]{1,63}\.)*[a-z0-9_-]{1,63})\.?")
+_PLAIN_NAME = re.compile(r"(?:[a-z0-9_-]{1,63}\.)*[a-z0-9_-]{1,63}")
+_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
+_MAX_NAME_TEXT = 253  # 255 octets of wire form minus the first length octet and the root
+_BYTE = [bytes((i,)) for i in range(256)]
+_BYTE_POPCOUNT = [bin(i).count("1") for i in range(256)]
+
+_LOCAL_NAMES = frozenset(
+    {
+        "localhost",
+        "localhost.localdomain",
+        "localhost4",
+        "localhost4.localdomain4",
+        "localhost6",
+        "localhost6.localdomain6",
+        "local",
+        "broadcasthost",
+        "0.0.0.0",
+    }
+)
+# "||name^" whose name has no pattern characters; anything else after "||" is a URL pattern
+_ADBLOCK_DOMAIN = re.compile(r"\|\|([^*^|/:?=&@!#$\s]+)\^")
+_COSMETIC_MARKERS = ("##", "#@#", "#?#", "#$#", "#%#")
+
+
+@dataclass(frozen=True, slots=True)
+class EntryError:
+    """One bad line of a domain list."""
+
+    file: str
+    line: int
+    text: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line} - invalid domain list entry {self.text!r}: {self.reason}"
+
+
+class ListError(Exception):
+    """A domain list has bad lines; ``errors`` holds the first ``MAX_ERRORS``, ``total`` all."""
+
+    def __init__(self, errors: list[EntryError], total: int | None = None) -> None:
+        self.errors = errors
+        self.total = len(errors) if total is None else total
+        lines = [str(e) for e in errors]
+        if self.total > len(errors):
+            lines.append(f"... and {self.total - len(errors)} more invalid entries")
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True, slots=True)
+class LoadReport:
+    """What a load kept and skipped; examples read ``file:line 'text': reason``."""
+
+    entries: int
+    skipped: int
+    skipped_examples: tuple[str, ...]
+
+
+def _idn_to_ascii(text: str) -> str:
+    prefix = "*." if text.startswith("*.") else ""
+    try:
+        mapped = idna.uts46_remap(text[len(prefix) :], std3_rules=False, transitional=False)
+        labels = [
+            label if label.isascii() else idna.alabel(label).decode("ascii")
+            for label in mapped.split(".")
+        ]
+    except UnicodeError as exc:  # idna.IDNAError is one
+        raise ValueError(f"invalid internationalized name: {exc}") from None
+    return prefix + ".".join(labels)
+
+
+def _diagnose(text: str) -> str:
+    """Why a lower-case ASCII entry failed the syntax (it did)."""
+    name = text[2:] if text.startswith("*.") else text
+    if name.endswith("."):
+        name = name[:-1]
+    if not name:
+        return "empty name"
+    for label in name.split("."):
+        if not label:
+            return "empty label"
+        bad = next((c for c in label if c not in _LABEL_CHARS), None)
+        if bad is not None:
+            return f"illegal character {bad!r}"
+        if len(label) > 63:
+            return f"label longer than 63 octets ({len(label)})"
+    return f"name longer than 255 octets in wire form ({len(text.rstrip('.')) + 2})"
+
+
+def _check_shape(text: str) -> None:
+    """Raise for the errors that need no label-by-label look (also before IDN conversion)."""
+    if not text:
+        raise ValueError("empty entry")
+    if any(c.isspace() for c in text):
+        raise ValueError("contains whitespace")
+    if "*" in text.removeprefix("*."):
+        raise ValueError("'*' is allowed only as the whole leftmost label ('*.name')")
+
+
+def _parse_entry(text: str) -> tuple[str, int]:
+    """Entry text -> (canonical name, _EXACT or _WILDCARD); name "" with _WILDCARD is ``*``."""
+    if not text.isascii():
+        _check_shape(text)
+        text = _idn_to_ascii(text)
+    text = text.lower()
+    m = _ASCII_ENTRY.fullmatch(text)
+    if m is not None:
+        name = m[2]
+        if m[1] is None:
+            if len(name) <= _MAX_NAME_TEXT:
+                return name, _EXACT
+        elif len(name) <= _MAX_NAME_TEXT - 2:
+            return name, _WILDCARD
+    elif text in ("*", "*."):
+        return "", _WILDCARD
+    _check_shape(text)
+    raise ValueError(_diagnose(text))
+
+
+def normalize_entry(text: str) -> str:
+    """Canonical route53 entry text (``*.example.com``, ``example.com``, ``*``).
+
+    Lower-case, punycode, no trailing dot. Raises ``ValueError(reason)`` for a bad entry.
+    """
+    name, kind = _parse_entry(text.strip())
+    if kind == _EXACT:
+        return name
+    return "*." + name if name else "*"
+
+
+def to_wire(name: str) -> bytes:
+    """Normalised text name (no ``*``; a trailing dot is allowed) -> lower-case wire bytes.
+
+    ``""`` and ``"."`` are the root. Raises ``ValueError`` for an empty or over-long label, a
+    name over 255 octets or non-ASCII text (normalise it first).
+    """
+    if name.endswith("."):
+        name = name[:-1]
+    if not name:
+        return b"\x00"
+    try:
+        labels = name.lower().encode("ascii").split(b".")
+    except UnicodeEncodeError:
+        raise ValueError(f"not an ASCII name: {name!r}") from None
+    if not all(0 < len(label) <= 63 for label in labels) or len(name) > _MAX_NAME_TEXT:
+        raise ValueError(f"not a valid DNS name: {name!r}")
+    return _wire(labels)
+
+
+def _wire(labels: list[bytes]) -> bytes:
+    return b"".join([_BYTE[len(label)] + label for label in labels]) + b"\x00"
+
+
+def wire_suffixes(qname: bytes) -> list[bytes]:
+    """All suffixes of a wire name: the name itself first, the root ``b"\\x00"`` last.
+
+    The hot path, once per query: ``qname`` must be well formed (as the server's parser
+    guarantees); a truncated name raises ``IndexError``.
+    """
+    out = [qname]
+    pos = 0
+    length = qname[0]
+    while length:
+        pos += length + 1
+        out.append(qname[pos:])
+        length = qname[pos]
+    return out
+
+
+def _find_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None).malloc_trim  # glibc; absent from musl and other platforms
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _find_malloc_trim()
+
+
+def _release_free_heap() -> None:
+    """Hand the freed temporaries of a build back to the OS.
+
+    Large temporaries (the parse dict's tables) raise glibc's dynamic mmap threshold, so the
+    blob and table land on the brk heap above freed space that free() never returns; with
+    a 1M-entry list that is about 16 MB of RSS that only ``malloc_trim`` releases.
+    """
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+class _Collector:
+    """Accumulates one load: name -> flags, errors (capped) and skipped lines (counted)."""
+
+    __slots__ = ("file", "flags", "errors", "error_count", "skipped", "examples")
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.flags: dict[str, int] = {}
+        self.errors: list[EntryError] = []
+        self.error_count = 0
+        self.skipped = 0
+        self.examples: list[str] = []
+
+    def error(self, line: int, text: str, reason: str) -> None:
+        self.error_count += 1
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(EntryError(self.file, line, text, reason))
+
+    def skip(self, line: int, text: str, reason: str) -> None:
+        self.skipped += 1
+        if len(self.examples) < MAX_SKIPPED_EXAMPLES:
+            self.examples.append(f"{self.file}:{line} {text!r}: {reason}")
+
+
+def _load_route53(lines: Iterable[str], first_line: int, acc: _Collector) -> None:
+    flags = acc.flags
+    get = flags.get
+    plain = _PLAIN_NAME.fullmatch
+    for lineno, raw in enumerate(lines, first_line):
+        text = raw.strip()
+        if not text or text[0] == "#":
+            continue
+        if "#" in text:
+            text = text.split("#", 1)[0].rstrip()
+        # fast paths for the common lines, ASCII "name" and "*.name" without a trailing dot
+        name = text.lower()
+        if text.isascii() and len(name) <= _MAX_NAME_TEXT:
+            if plain(name) is not None:
+                flags[name] = get(name, 0) | _EXACT
+                continue
+            if name.startswith("*.") and plain(name, 2) is not None:
+                name = name[2:]
+                flags[name] = get(name, 0) | _WILDCARD
+                continue
+        try:
+            name, kind = _parse_entry(text)
+        except ValueError as exc:
+            acc.error(lineno, text, str(exc))
+            continue
+        flags[name] = get(name, 0) | kind
+
+
+def _is_local_name(name: str) -> bool:
+    return name in _LOCAL_NAMES or (name.startswith("ip6-") and "." not in name)
+
+
+def _load_hosts(lines: Iterable[str], first_line: int, acc: _Collector) -> None:
+    flags = acc.flags
+    get = flags.get
+    addresses: set[str] = set()  # addresses already validated (nearly always 0.0.0.0)
+    for lineno, raw in enumerate(lines, first_line):
+        fields = raw.split("#", 1)[0].split()
+        if not fields:
+            continue
+        address = fields[0]
+        if address not in addresses:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                acc.error(lineno, raw.strip(), "expected 'ADDRESS NAME...' with an IP address")
+                continue
+            addresses.add(address)
+        if len(fields) == 1:
+            acc.error(lineno, raw.strip(), "no host name after the address")
+            continue
+        for text in fields[1:]:
+            try:
+                name, kind = _parse_entry(text)
+            except ValueError as exc:
+                acc.error(lineno, text, str(exc))
+                continue
+            if kind != _EXACT:
+                acc.error(lineno, text, "wildcards are not allowed in the hosts format")
+            elif _is_local_name(name):
+                acc.skip(lineno, text, "local host name")
+            else:
+                flags[name] = get(name, 0) | _EXACT
+
+
+def _adblock_skip_reason(text: str) -> str:
+    if any(marker in text for marker in _COSMETIC_MARKERS):
+        return "cosmetic rule"
+    if text.startswith("@@"):
+        return "exception rule"
+    if text.startswith("/"):
+        return "regular expression rule"
+    if "$" in text:
+        return "rule with options"
+    return "not a '||domain^' rule"
+
+
+def _load_adblock(lines: Iterable[str], first_line: int, acc: _Collector) -> None:
+    flags = acc.flags
+    get = flags.get
+    both = _EXACT | _WILDCARD
+    for lineno, raw in enumerate(lines, first_line):
+        text = raw.strip()
+        if not text or text[0] == "!" or (text[0] == "[" and text[-1] == "]"):
+            continue
+        m = _ADBLOCK_DOMAIN.fullmatch(text)
+        if m is None:
+            if text[0] == "#" and not any(mk in text for mk in _COSMETIC_MARKERS):
+                continue  # a "# comment" line, as in many hosts-derived lists
+            acc.skip(lineno, text, _adblock_skip_reason(text))
+            continue
+        try:
+            name, _ = _parse_entry(m[1])
+        except ValueError as exc:
+            acc.error(lineno, text, str(exc))
+            continue
+        flags[name] = get(name, 0) | both
+
+
+_LOADERS = {"route53": _load_route53, "hosts": _load_hosts, "adblock": _load_adblock}
+
+
+class DomainList:
+    """An immutable set of route53 entries with O(labels) matching of wire-format names."""
+
+    __slots__ = ("_blob", "_slots", "_size", "_all", "_count")
+
+    def __init__(self, flags: dict[str, int]) -> None:
+        """Build from ``{canonical name: flags}`` (``""`` with _WILDCARD is ``*``).
+
+        Internal: use ``from_lines`` or ``from_entries``. Consumes ``flags``.
+        """
+        self._all = bool(flags.pop("", 0) & _WILDCARD)
+        names = sorted(flags)
+        kinds = bytes(map(flags.__getitem__, names))
+        flags.clear()
+        self._count = self._all + sum(map(_BYTE_POPCOUNT.__getitem__, kinds))
+        count = len(names)
+        self._size = count * _LOAD_DIVISOR + 1
+        self._blob, self._slots = self._build(kinds, names, self._size)
+        del names  # the last reference to the name strings: free them before trimming
+        if count >= _TRIM_MIN_NAMES:
+            _release_free_heap()
+
+    @staticmethod
+    def _build(kinds: bytes, names: list[str], size: int) -> tuple[bytes, array]:
+        """The blob of ``flags + wire name`` records and the hash table of their offsets."""
+        # bytearray, not a list for b"".join: join holds an 80-byte Py_buffer per part
+        blob = bytearray()
+        slots = array("I", [0]) * (size + _PAD)
+        last = len(slots) - 1  # stays 0: it ends every probe sequence
+        offset = 1  # skips the flags byte of the first record
+        for kind, name in zip(kinds, names, strict=True):
+            wire = _wire(name.encode("ascii").split(b"."))
+            blob.append(kind)
+            blob += wire
+            i = hash(wire) % size
+            while slots[i]:
+                i += 1
+            slots[i] = offset
+            if i >= last:
+                slots.extend(array("I", [0]) * _PAD)
+                last = len(slots) - 1
+            offset += len(wire) + 1
+        return bytes(blob), slots
+
+    @classmethod
+    def from_lines(
+        cls,
+        lines: Iterable[str],
+        *,
+        fmt: str = "route53",
+        file: str = "<inline>",
+        first_line: int = 1,
+    ) -> tuple[DomainList, LoadReport]:
+        """Parse a list file's lines in format ``fmt`` (see the module docstring).
+
+        Raises ``ListError`` with every bad line (the first ``MAX_ERRORS`` kept, all counted)
+        and ``ValueError`` for an unknown format.
+        """
+        loader = _LOADERS.get(fmt)
+        if loader is None:
+            raise ValueError(f"unknown domain list format {fmt!r}; expected one of {FORMATS}")
+        acc = _Collector(file)
+        loader(lines, first_line, acc)
+        if acc.error_count:
+            raise ListError(acc.errors, acc.error_count)
+        dl = cls(acc.flags)
+        return dl, LoadReport(len(dl), acc.skipped, tuple(acc.examples))
+
+    @classmethod
+    def from_entries(cls, entries: Iterable[str]) -> DomainList:
+        """Build from route53 entry texts (admin edits); no comments. Raises ``ListError``."""
+        acc = _Collector("<entries>")
+        flags = acc.flags
+        for index, text in enumerate(entries, 1):
+            try:
+                name, kind = _parse_entry(text.strip())
+            except ValueError as exc:
+                acc.error(index, text, str(exc))
+                continue
+            flags[name] = flags.get(name, 0) | kind
+        if acc.error_count:
+            raise ListError(acc.errors, acc.error_count)
+        return cls(flags)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __repr__(self) -> str:
+        return f"<DomainList {self._count} entries>"
+
+    def __reduce__(self) -> tuple[Callable[[list[str]], DomainList], tuple[list[str]]]:
+        # rebuild from the texts: the table depends on this process's hash() seed
+        return DomainList.from_entries, (list(self.entries()),)
+
+    def __sizeof__(self) -> int:
+        return object.__sizeof__(self) + self._blob.__sizeof__() + self._slots.__sizeof__()
+
+    def matches(self, qname: bytes) -> bool:
+        """Whether a lower-case wire-format name matches an entry."""
+        return self.match_suffixes(wire_suffixes(qname))
+
+    def match_suffixes(self, suffixes: Sequence[bytes]) -> bool:
+        """Same as ``matches``, given ``wire_suffixes(qname)``."""
+        if self._all:
+            return True
+        slots = self._slots
+        size = self._size
+        blob = self._blob
+        startswith = blob.startswith
+        need = _EXACT  # the full name needs an exact entry, its proper suffixes a wildcard
+        for suffix in suffixes:
+            i = hash(suffix) % size
+            offset = slots[i]
+            while offset:
+                if startswith(suffix, offset):
+                    if blob[offset - 1] & need:
+                        return True
+                    break
+                i += 1
+                offset = slots[i]
+            need = _WILDCARD
+        return False
+
+    def _flags_of(self, wire: bytes) -> int:
+        i = hash(wire) % self._size
+        offset = self._slots[i]
+        while offset:
+            if self._blob.startswith(wire, offset):
+                return self._blob[offset - 1]
+            i += 1
+            offset = self._slots[i]
+        return 0
+
+    def __contains__(self, entry: object) -> bool:
+        """Whether an entry (any spelling that normalises to it) is in the list."""
+        if not isinstance(entry, str):
+            return False
+        try:
+            name, kind = _parse_entry(entry.strip())
+        except ValueError:
+            return False
+        if not name:
+            return self._all
+        return bool(self._flags_of(_wire(name.encode("ascii").split(b"."))) & kind)
+
+    def entries(self) -> Iterator[str]:
+        """Canonical entry texts in sorted order: ``*``, then ``*.name`` entries, then names."""
+        if self._all:
+            yield "*"
+        for name in self._names(_WILDCARD):
+            yield "*." + name
+        yield from self._names(_EXACT)
+
+    def _names(self, kind: int) -> Iterator[str]:
+        blob = self._blob
+        pos = 0
+        end = len(blob)
+        while pos < end:
+            flags = blob[pos]
+            pos += 1
+            labels = []
+            length = blob[pos]
+            while length:
+                labels.append(blob[pos + 1 : pos + 1 + length])
+                pos += length + 1
+                length = blob[pos]
+            pos += 1
+            if flags & kind:
+                yield b".".join(labels).decode("ascii")
