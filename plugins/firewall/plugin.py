@@ -103,7 +103,7 @@ class Firewall:
             try:
                 rule = self.policy.evaluate(wire_suffixes(target), req.qtype, req.client[0])
             except NotLoaded as err:
-                return await self._failed(req, next, err)
+                return await self._failed(req, next, err, resp)
             if rule is None:
                 continue
             self.matches[rule] += 1
@@ -121,7 +121,10 @@ class Firewall:
                 break
         return resp
 
-    async def _failed(self, req: Request, next: Handler, err: NotLoaded) -> Response:
+    async def _failed(
+        self, req: Request, next: Handler, err: NotLoaded, answer: Response | None = None
+    ) -> Response:
+        """Fail open (``answer``, the upstream's reply when there is one already) or closed."""
         mode = "open" if self.spec.fail_open else "closed"
         self.fail_counts[mode] += 1
         now = time.monotonic()
@@ -134,7 +137,7 @@ class Firewall:
                 total=self.fail_counts[mode],
             )
         if self.spec.fail_open:
-            return await next(req)
+            return answer if answer is not None else await next(req)
         options = wire.ede_option(EDE_NOT_READY, str(err)) if self.spec.ede else b""
         return req.reply(
             wire.SERVFAIL, options=options, source="firewall", error=f"plugin/firewall: {err}"
