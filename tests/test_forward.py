@@ -607,3 +607,23 @@ async def test_udp_sockets_are_replaced_after_expire(upstream: Upstream) -> None
         assert (await _drive(plugin, _request("example.com."))).rcode == dns.rcode.NOERROR
     finally:
         await plugin.stop()
+
+
+async def test_tcp_connection_is_reused_until_expire(upstream: Upstream) -> None:
+    plugin, _ = _setup(
+        f".:53 {{\n forward . {upstream.address} {{\n  force_tcp\n  expire 300ms\n }}\n}}\n"
+    )
+    await plugin.start()
+    try:
+        up = plugin.proxies[0]
+        for name in ("e1.w.example.com.", "e2.w.example.com."):
+            assert (await _drive(plugin, _request(name))).rcode == dns.rcode.NOERROR
+        first = up.conn
+        await asyncio.sleep(0.4)
+        assert (await _drive(plugin, _request("e3.w.example.com."))).rcode == dns.rcode.NOERROR
+        assert up.conn is not first and first is not None and first.closed
+        ports = [s.client[1] for s in upstream.seen if s.name.startswith("e")]
+        assert ports[0] == ports[1] != ports[2]
+        assert all(s.transport == "tcp" for s in upstream.seen)
+    finally:
+        await plugin.stop()
