@@ -197,7 +197,7 @@ def make_reply(
 
 
 def line(fmt: str, req: Request, resp: Response, duration: float = 0.037990251) -> str:
-    return formats.render_text(formats.compile_format(fmt), req, resp, req.start + duration)
+    return formats.TextFormat(fmt).line(req, resp, req.start + duration)
 
 
 # --- CoreDNS formats ------------------------------------------------------------------------
@@ -455,3 +455,26 @@ def test_route53_answers_are_serialised_once_per_answer_info(monkeypatch):
     assert fmt.line(req, hit, 0.0) == first
     assert fmt.line(req, hit, 0.0) == first
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        b"\x00",
+        b"\x03www\x07example\x03com\x00",
+        b"\x01a\x00",
+        b"\x01*\x04_tcp\x01-\x00",
+        b"\x03a.b\x03com\x00",  # a dot inside a label
+        b'\x02a"\x00',
+        b"\x02a\\\x00",
+        b"\x02a\xff\x00",
+        b"\x02a \x00",
+        b"\x02a;\x00",
+        bytes([46]) + b"a" * 46 + b"\x00",  # a length byte that is "."
+    ],
+)
+def test_name_text_fast_path_agrees_with_wire(name):
+    from proxy import wire
+
+    assert formats.name_text(name) == wire.name_to_text(name)
+    assert json.loads(formats._name_json(name)) == wire.name_to_text(name)

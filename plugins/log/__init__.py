@@ -140,8 +140,7 @@ from .formats import (
     COMBINED,
     COMMON,
     Route53Format,
-    compile_format,
-    render_text,
+    TextFormat,
     response_class,
 )
 
@@ -320,7 +319,7 @@ class Log:
             self.route53.set_identity(settings.account_id, settings.region, settings.vpc_id)
             render = self._render_route53
         else:
-            self._parts = compile_format(settings.format)
+            self._text = TextFormat(settings.format)
             console = settings.output in ("stdout", "stderr")
             self._prefix = CONSOLE_PREFIX if console else ""
             render = self._render_text
@@ -358,7 +357,7 @@ class Log:
         classes = self.settings.classes
         if classes and response_class(resp) not in classes:
             return None
-        return self._prefix + render_text(self._parts, req, resp, end)
+        return self._prefix + self._text.line(req, resp, end)
 
     def _render_route53(
         self, req: Request, resp: Response, end: float, offset: float

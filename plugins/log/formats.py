@@ -9,9 +9,9 @@ placeholders and the JSON schema.
 from __future__ import annotations
 
 import json
+import re
 import time
-from collections.abc import Callable, Sequence
-from decimal import Decimal
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -119,14 +119,33 @@ def _is_referral(data: bytes) -> bool:
     return False
 
 
+_PLAIN_NAME = re.compile(rb'[^\x00-\x20\x7f-\xff\\"();@$]*')
+
+
+def name_text(name: bytes) -> str:
+    """``wire.name_to_text``, with a fast path for the usual names."""
+    return _plain_name(name) or wire.name_to_text(name)
+
+
+def _plain_name(name: bytes) -> str | None:
+    """The text of a name none of whose bytes needs an escape (so none needs one in JSON
+    either), made by turning the length bytes into dots; None for any other name."""
+    if len(name) < 2 or 0x2E in name:  # a raw "." (or a length of 46) needs the slow path
+        return None
+    text = bytearray(name[1:])
+    off = name[0]
+    while text[off]:
+        length = text[off]
+        text[off] = 0x2E
+        off += length + 1
+    text[off] = 0x2E
+    return text.decode("ascii") if _PLAIN_NAME.fullmatch(text) else None
+
+
 def go_seconds(seconds: float) -> str:
-    """Seconds as Go's ``strconv.FormatFloat(d.Seconds(), 'f', -1, 64)`` prints a Duration."""
-    text = repr(round(seconds, 9))  # a Go Duration counts nanoseconds
-    if "e" in text:
-        text = format(Decimal(text), "f")
-    if text.endswith(".0"):
-        text = text[:-2]
-    return text
+    """Seconds as Go's ``strconv.FormatFloat(d.Seconds(), 'f', -1, 64)`` prints a Duration
+    (which counts nanoseconds): at most 9 decimals, no trailing zeros."""
+    return f"{seconds:.9f}".rstrip("0").rstrip(".")
 
 
 # --- CoreDNS placeholders ---------------------------------------------------------------
@@ -158,7 +177,7 @@ def _class(req: Request, resp: Response, end: float) -> str:
 
 
 def _name(req: Request, resp: Response, end: float) -> str:
-    return req.qname
+    return name_text(req.qname_wire)
 
 
 def _proto(req: Request, resp: Response, end: float) -> str:
@@ -178,12 +197,16 @@ def _rcode(req: Request, resp: Response, end: float) -> str:
 
 
 def _duration(req: Request, resp: Response, end: float) -> str:
-    return go_seconds(end - req.start) + "s"
+    return f"{end - req.start:.9f}".rstrip("0").rstrip(".") + "s"  # go_seconds, inlined
 
 
 def _rflags(req: Request, resp: Response, end: float) -> str:
     data = resp.wire
-    flags = (data[2] << 8) | data[3]
+    return _flags_text((data[2] << 8) | data[3])
+
+
+@lru_cache(maxsize=256)
+def _flags_text(flags: int) -> str:
     return ",".join([name for bit, name in _FLAG_NAMES if flags & bit])
 
 
@@ -257,10 +280,29 @@ def _metadata(label: str) -> Getter:
     return get
 
 
-def compile_format(fmt: str) -> list[str | Getter]:
-    """A format string as literal strings and getters, split as CoreDNS's replacer splits it:
-    find a ``}``, then the last ``{`` before it (so ``{ {type} }`` works)."""
-    fmt = fmt.replace("{common}", COMMON).replace("{combined}", COMBINED)
+class TextFormat:
+    """A CoreDNS format, compiled once: a ``str.format`` template and one getter per
+    placeholder."""
+
+    def __init__(self, fmt: str) -> None:
+        self.format = fmt
+        template: list[str] = []
+        self.getters: list[Getter] = []
+        for part in _split(fmt.replace("{common}", COMMON).replace("{combined}", COMBINED)):
+            if isinstance(part, str):
+                template.append(part.replace("{", "{{").replace("}", "}}"))
+            else:
+                template.append("{}")
+                self.getters.append(part)
+        self.template = "".join(template)
+
+    def line(self, req: Request, resp: Response, end: float) -> str:
+        return self.template.format(*[get(req, resp, end) for get in self.getters])
+
+
+def _split(fmt: str) -> list[str | Getter]:
+    """Literals and getters, split as CoreDNS's replacer splits a format: find a ``}``, then
+    the last ``{`` before it (so ``{ {type} }`` works)."""
     parts: list[str | Getter] = []
     literal = ""
     rest = fmt
@@ -294,10 +336,6 @@ def _getter(placeholder: str) -> Getter:
     return _unknown
 
 
-def render_text(parts: Sequence[str | Getter], req: Request, resp: Response, end: float) -> str:
-    return "".join([p if type(p) is str else p(req, resp, end) for p in parts])  # type: ignore[operator]
-
-
 # --- Route 53 Resolver query logs --------------------------------------------------------
 
 VERSION = "1.100000"
@@ -308,6 +346,12 @@ _TRANSPORTS = {"udp": "UDP", "tcp": "TCP"}
 # cached answer is shared by later clients). Other Rdata (TXT, CAA...) is kept as it is.
 NAME_RDATA = frozenset({"CNAME", "DNAME", "NS", "PTR", "MX", "SRV", "SOA"})
 _dumps = json.dumps  # ensure_ascii: every line is plain ASCII, as the real examples are
+_address_json = lru_cache(maxsize=4096)(json.dumps)  # clients repeat
+
+
+def _name_json(name: bytes) -> str:
+    plain = _plain_name(name)
+    return f'"{plain}"' if plain is not None else _dumps(wire.name_to_text(name))
 
 
 class Route53Format:
@@ -345,10 +389,10 @@ class Route53Format:
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
         client = req.client
         text = (
-            f'{self._head}{self._stamp}","query_name":{_dumps(req.qname)},'
+            f'{self._head}{self._stamp}","query_name":{_name_json(req.qname_wire)},'
             f'"query_type":"{type_text(req.qtype)}","query_class":"{class_text(req.qclass)}",'
             f'"rcode":"{rcode_name(resp.rcode)}","answers":{self._answers_json(resp)},'
-            f'"srcaddr":{_dumps(client[0])},"srcport":"{client[1]}",'
+            f'"srcaddr":{_address_json(client[0])},"srcport":"{client[1]}",'
             f'"transport":"{_TRANSPORTS.get(req.transport, req.transport.upper())}","srcids":{{}}'
         )
         decision = req.meta.get("firewall")
