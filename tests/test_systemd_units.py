@@ -234,3 +234,49 @@ def test_socket_unit_passes_udp_and_tcp_pairs() -> None:
     socket_unit = unit("dnsfw.socket")["Socket"]
     assert sorted(socket_unit["ListenDatagram"]) == sorted(socket_unit["ListenStream"])
     assert socket_unit["Service"] == ["dnsfw.service"]
+
+
+def test_egress_table_redirects_other_users_and_exempts_dnsfw(
+    accounts: Path, tmp_path: Path
+) -> None:
+    """Loaded in a private network namespace: dnsfw (whoami) on 127.0.0.1:53, a bridge as uplink.
+
+    root's query to an outside server is answered by dnsfw (redirected); the dnsfw user's query
+    leaves the host (and is lost on the dummy link); DoT from anyone else is refused at once.
+    """
+    nft, dig = tool("nft"), shutil.which("dig")
+    if dig is None:
+        unavailable("dig not found (Debian package bind9-dnsutils)")
+    if os.geteuid() != 0:
+        unavailable("switching to the dnsfw user needs root")
+    uid = next(
+        line.split(":")[2]
+        for line in (accounts / "passwd").read_text().splitlines()
+        if line.startswith("dnsfw:")
+    )
+    conf = tmp_path / "Corefile"
+    conf.write_text(".:53 {\n    bind 127.0.0.1\n    whoami\n}\n")
+    outside = "198.51.100.1"
+    query = f"{q(dig)} +tries=1 +time=2 @{outside}"
+    script = f"""
+ip link set lo up
+ip link add uplink type bridge && ip addr add 192.0.2.10/24 dev uplink && ip link set uplink up
+ip route add default dev uplink
+mount --bind {q(accounts / "passwd")} /etc/passwd
+{q(nft)} -f {q(UNITS / "dnsfw-egress.nft")}
+{q(sys.executable)} -m proxy.cli run -conf {q(conf)} 2>{q(tmp_path / "dnsfw.err")} &
+trap 'kill $!' EXIT
+for i in $(seq 100); do {q(dig)} +short +tries=1 +time=1 @127.0.0.1 ready.example >/dev/null && break; sleep 0.1; done
+echo "udp: $({query} +noall +additional redirected.example A | grep -w A)"
+echo "tcp: $({query} +tcp +noall +additional redirected.example A | grep -w A)"
+echo "dnsfw-user: $(setpriv --reuid={uid} --regid={uid} --clear-groups {query} +short leaves.example A | head -1)"
+echo "dot: $({query} -p 853 +tcp +short dot.example A | head -1)"
+"""
+    done = in_namespace(script, network=True)
+    assert done.returncode == 0, done.stderr
+    lines = dict(line.split(": ", 1) for line in done.stdout.splitlines())
+    # whoami's answer names the client: dnsfw got the query, from the uplink's address
+    assert lines["udp"].split()[-1] == "192.0.2.10", lines["udp"]
+    assert lines["tcp"].split()[-1] == "192.0.2.10", lines["tcp"]
+    assert "timed out" in lines["dnsfw-user"] or "no servers" in lines["dnsfw-user"]
+    assert "refused" in lines["dot"]
