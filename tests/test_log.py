@@ -207,6 +207,32 @@ async def test_a_stuck_output_never_delays_queries(tmp_path, monkeypatch):
     assert plugin.sink.written == 150
 
 
+async def test_console_output_is_written_in_whole_lines_within_pipe_buf(capfd, monkeypatch):
+    from tests.test_log_setup import settings
+
+    chunks: list[bytes] = []
+    real = output._write_all
+
+    def recording(fd, view):
+        chunks.append(bytes(view))
+        real(fd, view)
+
+    monkeypatch.setattr(output, "_write_all", recording)
+    plugin = logplugin.Log(settings("log"))
+    await plugin.start()
+    await serve(plugin, 1000)
+    await plugin.stop()
+    # (structlog's default configuration, in tests, prints its own lines there too)
+    lines = [x for x in capfd.readouterr().out.splitlines() if x.startswith("[INFO]")]
+    assert len(lines) == 1000
+    assert all(
+        re.fullmatch(r'\[INFO\] 192\.0\.2\.1:\d+ - 29008 "A IN q\d+\.example\. .*s', x)
+        for x in lines
+    )
+    assert len(chunks) > 1
+    assert all(len(c) <= select.PIPE_BUF and c.endswith(b"\n") for c in chunks)
+
+
 async def test_reopen_after_rename_writes_to_the_new_file(tmp_path):
     plugin = file_log(tmp_path)
     await plugin.start()

@@ -248,13 +248,20 @@ class Sink:
         self._report_drops()
 
     def _write(self, data: bytes) -> None:  # in the writer thread
-        fd = self._fd
+        if self.is_file:
+            _write_all(self._fd, memoryview(data))
+            return
+        # stdout and stderr may be pipes with other writers (the service log shares stderr):
+        # a write() of at most PIPE_BUF bytes is atomic there, so cut at line ends below it
         view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(fd, view) :]
-            except BlockingIOError:  # a non-blocking stdout: wait until it takes more
-                select.select([], [fd], [], 1.0)
+        start = 0
+        while start < len(data):
+            end = start + select.PIPE_BUF
+            if end < len(data):
+                cut = data.rfind(b"\n", start, end)
+                end = cut + 1 if cut >= start else end
+            _write_all(self._fd, view[start:end])
+            start = end
 
     def _report_drops(self, *, force: bool = False) -> None:
         new = self.dropped - self._warned_drops
@@ -278,6 +285,14 @@ class Sink:
             return False
         self._last_warning[key] = now
         return True
+
+
+def _write_all(fd: int, view: memoryview) -> None:
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:  # a non-blocking stdout: wait until it takes more
+            select.select([], [fd], [], 1.0)
 
 
 def _open_append(path: str) -> int:
