@@ -229,21 +229,24 @@ class ListSlot:
         if errors:
             raise ListEditError("invalid domain list entries", 400, errors)
         assert self.current is not None
+        if operation not in ("ADD", "REMOVE", "REPLACE"):
+            raise ListEditError(f"unknown operation '{operation}' (ADD, REMOVE or REPLACE)")
         async with self.lock:
-            current = self.current
-            if operation == "ADD":
-                new = sorted(set(current.entries()) | set(entries))
-            elif operation == "REMOVE":
-                drop = set(entries)
-                new = [e for e in current.entries() if e not in drop]
-            elif operation == "REPLACE":
-                new = sorted(set(entries))
-            else:
-                raise ListEditError(f"unknown operation '{operation}' (ADD, REMOVE or REPLACE)")
-            content = await asyncio.to_thread(self._write_and_build, new)
+            # set arithmetic over a large list takes seconds: keep it off the event loop
+            content = await asyncio.to_thread(self._apply, self.current, operation, entries)
             self._set(content, 0, 0.0)
         log.info("list_edited", list=self.spec.name, operation=operation, entries=len(content))
         return len(content)
+
+    def _apply(self, current: DomainList, operation: str, entries: list[str]) -> DomainList:
+        if operation == "ADD":
+            new = sorted(set(current.entries()) | set(entries))
+        elif operation == "REMOVE":
+            drop = set(entries)
+            new = [e for e in current.entries() if e not in drop]
+        else:
+            new = sorted(set(entries))
+        return self._write_and_build(new)
 
     def _write_and_build(self, entries: list[str]) -> DomainList:
         content = DomainList.from_entries(entries)
@@ -309,7 +312,7 @@ def _parse_file(spec: ListSpec) -> tuple[DomainList, LoadReport, float]:
     if known is not None and known[0] == signature:
         return known[1], known[2], 0.0
     started = time.monotonic()
-    with open(spec.path, encoding="utf-8", errors="replace") as f:
+    with open(spec.path, encoding="utf-8-sig", errors="replace") as f:  # -sig: tolerate a BOM
         content, report = DomainList.from_lines(f, fmt=spec.fmt, file=spec.path)
     _PARSED[(spec.path, spec.fmt)] = (signature, content, report)
     return content, report, time.monotonic() - started
