@@ -347,6 +347,14 @@ def test_cname_chain_answer_is_cached() -> None:
     assert hit.info is not None and hit.info.chain == (b"\x01b\x07example\x00",)
 
 
+def test_zone_transfers_are_not_cached() -> None:
+    cache, backend = make_cache(), Backend(negative(dns.rcode.NOERROR))
+    for _ in range(2):
+        run_any(cache, query(rdtype="AXFR"), backend)
+        run_any(cache, query(rdtype="IXFR"), backend)
+    assert len(backend.calls) == 4
+
+
 def test_truncated_reply_is_not_cached() -> None:
     def truncated(q: dns.message.Message) -> dns.message.Message:
         r = dns.message.make_response(q)

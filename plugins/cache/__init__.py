@@ -46,10 +46,10 @@ Behaviour
   empty NOERROR is cached 5 s; SERVFAIL/NOTIMP for ``servfail``. That time is written into
   every record of the reply, on the miss too (no 1799 -> 8 jumps); hits count it down.
 * Not cached: truncated replies; NXDOMAIN without SOA; a NOERROR whose answer does not answer
-  the question and has no SOA (a dangling CNAME chain); other rcodes; failures of the chain
-  itself (a SERVFAIL the forward plugin makes up when no upstream answered: that is what
-  serve_stale bridges); replies whose question does not match the query (counted in
-  ``coredns_cache_drops_total``); replies over 4096 bytes (without OPT).
+  the question and has no SOA (a dangling CNAME chain); zone transfers; other rcodes;
+  failures of the chain itself (a SERVFAIL the forward plugin makes up when no upstream
+  answered: that is what serve_stale bridges); replies whose question does not match the
+  query (counted in ``coredns_cache_drops_total``); replies over 4096 bytes (without OPT).
 * A hit is the stored reply with the client's id, RD and CD bits and question bytes (so the
   client's letter case), and TTLs aged by the whole seconds it spent in the cache. EDNS is
   hop-by-hop: the reply is stored without its OPT record, and a hit gets one (payload 1232,
@@ -59,7 +59,9 @@ Behaviour
 * Memory: each cache holds at most its capacity in entries and capacity x 1 KiB of reply bytes
   (each entry counts the reply it was stored from plus its TTL-aged copy); when either bound
   is reached the oldest stored entries are evicted first (CoreDNS evicts at random) and
-  counted in ``coredns_cache_evictions_total``.
+  counted in ``coredns_cache_evictions_total``. An entry for a one-record answer takes about
+  700 bytes in all, so a full default cache (2 x 9984 entries) of small answers about 14 MB;
+  with large answers the byte budget caps it near 15 MB per cache.
 
 Metrics (labels ``server``, ``zones``, ``view`` (always empty); ``type`` success|denial):
 ``coredns_cache_entries{type}``, ``coredns_cache_hits_total{type}``,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import struct
 from collections import OrderedDict
+from typing import TypeVar
 
 from proxy import wire
 from proxy.wire import AnswerInfo
@@ -40,15 +41,22 @@ NXDOMAIN = 2
 SERVERERROR = 3
 
 TYPE_ANY = 255
+ZONE_TRANSFERS = frozenset((251, 252))  # IXFR, AXFR: CoreDNS's "meta" replies, never cached
 DEFAULT_MSG_TTL = 5  # CoreDNS's MinimalDefaultTTL: a reply without records
 MAX_MSG_TTL = 3600  # CoreDNS's MaximumDefaulTTL: no message TTL is read above it
 
 Key = tuple[bytes, int, int, int]  # lower-case qname wire, qtype, qclass, CD | DO
 
+_T = TypeVar("_T")
 _U16 = struct.Struct("!H")
 _COUNTS = struct.Struct("!HHHH")
 _HIT_FLAGS = wire.QR | wire.AA | wire.RA | 0x000F  # kept from the stored reply
-_WORDS: dict[int, bytes] = {}  # 16-bit header words already rendered (few distinct ones)
+_WORDS: dict[int, bytes] = {}  # rendered 16-bit header words (at most 2**16; a few in practice)
+# Values most entries share (flag words, section counts): one object each instead of one per
+# entry, which saves about 140 bytes per entry.
+_SHARED: dict[object, object] = {}
+MAX_SHARED = 4096
+NEVER = float("-inf")
 
 
 def effective_capacity(requested: int) -> int:
@@ -64,6 +72,15 @@ def word(value: int) -> bytes:
     return rendered
 
 
+def _share(value: _T) -> _T:
+    shared = _SHARED.get(value)
+    if shared is not None:
+        return shared  # type: ignore[return-value]
+    if len(_SHARED) < MAX_SHARED:  # bounded: odd upstream replies cannot grow it forever
+        _SHARED[value] = value
+    return value
+
+
 def classify(data: bytes, info: AnswerInfo, qtype: int) -> tuple[int, int] | None:
     """(reply class, message TTL) of a reply to a ``qtype`` query, or None: not cacheable.
 
@@ -71,9 +88,9 @@ def classify(data: bytes, info: AnswerInfo, qtype: int) -> tuple[int, int] | Non
     denial at most the RFC 2308 negative TTL (min of the SOA's TTL and MINIMUM); 5 s for a
     NOERROR without answer or SOA (a referral). Not cacheable: truncated replies, NXDOMAIN
     without SOA, a NOERROR whose answer does not answer the question and has no SOA (a dangling
-    CNAME chain), and rcodes other than NOERROR, NXDOMAIN, SERVFAIL and NOTIMP.
+    CNAME chain), zone transfers, and rcodes other than NOERROR, NXDOMAIN, SERVFAIL, NOTIMP.
     """
-    if info.flags & wire.TC:
+    if info.flags & wire.TC or qtype in ZONE_TRANSFERS:
         return None
     rcode = info.rcode
     msg_ttl = min(info.min_ttl, MAX_MSG_TTL) if info.ttl_offsets else DEFAULT_MSG_TTL
@@ -117,7 +134,7 @@ class Entry:
         "counts_edns",
         "body",
         "body_ttl",
-        "offsets",
+        "qend",
         "ttl",
         "stored",
         "info",
@@ -133,7 +150,6 @@ class Entry:
         kind: int,
         info: AnswerInfo,
         body: bytes,
-        offsets: tuple[int, ...],
         counts: tuple[int, int, int],
         ttl: int,
         now: float,
@@ -143,20 +159,20 @@ class Entry:
         self.kind = kind
         self.rcode = info.rcode
         # a hit takes RD and CD from its query, and AD only when the client can use it
-        self.flags = info.flags & _HIT_FLAGS | wire.QR
-        self.flags_ad = self.flags | (info.flags & wire.AD)
+        self.flags = _share(info.flags & _HIT_FLAGS | wire.QR)
+        self.flags_ad = _share(self.flags | (info.flags & wire.AD))
         an, ns, ar = counts
-        self.counts = _COUNTS.pack(1, an, ns, ar)
-        self.counts_edns = _COUNTS.pack(1, an, ns, ar + 1)
+        self.counts = _share(_COUNTS.pack(1, an, ns, ar))
+        self.counts_edns = _share(_COUNTS.pack(1, an, ns, ar + 1))
         self.body = body
         self.body_ttl = ttl
-        self.offsets = offsets
+        self.qend = info.qend  # the body starts there; TTL offsets are info.ttl_offsets
         self.ttl = ttl
         self.stored = now
         self.info = info
         self.size = size
         self.hits = 0  # prefetch frequency: hits without a gap longer than the window
-        self.last_hit = float("-inf")
+        self.last_hit = NEVER
         self.refreshing = False
 
     def remaining(self, now: float) -> int:
@@ -168,8 +184,9 @@ class Entry:
         if ttl != self.body_ttl:
             buf = bytearray(self.body)
             field = ttl.to_bytes(4, "big")
-            for off in self.offsets:
-                buf[off : off + 4] = field
+            qend = self.qend
+            for off in self.info.ttl_offsets:
+                buf[off - qend : off - qend + 4] = field
             self.body = bytes(buf)
             self.body_ttl = ttl
         return self.body
@@ -203,11 +220,10 @@ def make_entry(
         return None
     field = ttl.to_bytes(4, "big")
     body = bytearray(data[qend:end])
-    offsets = tuple(off - qend for off in info.ttl_offsets)
-    for off in offsets:
-        body[off : off + 4] = field
+    for off in info.ttl_offsets:
+        body[off - qend : off - qend + 4] = field
     size = len(data) + len(body)
-    return Entry(key, kind, info, bytes(body), offsets, (an, ns, ar), ttl, now, size)
+    return Entry(key, kind, info, bytes(body), (an, ns, ar), ttl, now, size)
 
 
 class Store:
