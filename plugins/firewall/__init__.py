@@ -112,16 +112,24 @@ def setup(directive: Directive, ctx: SetupContext) -> Firewall:
             try:
                 slot.load_now()
             except ListError as err:
-                first = err.errors[0] if err.errors else None
-                raise CorefileError(
-                    first.file if first else directive.file,
-                    first.line if first else directive.line,
-                    str(err),
-                ) from None
+                raise _list_error(err, directive) from None
             except OSError as err:
-                raise directive.error(f"cannot read list '{slot.spec.name}': {err}") from None
+                spec = slot.spec
+                raise CorefileError(
+                    spec.file, spec.line, f"cannot read list '{spec.name}': {err}"
+                ) from None
     ctx.app.services.setdefault("firewall", []).append(firewall)
     return firewall
+
+
+def _list_error(err: ListError, directive: Directive) -> CorefileError:
+    """The first bad line as the error's location; the others listed after it."""
+    if not err.errors:
+        return directive.error(str(err))
+    first, *rest = str(err).splitlines()
+    bad = err.errors[0]
+    message = f"invalid domain list entry {bad.text!r}: {bad.reason}"
+    return CorefileError(bad.file, bad.line, "\n".join([message, *rest]))
 
 
 def load_offline(conf_path: str) -> list[Firewall]:
