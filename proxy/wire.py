@@ -54,6 +54,7 @@ EDE_OPTION = 15  # RFC 8914 Extended DNS Error
 _U16 = struct.Struct("!H")
 _HEADER = struct.Struct("!HHHHHH")
 _RR_FIXED = struct.Struct("!HHIH")  # type, class, ttl, rdlength
+_QTYPE_QCLASS = struct.Struct("!HH")
 
 
 class WireError(ValueError):
@@ -114,29 +115,32 @@ def parse_question(data: bytes) -> tuple[bytes, int, int, int]:
 
     The name must be uncompressed (as in every query) and well formed.
     """
-    off = HEADER_LEN
-    n = len(data)
-    while True:
-        if off >= n:
-            raise WireError("question name runs past the message")
-        ln = data[off]
-        if ln == 0:
-            break
-        if ln > 63:
-            raise WireError("bad label in question")
-        off += ln + 1
+    try:
+        off = HEADER_LEN
+        length = data[off]
+        while 0 < length < 64:  # one pass over the labels; 0 ends the name, >63 is invalid
+            off += length + 1
+            length = data[off]
+    except IndexError:
+        raise WireError("question name runs past the message") from None
+    if length:
+        raise WireError("bad label in question")
     name_end = off + 1
     if name_end - HEADER_LEN > 255:
         raise WireError("question name longer than 255 bytes")
-    if name_end + 4 > n:
+    if name_end + 4 > len(data):
         raise WireError("question truncated")
-    qtype = (data[name_end] << 8) | data[name_end + 1]
-    qclass = (data[name_end + 2] << 8) | data[name_end + 3]
+    qtype, qclass = _QTYPE_QCLASS.unpack_from(data, name_end)
     return data[HEADER_LEN:name_end].lower(), qtype, qclass, name_end + 4
 
 
 def find_opt(data: bytes, off: int, an: int, ns: int, ar: int) -> tuple[int, int, int] | None:
     """Find the OPT record after the question: (udp payload size, ttl field, offset of OPT) or None."""
+    if an == 0 and ns == 0 and ar == 1 and len(data) == off + 11 and data[off] == 0:
+        # the usual query: nothing after the question but one root-owned OPT with no options
+        rtype, rclass, ttl, rdlen = _RR_FIXED.unpack_from(data, off + 1)
+        if rtype == TYPE_OPT and rdlen == 0:
+            return rclass, ttl, off
     for _ in range(an + ns):
         off = skip_name(data, off)
         if off + 10 > len(data):

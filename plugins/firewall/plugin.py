@@ -45,6 +45,8 @@ class Firewall:
         self.slots = {s.name: ListSlot(s) for s in spec.lists}
         slots = self.slots
         self.policy = Policy(spec.groups, lambda name: slots[name].current)
+        for slot in slots.values():
+            slot.on_swap.append(self.policy.forget)
         self.all_zones = "." in spec.zones
         self.zones = frozenset(to_wire(z.rstrip(".")) if z != "." else b"\x00" for z in spec.zones)
         self.soa = wire.rr(
@@ -71,15 +73,14 @@ class Firewall:
 
     # --- the query path -----------------------------------------------------------------
     async def serve(self, req: Request, next: Handler) -> Response:
-        suffixes = wire_suffixes(req.qname_wire)
-        if not self.all_zones and not any(s in self.zones for s in suffixes):
+        if not self.all_zones and not any(s in self.zones for s in wire_suffixes(req.qname_wire)):
             return await next(req)
         if self.spec.bypass_signals:
             signal = self._bypass_signal(req)
             if signal is not None:
                 return signal
         try:
-            rule = self.policy.evaluate(suffixes, req.qtype, req.client[0])
+            rule = self.policy.decide(req.qname_wire, req.qtype, req.client[0])
         except NotLoaded as err:
             return await self._failed(req, next, err)
         if rule is not None:
@@ -101,7 +102,7 @@ class Firewall:
         info = resp.answer_info()
         for target in info.chain:
             try:
-                rule = self.policy.evaluate(wire_suffixes(target), req.qtype, req.client[0])
+                rule = self.policy.decide(target, req.qtype, req.client[0])
             except NotLoaded as err:
                 return await self._failed(req, next, err, resp)
             if rule is None:

@@ -15,6 +15,8 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from .lists import wire_suffixes
+
 ALLOW = "ALLOW"
 ALERT = "ALERT"
 BLOCK = "BLOCK"
@@ -118,12 +120,22 @@ class ClientSet:
         return any(value & mask == net for net, mask in networks)
 
 
+_UNKNOWN = object()
+
+
 class Policy:
     """The ordered rules of one firewall, evaluated against the lists of a registry.
 
     ``lookup(list_name)`` returns the list's current content (an object with
     ``match_suffixes(suffixes)``) or None when it is not loaded.
+
+    :meth:`decide` remembers decisions by name (and type, and client, when rules depend on
+    them), so a name asked again costs one dict look-up instead of a walk over the lists;
+    :meth:`forget` must be called whenever a list's content is swapped, which keeps a list
+    change visible at once. The memo is bounded (cleared when full).
     """
+
+    MEMO_MAX = 65536
 
     def __init__(self, groups: Sequence[Group], lookup: Callable[[str], object | None]) -> None:
         self.groups = tuple(sorted(groups, key=lambda g: g.priority))
@@ -137,6 +149,31 @@ class Policy:
         self.has_clients = any(g.clients for g in self.groups)
         # CNAME/DNAME targets need inspecting only if some rule could block or alert on them
         self.inspects = any(r.action != ALLOW for r, _ in self.walk)
+        self.by_type = any(r.qtype is not None for r, _ in self.walk)
+        self.memo: dict[object, Rule | None] = {}
+
+    def decide(self, qname: bytes, qtype: int, client_ip: str) -> Rule | None:
+        """The deciding rule for a lower-case wire name, remembered. Raises NotLoaded."""
+        if self.has_clients:
+            key: object = (qname, qtype, client_ip)
+        elif self.by_type:
+            key = (qname, qtype)
+        else:
+            key = qname
+        memo = self.memo
+        rule = memo.get(key, _UNKNOWN)
+        if rule is _UNKNOWN:
+            rule = self.evaluate(
+                wire_suffixes(qname), qtype, client_ip
+            )  # NotLoaded: not remembered
+            if len(memo) >= self.MEMO_MAX:
+                memo.clear()
+            memo[key] = rule
+        return rule  # type: ignore[return-value]
+
+    def forget(self) -> None:
+        """Drop remembered decisions (a list changed)."""
+        self.memo.clear()
 
     def evaluate(self, suffixes: Sequence[bytes], qtype: int, client_ip: str) -> Rule | None:
         """The deciding rule for a name (given as its wire suffixes), or None. Raises NotLoaded."""

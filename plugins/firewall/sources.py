@@ -28,7 +28,7 @@ import os
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import structlog
@@ -81,12 +81,15 @@ class ListSlot:
         self.etag: str | None = None
         self.last_modified: str | None = None
         self.lock = asyncio.Lock()  # serialises admin edits of this list
+        self.on_swap: list[Callable[[], None]] = []  # e.g. the policy's decision memo
         if spec.kind == "domains":
             self._set(DomainList.from_entries(spec.entries), 0, 0.0)
 
     # --- state ------------------------------------------------------------------------
     def _set(self, content: DomainList, skipped: int, seconds: float) -> None:
         self.current = content  # the atomic swap
+        for forget in self.on_swap:
+            forget()
         self.status = "loaded"
         self.error = None
         self.loaded_at = time.time()

@@ -1,0 +1,110 @@
+"""Where a cache hit's time goes, in process: the full chain of a Corefile, no sockets.
+
+    python bench/profile_hit.py [--corefile bench/corefiles/full.Corefile] [--blocklist FILE]
+                                [-n 200000] [--profile]
+
+Starts the test upstream fixture (tests/upstream.py) in a thread, sets the Corefile up (its
+lists loaded synchronously), warms the cache with one pass over a set of names, then times
+``Listener.query`` -- parse, routing, the chain driven by hand, reply post-processing -- on
+cache hits. Prints µs per query; with --profile, a cProfile summary of the same loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import pstats
+import sys
+import tempfile
+import time
+
+import dns.message
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from proxy.config import load  # noqa: E402
+from proxy.server import Listener, Router, Server  # noqa: E402
+from tests.upstream import Upstream  # noqa: E402
+
+NAMES = [
+    "example.com.",
+    "www.example.com.",
+    "mail.example.com.",
+    "gmail.com.",
+    "www.google.com.",
+    "a.example.",
+    "yahoo.co.jp.",
+    "ssm.ap-northeast-1.amazonaws.com.",
+]
+
+
+class Sink:
+    def finish(self, req, resp, exc):
+        pass
+
+
+async def run(args: argparse.Namespace) -> None:
+    with Upstream() as upstream:
+        text = open(args.corefile).read()
+        text = (
+            text.replace("{PORT}", "0")
+            .replace("{UPSTREAM}", upstream.address)
+            .replace("{BLOCKLIST}", args.blocklist)
+            .replace("{LOGDIR}", tempfile.mkdtemp())
+        )
+        fd, path = tempfile.mkstemp(suffix=".Corefile")
+        os.write(fd, text.encode())
+        os.close(fd)
+        t0 = time.monotonic()
+        config = load(path, checking=True)
+        print(f"setup with lists loaded: {time.monotonic() - t0:.2f}s", file=sys.stderr)
+        server = Server(config)
+        from proxy.server import _run_hooks
+
+        await _run_hooks(config.blocks, "start")
+        key, zones = next(iter(config.listeners.items()))
+        listener = Listener(key, Router(zones), server)
+        queries = [dns.message.make_query(n, "A", use_edns=0).to_wire() for n in NAMES]
+        sink = Sink()
+        client = ("127.0.0.1", 40000)
+        # warm the cache: real upstream round trips
+        block = listener.router.route(b"\x00", 1)
+        from proxy.request import parse
+
+        for q in queries:
+            await block.chain(parse(q, client, "udp", listener.label))
+        n = args.n
+        query = listener.query
+
+        def loop() -> None:
+            for i in range(n):
+                query(queries[i & 7], client, "udp", sink)
+
+        t0 = time.perf_counter()
+        loop()
+        elapsed = time.perf_counter() - t0
+        print(f"{args.corefile}: {elapsed / n * 1e6:.2f} µs per cache hit (n={n})")
+        if args.profile:
+            prof = cProfile.Profile()
+            prof.runcall(loop)
+            pstats.Stats(prof).sort_stats("tottime").print_stats(18)
+        await _run_hooks(config.blocks, "stop")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--corefile", default="bench/corefiles/full.Corefile")
+    ap.add_argument("--blocklist", default="/tmp/dnsbench-data/blocklist.txt")
+    ap.add_argument("-n", type=int, default=200000)
+    ap.add_argument("--profile", action="store_true")
+    args = ap.parse_args()
+    import uvloop
+
+    uvloop.install()
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()
