@@ -21,7 +21,7 @@ from proxy.config import zone_wire
 from proxy.metrics import Registry
 from proxy.pipeline import Handler
 from proxy.request import Request, Response
-from proxy.wire import WireError
+from proxy.wire import AnswerInfo, WireError
 
 from .options import CacheConfig, TTLs
 from .store import (
@@ -195,30 +195,12 @@ class Cache:
     def _store(self, req: Request, resp: Response, counters: Counters) -> Response:
         """Cache ``resp`` if it qualifies; return it with the cache TTL in every record (when
         stored) and AD cleared for a client that set neither DO nor AD."""
-        if resp.error is not None:  # the chain failed (CoreDNS: an error, nothing written)
-            return resp
-        data = resp.wire
-        try:
-            info = resp.answer_info()
-            qname = data[12 : info.qend - 4].lower()
-        except (WireError, IndexError, struct.error):
-            return resp
-        question = data[info.qend - 4 : info.qend]
-        if (
-            data[4:6] != b"\x00\x01"
-            or qname != req.qname_wire
-            or question != req.wire[req.qend - 4 : req.qend]
-        ):
-            counters.drops += 1
+        admitted = self._admit(req, resp, counters)
+        if admitted is None:
             return self._clear_ad(req, resp)
-        verdict = classify(data, info, req.qtype)
-        if verdict is None:
-            return self._clear_ad(req, resp)
-        kind, ttl = self._duration(*verdict)
-        if ttl <= 0 or (self.disabled[kind] and in_zones(req.qname_wire, self.disabled[kind])):
-            return self._clear_ad(req, resp)
+        kind, ttl, info = admitted
         key = (req.qname_wire, req.qtype, req.qclass, (req.flags & wire.CD) | req.do)
-        entry = make_entry(key, kind, data, info, ttl, self.clock())
+        entry = make_entry(key, kind, resp.wire, info, ttl, self.clock())
         if entry is None:
             return self._clear_ad(req, resp)
         (self.success if kind else self.denial).remove(key)  # a key lives in one store only
@@ -228,7 +210,7 @@ class Cache:
                 counters.denial_evictions += evicted
             else:
                 counters.success_evictions += evicted
-        buf = bytearray(data)
+        buf = bytearray(resp.wire)
         field = ttl.to_bytes(4, "big")
         for off in info.ttl_offsets:
             buf[off : off + 4] = field
@@ -236,6 +218,35 @@ class Cache:
             buf[3] &= ~_AD_LOW & 0xFF
         resp.wire = bytes(buf)
         return resp
+
+    def _admit(
+        self, req: Request, resp: Response, counters: Counters
+    ) -> tuple[int, int, AnswerInfo] | None:
+        """(store kind, seconds to cache, reply info) when ``resp`` may be cached, else None."""
+        if resp.error is not None:  # the chain failed (CoreDNS: an error, nothing written)
+            return None
+        data = resp.wire
+        try:
+            info = resp.answer_info()
+            qname = data[12 : info.qend - 4].lower()
+        except (WireError, IndexError, struct.error):
+            return None
+        question = data[info.qend - 4 : info.qend]
+        if (
+            data[4:6] != b"\x00\x01"
+            or qname != req.qname_wire
+            or question != req.wire[req.qend - 4 : req.qend]
+        ):
+            counters.drops += 1
+            return None
+        verdict = classify(data, info, req.qtype)
+        if verdict is None:
+            return None
+        kind, ttl = self._duration(*verdict)
+        disabled = self.disabled[kind]
+        if ttl <= 0 or (disabled and in_zones(req.qname_wire, disabled)):
+            return None
+        return kind, ttl, info
 
     def _duration(self, reply_class: int, msg_ttl: int) -> tuple[int, int]:
         """(store kind, seconds to cache): the message TTL clamped to the kind's bounds."""

@@ -175,10 +175,6 @@ class Entry:
         self.last_hit = NEVER
         self.refreshing = False
 
-    def remaining(self, now: float) -> int:
-        """Whole seconds of TTL left (0 or negative: expired), as CoreDNS counts them."""
-        return self.ttl - int(now - self.stored)
-
     def aged_body(self, ttl: int) -> bytes:
         """The stored records with every TTL set to ``ttl`` (rewritten once per value)."""
         if ttl != self.body_ttl:
