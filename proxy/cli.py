@@ -13,37 +13,30 @@ Exit status 1 with a ``FILE:LINE - ...`` message for a bad Corefile.
 Signals while running: SIGTERM/SIGINT stop gracefully (in-flight queries finish, bounded);
 SIGHUP and SIGUSR1 reload the Corefile (a failed reload changes nothing and is logged).
 Under systemd, ``run`` reports READY/RELOADING/STOPPING and watchdog pings and takes listening
-sockets from socket activation (:mod:`proxy.systemd`).
+sockets from socket activation (:mod:`proxy.systemd`). The running process, its reloads and
+its HTTP listeners are :class:`proxy.runtime.Runtime`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import importlib
 import logging
 import os
-import signal
 import sys
 import tempfile
-from typing import TYPE_CHECKING
 
 import structlog
 
 import plugins as registry
 
-from . import __version__, systemd
-from .config import Config, load
+from . import __version__
+from .config import load
 from .corefile import CorefileError
-
-if TYPE_CHECKING:
-    from .server import Server
+from .runtime import Runtime
 
 DEFAULT_COREFILE = ".:{port} {{\n    whoami\n}}\n"
-READY_POLL = 0.05  # seconds between readiness checks at start-up
-
-log = structlog.get_logger("dnsfw")
 
 
 def configure_logging(quiet: bool = False) -> None:
@@ -138,8 +131,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{key}: {len(zones)} zone(s)")
         print(f"{path}: OK")
         return 0
+    runtime = Runtime(
+        path,
+        dns_port=args.dns_port,
+        max_inflight=args.max_inflight,
+        tcp_max_connections=args.tcp_max_conns,
+    )
     try:
-        config = load(path, dns_port=args.dns_port)
+        config = runtime.load()
     except CorefileError as err:
         print(err, file=sys.stderr)
         return 1
@@ -150,91 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:  # pragma: no cover - uvloop is a dependency; keep running without it
         pass
     try:
-        return asyncio.run(_serve(config, path, args))
+        return asyncio.run(runtime.run(config))
     except KeyboardInterrupt:
         return 0
-
-
-async def _serve(config: Config, path: str, args: argparse.Namespace) -> int:
-    from .server import Server
-
-    interval = systemd.watchdog_interval()
-    pinger = asyncio.ensure_future(systemd.watchdog(interval)) if interval else None
-    passed = systemd.SocketPool(systemd.listen_fds())
-    server = Server(
-        config,
-        max_inflight=args.max_inflight,
-        tcp_max_connections=args.tcp_max_conns,
-        inherited=passed,
-    )
-    try:
-        await server.start()
-    except OSError as err:
-        log.error("start_failed", error=str(err))
-        return 1
-    log.info("started", version=__version__, conf=path, pid=os.getpid())
-    for unused in passed.unused():
-        log.warning("listen_fd_unused", socket=unused.label, name=unused.name)
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    reloading = asyncio.Lock()
-    announced = asyncio.Event()  # READY=1 sent: systemd tracks reloads from then on
-
-    async def reload() -> None:
-        async with reloading:
-            if announced.is_set():
-                systemd.notify(f"RELOADING=1\nMONOTONIC_USEC={systemd.monotonic_usec()}")
-            try:
-                new = load(path, dns_port=args.dns_port, reloading=True)
-                await server.reload(new)
-            except Exception as err:  # noqa: BLE001 - any failure keeps the old configuration
-                log.error("reload_failed", error=str(err))
-                status = f"reload failed, previous configuration serving: {err}"
-            else:
-                log.info("reloaded", conf=path)
-                status = _status(server)
-            if announced.is_set():
-                systemd.notify("READY=1", status=status)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    for sig in (signal.SIGHUP, signal.SIGUSR1):
-        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(reload()))
-    if await _until_ready(server, stopping):
-        announced.set()
-        systemd.notify("READY=1", status=_status(server))
-        log.info("ready")
-    await stopping.wait()
-    systemd.notify("STOPPING=1")
-    log.info("stopping", inflight=server.inflight)
-    with contextlib.suppress(Exception):
-        await server.stop()
-    if pinger is not None:
-        pinger.cancel()
-    log.info("stopped")
-    return 0
-
-
-async def _until_ready(server: Server, stopping: asyncio.Event) -> bool:
-    """Wait until every plugin is ready (lists loaded); False when a stop came first.
-
-    Queries are answered meanwhile; systemd (READY=1) holds back units ordered after dnsfw.
-    """
-    waiting: list[str] = []
-    while not stopping.is_set():
-        pending = server.not_ready()
-        if not pending:
-            return True
-        if pending != waiting:
-            waiting = pending
-            log.info("waiting_for_plugins", plugins=",".join(pending))
-            systemd.notify(status=f"waiting for plugins: {', '.join(pending)}")
-        await asyncio.sleep(READY_POLL)
-    return False
-
-
-def _status(server: Server) -> str:
-    return "serving " + " ".join(str(key) for key in server.listeners)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -36,6 +36,13 @@ class AppContext:
     metrics: Registry = field(default_factory=Registry)
     # named interfaces that plugins offer to the admin API (e.g. the firewall's lists)
     services: dict[str, Any] = field(default_factory=dict)
+    # process-wide settings that proxy.runtime applies (not per server block):
+    # HTTP endpoints by listen address and path prefix (proxy.http.Site: admin, health, ...),
+    http: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reload: Any = None  # the `reload` stage's settings (plugins.reload.ReloadSpec)
+    lameduck: float = 0.0  # seconds to keep serving after a stop signal (`health`)
+    # state that outlives one configuration: `dnsfw run` passes the same dict to every reload
+    shared: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -124,11 +131,25 @@ class Config:
 
 
 def load(
-    path: str, *, dns_port: int = 53, checking: bool = False, reloading: bool = False
+    path: str,
+    *,
+    dns_port: int = 53,
+    checking: bool = False,
+    reloading: bool = False,
+    metrics: Registry | None = None,
+    shared: dict[str, Any] | None = None,
 ) -> Config:
-    """Parse ``path`` and set up every block. Raises CorefileError with file and line."""
+    """Parse ``path`` and set up every block. Raises CorefileError with file and line.
+
+    ``metrics`` and ``shared`` are the process's (``dnsfw run``); by default a fresh registry
+    and dict, as for ``dnsfw check``.
+    """
     blocks = parse_file(path, directives=registry.ORDER, dns_port=dns_port)
     app = AppContext(conf_path=path, dns_port=dns_port, checking=checking, reloading=reloading)
+    if metrics is not None:
+        app.metrics = metrics
+    if shared is not None:
+        app.shared = shared
     return build(blocks, app)
 
 

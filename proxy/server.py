@@ -14,13 +14,14 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
 
 from . import wire
 from .config import Block, Config, ListenerKey
+from .metrics import Registry
 from .pipeline import Continuation
 from .request import Malformed, Request, Response, parse
 from .systemd import SocketPool
@@ -301,6 +302,7 @@ class Server:
         tcp_max_connections: int = 1000,
         shutdown_grace: float = 5.0,
         inherited: SocketPool | None = None,
+        metrics: Registry | None = None,
     ) -> None:
         self.config = config
         self.inherited = inherited  # sockets from systemd socket activation
@@ -316,7 +318,10 @@ class Server:
         self.tcp_rejected = 0
         self.panics = 0
         self.started = time.time()
-        self._register_metrics(config)
+        # called with a replaced configuration once its plugins stopped (after the grace time)
+        self.on_retired: Callable[[Config], None] | None = None
+        # registered once: these counters belong to the process, not to a configuration
+        self._register_metrics(metrics if metrics is not None else config.app.metrics)
 
     # --- the reply path -------------------------------------------------------------
     def complete(self, req: Request, resp: Response | None, exc: BaseException | None) -> bytes:
@@ -444,11 +449,13 @@ class Server:
         for key in [k for k in self.listeners if k not in new.listeners]:
             await self._close_listener(key)
         self.config = new
-        self._register_metrics(new)
         # queries in flight finish on the old chains; stop the old plugins once they had time to
-        self.loop.call_later(
-            self.shutdown_grace, lambda: asyncio.ensure_future(_run_hooks(old.blocks, "stop"))
-        )
+        self.loop.call_later(self.shutdown_grace, lambda: asyncio.ensure_future(self._retire(old)))
+
+    async def _retire(self, old: Config) -> None:
+        await _run_hooks(old.blocks, "stop")
+        if self.on_retired is not None:
+            self.on_retired(old)
 
     async def _close_listener(self, key: ListenerKey) -> None:
         listener = self.listeners.pop(key)
@@ -460,8 +467,7 @@ class Server:
         for conn in list(listener.connections):
             conn.drain_and_close()
 
-    def _register_metrics(self, config: Config) -> None:
-        metrics = config.app.metrics
+    def _register_metrics(self, metrics: Registry) -> None:
         metrics.gauge_func(
             "dnsfw_malformed_queries_total",
             "Queries dropped or answered FORMERR/NOTIMP/BADVERS before entering a chain.",

@@ -1,0 +1,376 @@
+"""The running process: its configuration, reloads, HTTP listeners, systemd state and stop.
+
+``dnsfw run`` makes one :class:`Runtime`. Everything that changes the running configuration
+goes through :meth:`Runtime.reload`: SIGHUP and SIGUSR1, the ``reload`` stage (the Corefile
+changed on disk) and ``POST /v1/reload``. Reloads and admin list edits are serialised by
+:attr:`Runtime.lock`, so an edit never lands on a configuration that is being replaced.
+
+A reload, step by step (any failure before step 4 changes nothing):
+
+1. parse the Corefile and set up every block (``reloading=True``) against a staging view of
+   the process's metrics (:class:`proxy.metrics.Staging`);
+2. open the HTTP addresses the new configuration adds (:class:`proxy.http.HttpListeners`);
+3. :meth:`proxy.server.Server.reload`: start the new plugins (domain lists loaded), open new
+   DNS listeners, swap every listener's routes at once; queries in flight finish on the old
+   chains, whose plugins stop after the grace time;
+4. commit: the new metric collectors, the HTTP sites (addresses the new configuration
+   dropped close only now), the ``reload`` watcher's settings.
+
+A failed reload is logged (``reload_failed``), counted (``coredns_reload_failed_total``),
+kept as :attr:`Runtime.last_reload` for the admin API and, under systemd, shown in the
+``STATUS=`` line; the old configuration keeps serving. Under systemd a reload is framed by
+``RELOADING=1`` (with ``MONOTONIC_USEC=``) and ``READY=1``, and the start by ``READY=1`` once
+every plugin is ready (:mod:`proxy.systemd`).
+
+Stop (SIGTERM, SIGINT): ``STOPPING=1``; with ``health ... { lameduck D }`` the process keeps
+answering for D (``/health`` says OK, ``/ready`` says 503) so load balancers drain it; then
+in-flight queries finish (bounded) and the plugins and HTTP listeners close.
+
+Process metrics: ``coredns_build_info{version,revision,goversion}``,
+``coredns_reload_failed_total``, ``coredns_reload_version_info{hash="sha512",value}``,
+``coredns_plugin_enabled{server,zone,view,name}`` and the server's counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import platform
+import random
+import signal
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import structlog
+
+import plugins as registry
+
+from . import __version__, systemd
+from .config import Config, load
+from .corefile import CorefileError, fingerprint, parse_file
+from .http import Change, HttpListeners
+from .metrics import Child, Registry, Staging
+from .server import Server
+from .wire import name_to_text
+
+log = structlog.get_logger("dnsfw")
+
+READY_POLL = 0.05  # seconds between readiness checks at start-up
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    """What one reload did (the admin API's reply to ``POST /v1/reload``)."""
+
+    ok: bool
+    reason: str  # what asked for it: "SIGHUP", "SIGUSR1", "reload", "api"
+    at: float  # Unix time it started
+    seconds: float
+    error: str | None = None
+    changed: bool = False  # the parsed Corefile (imports included) differs from the old one
+    sha512: str = ""
+    listeners: Change | None = None  # DNS listeners
+    http: Change | None = None  # HTTP listeners (admin, health, ready, prometheus)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Runtime:
+    """One ``dnsfw run`` process (see the module docstring)."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        dns_port: int = 53,
+        max_inflight: int = 10000,
+        tcp_max_connections: int = 1000,
+        shutdown_grace: float = 5.0,
+    ) -> None:
+        self.path = path
+        self.dns_port = dns_port
+        self.max_inflight = max_inflight
+        self.tcp_max_connections = tcp_max_connections
+        self.shutdown_grace = shutdown_grace
+        self.metrics = Registry()  # process-wide: counters survive reloads
+        self.shared: dict[str, Any] = {}  # plugin state that survives reloads
+        self.http = HttpListeners(self)
+        self.lock = asyncio.Lock()
+        self.server: Server | None = None
+        self.sha512 = ""
+        self.started = time.time()
+        self.lameduck = False
+        self.announced = False  # READY=1 sent: systemd tracks reloads from then on
+        self.last_reload: ReloadResult | None = None
+        self.reloads = 0
+        self.stopping = asyncio.Event()
+        self._watch_spec: Any = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._failed_sha512 = ""  # a Corefile the watcher tried and failed: not retried
+        self._register_metrics()
+
+    # --- configuration ----------------------------------------------------------------
+    def load(self, *, reloading: bool = False) -> Config:
+        """Parse and set up the Corefile (no socket). Raises CorefileError."""
+        config = load(
+            self.path,
+            dns_port=self.dns_port,
+            reloading=reloading,
+            metrics=self.metrics.stage(),
+            shared=self.shared,
+        )
+        config.app.metrics.gauge_func(
+            "coredns_plugin_enabled",
+            "A metric that indicates whether a plugin is enabled on per server and zone basis.",
+            ("server", "zone", "view", "name"),
+            lambda: _plugins_enabled(config),
+        )
+        return config
+
+    def _sha512(self) -> str:
+        blocks = parse_file(self.path, directives=registry.ORDER, dns_port=self.dns_port)
+        return fingerprint(blocks)
+
+    @property
+    def config(self) -> Config:
+        assert self.server is not None, "the runtime has not started"
+        return self.server.config
+
+    def not_ready(self) -> list[str]:
+        return self.server.not_ready() if self.server is not None else ["dnsfw"]
+
+    # --- run --------------------------------------------------------------------------
+    async def run(self, config: Config) -> int:
+        """Serve ``config`` until SIGTERM/SIGINT (or :meth:`stop`); the exit status."""
+        interval = systemd.watchdog_interval()
+        pinger = asyncio.ensure_future(systemd.watchdog(interval)) if interval else None
+        try:
+            return await self._run(config)
+        finally:
+            if pinger is not None:
+                pinger.cancel()
+
+    async def _run(self, config: Config) -> int:
+        passed = systemd.SocketPool(systemd.listen_fds())
+        server = Server(
+            config,
+            max_inflight=self.max_inflight,
+            tcp_max_connections=self.tcp_max_connections,
+            shutdown_grace=self.shutdown_grace,
+            inherited=passed,
+            metrics=self.metrics,
+        )
+        server.on_retired = lambda _old: self.metrics.settle()
+        with contextlib.suppress(OSError, CorefileError):
+            self.sha512 = self._sha512()
+        try:
+            opened = await self.http.prepare(config.app.http)
+            try:
+                await server.start()
+            except BaseException:
+                await self.http.abort(opened)
+                raise
+        except OSError as err:
+            log.error("start_failed", error=str(err))
+            return 1
+        self.server = server
+        self._commit(config)
+        await self.http.commit(config.app.http, opened)
+        log.info(
+            "started", version=__version__, conf=self.path, pid=os.getpid(), sha512=self.sha512
+        )
+        for unused in passed.unused():
+            log.warning("listen_fd_unused", socket=unused.label, name=unused.name)
+        self._install_signals()
+        if await self._until_ready():
+            self.announced = True
+            systemd.notify("READY=1", status=self._status())
+            log.info("ready")
+        await self.stopping.wait()
+        await self._shutdown()
+        return 0
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        for sig in (signal.SIGHUP, signal.SIGUSR1):
+            loop.add_signal_handler(sig, self._spawn_reload, sig.name)
+
+    def _spawn_reload(self, reason: str) -> None:
+        task = asyncio.ensure_future(self.reload(reason))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _until_ready(self) -> bool:
+        """Wait until every plugin is ready (lists loaded); False when a stop came first.
+
+        Queries are answered meanwhile; systemd (READY=1) holds back units ordered after dnsfw.
+        """
+        waiting: list[str] = []
+        while not self.stopping.is_set():
+            pending = self.not_ready()
+            if not pending:
+                return True
+            if pending != waiting:
+                waiting = pending
+                log.info("waiting_for_plugins", plugins=",".join(pending))
+                systemd.notify(status=f"waiting for plugins: {', '.join(pending)}")
+            await asyncio.sleep(READY_POLL)
+        return False
+
+    async def _shutdown(self) -> None:
+        server = self.server
+        assert server is not None
+        systemd.notify("STOPPING=1")
+        lameduck = server.config.app.lameduck
+        if lameduck > 0:
+            self.lameduck = True
+            log.info("lameduck", seconds=lameduck)  # CoreDNS: "Going into lameduck mode for D"
+            await asyncio.sleep(lameduck)
+        log.info("stopping", inflight=server.inflight)
+        if self._watcher is not None:
+            self._watcher.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await server.stop()
+        await self.http.close()
+        log.info("stopped")
+
+    # --- reload -------------------------------------------------------------------------
+    async def reload(self, reason: str) -> ReloadResult:
+        """Replace the running configuration with the Corefile's, or change nothing."""
+        async with self.lock:
+            if self.announced:
+                systemd.notify(f"RELOADING=1\nMONOTONIC_USEC={systemd.monotonic_usec()}")
+            result = await self._reload(reason)
+            self.reloads += 1
+            self.last_reload = result
+            if result.ok:
+                log.info("reloaded", conf=self.path, reason=reason, sha512=result.sha512)
+                status = self._status()
+            else:
+                self.reload_failed.value += 1
+                log.error("reload_failed", reason=reason, error=result.error)
+                status = f"reload failed, previous configuration serving: {result.error}"
+            if self.announced:
+                systemd.notify("READY=1", status=status)
+            return result
+
+    async def _reload(self, reason: str) -> ReloadResult:
+        server = self.server
+        assert server is not None
+        at = time.time()
+        started = time.monotonic()
+        try:
+            sha512 = self._sha512()
+            new = self.load(reloading=True)
+            opened = await self.http.prepare(new.app.http)
+            old_keys = [str(k) for k in server.listeners]
+            try:
+                await server.reload(new)
+            except BaseException:
+                await self.http.abort(opened)
+                raise
+        except Exception as err:  # noqa: BLE001 - any failure keeps the old configuration
+            return ReloadResult(False, reason, at, time.monotonic() - started, error=str(err))
+        self._commit(new)
+        http = await self.http.commit(new.app.http, opened)
+        new_keys = [str(k) for k in server.listeners]
+        changed = sha512 != self.sha512
+        self.sha512 = sha512
+        return ReloadResult(
+            True,
+            reason,
+            at,
+            time.monotonic() - started,
+            changed=changed,
+            sha512=sha512,
+            listeners=Change(
+                added=tuple(k for k in new_keys if k not in old_keys),
+                removed=tuple(k for k in old_keys if k not in new_keys),
+                kept=tuple(k for k in new_keys if k in old_keys),
+            ),
+            http=http,
+        )
+
+    def _commit(self, config: Config) -> None:
+        """``config`` serves now: its metric collectors and its ``reload`` settings apply."""
+        if isinstance(config.app.metrics, Staging):
+            config.app.metrics.commit()
+        self._watch(config.app.reload)
+
+    def _status(self) -> str:
+        assert self.server is not None
+        return "serving " + " ".join(str(key) for key in self.server.listeners)
+
+    # --- the `reload` stage: watch the Corefile -----------------------------------------
+    def _watch(self, spec: Any) -> None:
+        if spec == self._watch_spec:
+            return
+        self._watch_spec = spec
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+        if spec is not None:
+            self._watcher = asyncio.ensure_future(self._watch_loop(spec.interval, spec.jitter))
+
+    async def _watch_loop(self, interval: float, jitter: float) -> None:
+        # as CoreDNS: one random offset in [-jitter/2, +jitter/2) per configuration
+        period = interval + random.uniform(-jitter / 2, jitter / 2)
+        failed_error = ""
+        while True:
+            await asyncio.sleep(period)
+            try:
+                sha512 = self._sha512()
+            except (CorefileError, OSError) as err:
+                if str(err) != failed_error:  # log and count each broken version once
+                    failed_error = str(err)
+                    self.reload_failed.value += 1
+                    log.error("reload_failed", reason="reload", error=failed_error)
+                continue
+            failed_error = ""
+            if sha512 in (self.sha512, self._failed_sha512):
+                continue
+            result = await self.reload("reload")
+            self._failed_sha512 = "" if result.ok else sha512
+
+    # --- metrics ------------------------------------------------------------------------
+    def _register_metrics(self) -> None:
+        metrics = self.metrics
+        goversion = f"{platform.python_implementation().lower()}{platform.python_version()}"
+        metrics.gauge_func(
+            "coredns_build_info",
+            "A metric with a constant '1' value labeled by version, revision, and goversion "
+            "from which CoreDNS was built.",
+            ("version", "revision", "goversion"),
+            lambda: [((__version__, "", goversion), 1)],
+        )
+        self.reload_failed: Child = metrics.counter(
+            "coredns_reload_failed_total", "Counter of the number of failed reload attempts."
+        ).labels()  # type: ignore[assignment]
+        metrics.gauge_func(
+            "coredns_reload_version_info",
+            "A metric with a constant '1' value labeled by hash, and value which type of hash "
+            "generated.",
+            ("hash", "value"),
+            lambda: [(("sha512", self.sha512), 1)] if self.sha512 else [],
+        )
+
+
+def _plugins_enabled(config: Config) -> list[tuple[tuple[str, ...], float]]:
+    samples: dict[tuple[str, ...], float] = {}
+    for key, zones in config.listeners.items():
+        for zone, block in zones.items():
+            zone_text = name_to_text(zone)
+            for plugin in block.plugins:
+                samples[(str(key), zone_text, "", plugin.name)] = 1
+    return list(samples.items())
