@@ -7,11 +7,15 @@ that came from upstream, the :class:`~proxy.wire.AnswerInfo` computed once for t
 
 from __future__ import annotations
 
+import struct
 import time
 from typing import Any
 
 from . import wire
 from .wire import AnswerInfo, WireError
+
+_HEADER = struct.Struct("!HHHHHH")
+_QTYPE_QCLASS = struct.Struct("!HH")
 
 
 class Request:
@@ -163,32 +167,47 @@ def parse(data: bytes, client: tuple[str, int], transport: str, server: str) -> 
     The rules follow CoreDNS (miekg/dns's accept function): too short for a header, or a
     response (QR set) → dropped; opcode other than QUERY → NOTIMP; not exactly one question →
     FORMERR; a broken question or OPT → FORMERR; EDNS version above 0 → BADVERS.
+    This is the first step of every query, so it reads the header in one unpack and walks
+    the question's labels inline.
     """
-    if len(data) < wire.HEADER_LEN:
-        raise Malformed(None, "shorter than a DNS header")
-    flags = (data[2] << 8) | data[3]
-    if flags & wire.QR:
-        raise Malformed(None, "a response, not a query")
-    qd = (data[4] << 8) | data[5]
-    if flags & wire.OPCODE_MASK:
+    try:
+        _, flags, qd, an, ns, ar = _HEADER.unpack_from(data)
+    except struct.error:
+        raise Malformed(None, "shorter than a DNS header") from None
+    if flags & 0xF800:  # QR or an opcode
+        if flags & wire.QR:
+            raise Malformed(None, "a response, not a query")
         raise Malformed(_header_only(data, wire.NOTIMP), "opcode not supported")
     if qd != 1:
         raise Malformed(_header_only(data, wire.FORMERR), f"{qd} questions")
+    off = wire.HEADER_LEN
     try:
-        qname, qtype, qclass, qend = wire.parse_question(data)
-        an = (data[6] << 8) | data[7]
-        ns = (data[8] << 8) | data[9]
-        ar = (data[10] << 8) | data[11]
-        opt = wire.find_opt(data, qend, an, ns, ar) if ar else None
+        length = data[off]
+        while 0 < length < 64:  # 0 ends the name; above 63 is not a label
+            off += length + 1
+            length = data[off]
+    except IndexError:
+        length = -1
+    qend = off + 5
+    if length or qend > len(data) or off > 266:  # 266: a name longer than 255 bytes
+        raise Malformed(_header_only(data, wire.FORMERR), "malformed question")
+    qtype, qclass = _QTYPE_QCLASS.unpack_from(data, off + 1)
+    qname = data[wire.HEADER_LEN : off + 1].lower()
+    if not ar:
+        return Request(
+            data, qname, qtype, qclass, qend, False, 512, False, client, transport, server
+        )
+    try:
+        opt = wire.find_opt(data, qend, an, ns, ar)
     except (WireError, IndexError):
-        raise Malformed(_header_only(data, wire.FORMERR), "malformed question or OPT") from None
+        raise Malformed(_header_only(data, wire.FORMERR), "malformed OPT or records") from None
     if opt is None:
         return Request(
             data, qname, qtype, qclass, qend, False, 512, False, client, transport, server
         )
     udp_size, ttl, _ = opt
     do = bool(ttl & wire.DO_BIT)
-    if (ttl >> 16) & 0xFF:  # EDNS version
+    if ttl & 0xFF0000:  # EDNS version
         reply = wire.build_reply(data, qend, wire.BADVERS, opt=wire.opt_record(1232, do))
         raise Malformed(reply, "EDNS version not supported")
     # RFC 6891: values below 512 are treated as 512

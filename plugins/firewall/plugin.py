@@ -47,6 +47,8 @@ class Firewall:
         self.policy = Policy(spec.groups, lambda name: slots[name].current)
         for slot in slots.values():
             slot.on_swap.append(self.policy.forget)
+        self.inspects = self.policy.inspects
+        self.bypass_signals = spec.bypass_signals
         self.all_zones = "." in spec.zones
         self.zones = frozenset(to_wire(z.rstrip(".")) if z != "." else b"\x00" for z in spec.zones)
         self.soa = wire.rr(
@@ -75,7 +77,7 @@ class Firewall:
     async def serve(self, req: Request, next: Handler) -> Response:
         if not self.all_zones and not any(s in self.zones for s in wire_suffixes(req.qname_wire)):
             return await next(req)
-        if self.spec.bypass_signals:
+        if self.bypass_signals:
             signal = self._bypass_signal(req)
             if signal is not None:
                 return signal
@@ -92,8 +94,10 @@ class Firewall:
                 return await next(req)
         resp = await next(req)
         # an NXDOMAIN answer can hold a chain too (a CNAME to a name that does not exist)
-        if self.policy.inspects and resp.rcode in (wire.NOERROR, wire.NXDOMAIN):
-            return await self._inspect_chain(req, resp, next, rule)
+        if self.inspects and (resp.rcode == wire.NOERROR or resp.rcode == wire.NXDOMAIN):
+            info = resp.info or resp.answer_info()  # a cache hit brings it along
+            if info.chain:
+                return await self._inspect_chain(req, resp, next, rule)
         return resp
 
     async def _inspect_chain(
