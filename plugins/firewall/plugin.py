@@ -9,6 +9,7 @@ import random
 import struct
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import dns.exception
 import dns.message
@@ -22,6 +23,7 @@ from proxy.pipeline import Handler
 from proxy.request import Request, Response
 
 from .config import FirewallSpec
+from .explain import FirewallExplanation, describe_rules, explain_firewall
 from .lists import to_wire, wire_suffixes
 from .policy import ALERT, ALLOW, BLOCK, Decision, NotLoaded, Policy, Rule
 from .sources import ListEditError, ListSlot, ListStatus
@@ -258,6 +260,18 @@ class Firewall:
 
     async def edit(self, name: str, operation: str, domains: Sequence[str]) -> int:
         return await self._slot(name).edit(operation, domains)
+
+    async def replace(self, name: str, text: str) -> int:
+        """REPLACE a list with a route53-format text (the admin API's bulk path)."""
+        return await self._slot(name).replace_text(text)
+
+    def explain(self, qname: bytes, qtype: int, client_ip: str) -> FirewallExplanation:
+        """The rule walk for a query (wire name), as ``dnsfw explain`` shows it."""
+        return explain_firewall(self, qname, qtype, client_ip)
+
+    def rules(self) -> dict[str, Any]:
+        """The effective evaluation order: groups, rules, lists, actions."""
+        return describe_rules(self)
 
     async def refresh(self, name: str) -> ListStatus:
         slot = self._slot(name)

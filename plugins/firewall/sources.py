@@ -241,6 +241,28 @@ class ListSlot:
         log.info("list_edited", list=self.spec.name, operation=operation, entries=len(content))
         return len(content)
 
+    async def replace_text(self, text: str) -> int:
+        """REPLACE with a route53-format text (one entry per line, ``#`` comments); returns the
+        new size. Parsing, building and writing all run in a thread: a 100,000-entry list
+        would hold the event loop for about a second otherwise."""
+        self.check_editable()
+        async with self.lock:
+            content = await asyncio.to_thread(self._parse_and_write, text)
+            self._set(content, 0, 0.0)
+        log.info("list_edited", list=self.spec.name, operation="REPLACE", entries=len(content))
+        return len(content)
+
+    def _parse_and_write(self, text: str) -> DomainList:
+        try:
+            content, _ = DomainList.from_lines(text.splitlines(), file="<request body>")
+        except ListError as err:
+            errors = [str(e) for e in err.errors]
+            if err.total > len(errors):
+                errors.append(f"... and {err.total - len(errors)} more invalid entries")
+            raise ListEditError("invalid domain list entries", 400, errors) from None
+        self._write(content, content.entries())
+        return content
+
     def _apply(self, current: DomainList, operation: str, entries: list[str]) -> DomainList:
         if operation == "ADD":
             new = sorted(set(current.entries()) | set(entries))
@@ -253,6 +275,11 @@ class ListSlot:
 
     def _write_and_build(self, entries: list[str]) -> DomainList:
         content = DomainList.from_entries(entries)
+        self._write(content, entries)
+        return content
+
+    def _write(self, content: DomainList, entries: Iterable[str]) -> None:
+        """Write the list's file atomically and remember ``content`` as its parse."""
         path = self.spec.path
         assert path is not None
         header = (
@@ -266,7 +293,6 @@ class ListSlot:
             content,
             LoadReport(len(content), 0, ()),
         )
-        return content
 
 
 def normalize_all(domains: Iterable[str]) -> tuple[list[str], list[str]]:
