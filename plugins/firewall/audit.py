@@ -100,9 +100,26 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"labels seen below a name that make it *.name (default {DEFAULT_WILDCARD_MIN}; 0 never)",
     )
-    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
-    p.add_argument("--max-names", type=_positive, default=DEFAULT_MAX_NAMES, metavar="N")
-    p.add_argument("--max-per-domain", type=_positive, default=DEFAULT_MAX_PER_DOMAIN, metavar="N")
+    p.add_argument(
+        "--format",
+        choices=("table", "json", "csv"),
+        default="table",
+        help="table for people (default), json or csv for scripts",
+    )
+    p.add_argument(
+        "--max-names",
+        type=_positive,
+        default=DEFAULT_MAX_NAMES,
+        metavar="N",
+        help=f"names kept one by one, in all (default {DEFAULT_MAX_NAMES}); bounds memory",
+    )
+    p.add_argument(
+        "--max-per-domain",
+        type=_positive,
+        default=DEFAULT_MAX_PER_DOMAIN,
+        metavar="N",
+        help=f"names kept per registrable domain (default {DEFAULT_MAX_PER_DOMAIN})",
+    )
     return p
 
 
@@ -138,25 +155,30 @@ def main(argv: list[str]) -> int:
         )
         return 1
     audit = Audit(inventory, flag_names(inventory), check, labels)
-    if args.suggest:
-        suggestion = suggest(inventory, domains, audit.flags, args.wildcard_min)
-        try:
-            with open(args.suggest, "w", encoding="utf-8") as fh:
-                fh.write(render_list(suggestion, inventory))
-        except OSError as err:
-            print(f"dnsfw audit: cannot write {args.suggest}: {err.strerror}", file=sys.stderr)
-            return 1
-        wildcards = sum(e.kind == "wildcard" for e in suggestion.allowed)
-        print(
-            f"dnsfw audit: wrote {args.suggest}: {len(suggestion.allowed)} entries "
-            f"({wildcards} wildcards), {len(suggestion.flagged)} flagged",
-            file=sys.stderr,
-        )
+    if args.suggest and not _write_suggestion(audit, domains, args.suggest, args.wildcard_min):
+        return 1
     if inventory.bad and args.format != "table":
         print(f"dnsfw audit: {inventory.bad} bad lines, first:", file=sys.stderr)
         for example in inventory.bad_examples:
             print(f"  {example}", file=sys.stderr)
     return _write(audit, args.format, sys.stdout)
+
+
+def _write_suggestion(audit: Audit, domains: Domains, path: str, wildcard_min: int) -> bool:
+    suggestion = suggest(audit.inventory, domains, audit.flags, wildcard_min)
+    try:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(render_list(suggestion, audit.inventory))
+    except OSError as err:
+        print(f"dnsfw audit: cannot write {path}: {err.strerror}", file=sys.stderr)
+        return False
+    wildcards = sum(e.kind == "wildcard" for e in suggestion.allowed)
+    print(
+        f"dnsfw audit: wrote {path}: {len(suggestion.allowed)} entries "
+        f"({wildcards} wildcards), {len(suggestion.flagged)} flagged",
+        file=sys.stderr,
+    )
+    return True
 
 
 def _load_policy(path: str) -> tuple[PolicyCheck, tuple[str, ...]]:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 from publicsuffixlist import PublicSuffixList
 
-from .audit_scan import CATCH_ALL, Inventory, NameStats, iso
+from .audit_scan import CATCH_ALL, Inventory, NameStats, iso, pairs
 from .lists import normalize_entry
 
 CLOUD_INIT_PROBE = "__cloud_init_expected_not_found__"
@@ -158,12 +158,12 @@ def _search_path(labels: list[str], seen: dict[str, NameStats]) -> str | None:
     n = len(labels)
     for k in range(2, n // 2 + 1):
         if labels[n - 2 * k : n - k] == labels[n - k :]:
-            return f"search-path expansion: {'.'.join(labels[n - k :])} repeated"
+            return f"the search domain {'.'.join(labels[n - k :])} appended twice"
     for i in range(1, n - 1):  # the suffix keeps at least two labels
         prefix = ".".join(labels[:i])
         if prefix in seen:
             suffix = ".".join(labels[i:])
-            return f"search-path expansion of {prefix} (queried too) with search domain {suffix}"
+            return f"{prefix} (queried too) with the search domain {suffix} appended"
     return None
 
 
@@ -335,7 +335,7 @@ def describe(stats: list[NameStats]) -> str:
     for s in stats:
         for t, c in s.types.items():
             types[t] = types.get(t, 0) + c
-        for (_, _, action, _, _), c in s.outcomes.items():
+        for (_, _, action, _, _), c in pairs(s.outcomes):
             if action:
                 actions[action] = actions.get(action, 0) + c
         clients.update(s.sources)

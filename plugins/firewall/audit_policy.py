@@ -8,8 +8,8 @@ DNAME targets in the logged answer (``answers`` of a NOERROR or NXDOMAIN reply) 
 too: a BLOCK on a target blocks the query, an ALERT on a target counts when the query itself
 had no decision.
 
-Per name it counts queries by (firewall, type, logged action, rule deciding now, target that
-decided), with up to ``MAX_SOURCES`` client addresses each. The report reads two things off it:
+Per name it counts queries by (firewall, logged verdict, decision now); for the ones the
+report lists it keeps their types and up to ``MAX_SOURCES`` client addresses too:
 
 * **ALERT -> BLOCK**: queries that an ALERT rule decides now; they would fail if the ALERT
   rules became BLOCK, for the clients listed;
@@ -18,22 +18,24 @@ decided), with up to ``MAX_SOURCES`` client addresses each. The report reads two
   ``log`` plugin logs ALLOW only with ``log_allow``): rules or lists changed since the trial.
 
 Decisions are memoised per (name, type, client if any group has ``clients``, CNAME chain), at
-most ``MEMO_SIZE`` at a time.
+most ``MEMO_SIZE`` at a time. Names counted only in an overflow entry (``audit_scan``) are
+not evaluated.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import dns.rdatatype
 
-from .audit_scan import MAX_SOURCES, NameStats
+from .audit_scan import MAX_SOURCES, NameStats, pairs
 from .lists import to_wire, wire_suffixes
 from .policy import ALERT, ALLOW, BLOCK, Policy, Rule
 
-MEMO_SIZE = 65536
+MEMO_SIZE = 16384
+MAX_QTYPES = 1024
 ALLOWED = "allowed"  # ALLOW, no rule matched, or outside the firewall's zones
 CHAIN_TYPES = ("CNAME", "DNAME")
 CHAIN_RCODES = ("NOERROR", "NXDOMAIN")  # an NXDOMAIN answer can hold a chain too
@@ -70,22 +72,35 @@ class Decided:
         return f"{self.rule.action} {self.rule.group}/{self.rule.name} (list {self.rule.list}){via}"
 
 
-# (firewall index, query type, logged action, decision now)
-TallyKey = tuple[int, str, str, Decided]
+# (firewall index, verdict of the logged action, decision now); interned by PolicyCheck
+TallyKey = tuple[int, str, Decided]
+
+
+def verdict(action: str) -> str:
+    """ALLOW and "no rule" are the same to a client: allowed."""
+    return ALLOWED if action in ("", ALLOW) else action
+
+
+def reported(logged: str, decided: Decided) -> bool:
+    """Whether the report lists these queries: an ALERT now, or not what the log says."""
+    return decided.action == ALERT or logged != verdict(decided.action)
 
 
 class Tally:
-    """Queries and clients of one :data:`TallyKey` of one name."""
+    """Queries, types and clients of one reported :data:`TallyKey` of one name."""
 
-    __slots__ = ("queries", "sources", "other_sources")
+    __slots__ = ("queries", "types", "sources", "other_sources")
 
     def __init__(self) -> None:
         self.queries = 0
+        self.types: tuple[str, ...] = ()
         self.sources: tuple[str, ...] = ()
         self.other_sources = 0
 
-    def add(self, source: str) -> None:
+    def add(self, qtype: str, source: str) -> None:
         self.queries += 1
+        if qtype not in self.types:
+            self.types = (*self.types, qtype)
         if source not in self.sources:
             if len(self.sources) < MAX_SOURCES:
                 self.sources = (*self.sources, source)
@@ -93,9 +108,27 @@ class Tally:
                 self.other_sources += 1
 
 
-def verdict(action: str) -> str:
-    """ALLOW and "no rule" are the same to a client: allowed."""
-    return ALLOWED if action in ("", ALLOW) else action
+def _count(flat: list[Any], key: TallyKey, qtype: str, client: str) -> None:
+    """Count one query in a name's flat ``[key, int | Tally, ...]`` list (as ``bump``):
+    with its type and client when the report lists the key, as a bare count otherwise."""
+    for i in range(1, len(flat), 2):
+        if flat[i - 1] is key:
+            value = flat[i]
+            if type(value) is int:
+                flat[i] = value + 1
+            else:
+                value.add(qtype, client)
+            return
+    if reported(key[1], key[2]):
+        tally = Tally()
+        tally.add(qtype, client)
+        flat += (key, tally)
+    else:
+        flat += (key, 1)
+
+
+def queries_of(value: int | Tally) -> int:
+    return value if type(value) is int else value.queries  # type: ignore[union-attr]
 
 
 class PolicyCheck:
@@ -108,6 +141,7 @@ class PolicyCheck:
         self._memo: dict[tuple, tuple[Decided, ...] | None] = {}
         self._qtypes: dict[str, int] = {}
         self._decided: dict[tuple[int, str], Decided] = {}  # (id(rule), target) -> interned
+        self._keys: dict[TallyKey, TallyKey] = {}  # interned
 
     def __call__(
         self,
@@ -120,24 +154,24 @@ class PolicyCheck:
         obj: dict[str, Any],
     ) -> None:
         chain = _chain(obj) if rcode in CHAIN_RCODES else ()
-        key = (name, qtype, client if self.by_client else "", chain)
-        decisions = self._memo.get(key, False)
+        memo_key = (name, qtype, client if self.by_client else "", chain)
+        decisions = self._memo.get(memo_key, False)
         if decisions is False:
             if len(self._memo) >= MEMO_SIZE:
                 self._memo.clear()
-            decisions = self._memo[key] = self._decide(name, self._qtype(qtype), client, chain)
+            decisions = self._decide(name, self._qtype(qtype), client, chain)
+            self._memo[memo_key] = decisions
         if decisions is None:
             self.unevaluated += 1
             return
-        tallies = stats.policy
-        if tallies is None:
-            tallies = stats.policy = {}
+        flat = stats.policy
+        if flat is None:
+            flat = stats.policy = []
+        keys = self._keys
+        logged = verdict(logged)
         for index, decided in enumerate(decisions):
-            tkey = (index, qtype, logged, decided)
-            tally = tallies.get(tkey)
-            if tally is None:
-                tally = tallies[tkey] = Tally()
-            tally.add(client)
+            key = (index, logged, decided)
+            _count(flat, keys.get(key) or keys.setdefault(key, key), qtype, client)
 
     def _qtype(self, text: str) -> int:
         value = self._qtypes.get(text)
@@ -146,7 +180,8 @@ class PolicyCheck:
                 value = int(dns.rdatatype.from_text(text))
             except (dns.rdatatype.UnknownRdatatype, ValueError):
                 value = -1  # matches only rules without a qtype
-            self._qtypes[text] = value
+            if len(self._qtypes) < MAX_QTYPES:  # garbage in a bad log must not grow it
+                self._qtypes[text] = value
         return value
 
     def _decide(
@@ -210,7 +245,7 @@ def _evaluate(
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """Queries of one name that one firewall decides, grouped for the report."""
+    """Reported queries of one name: one firewall's decision now, one logged verdict."""
 
     name: str
     domain: str
@@ -222,38 +257,21 @@ class Change:
     clients: tuple[str, ...]
     more_clients: bool
 
-    @property
-    def label(self) -> str:
-        now = verdict(self.now.action)
-        if self.logged == now:
-            return "unchanged"
-        return f"{self.logged} in the log, {now} now"
 
-
-def changes(names: Sequence[tuple[str, NameStats]]) -> list[Change]:
-    """Every (name, firewall, logged verdict, decision now) with its types and clients."""
-    out = []
+def changes(names: Iterable[tuple[str, NameStats]]) -> Iterator[Change]:
+    """The reported queries (see ``reported``) of each name, one Change per firewall,
+    logged verdict and decision now."""
     for name, stats in names:
-        if not stats.policy:
-            continue
-        groups: dict[tuple[int, str, Decided], list[tuple[str, Tally]]] = {}
-        for (index, qtype, logged, decided), tally in stats.policy.items():
-            groups.setdefault((index, verdict(logged), decided), []).append((qtype, tally))
-        for (index, logged, decided), items in groups.items():
-            clients: list[str] = []
-            for _, tally in items:
-                clients.extend(c for c in tally.sources if c not in clients)
-            out.append(
-                Change(
+        for (index, logged, decided), tally in pairs(stats.policy or ()):
+            if type(tally) is Tally:
+                yield Change(
                     name=name,
                     domain=stats.domain,
                     firewall=index,
                     logged=logged,
                     now=decided,
-                    types=tuple(sorted({q for q, _ in items})),
-                    queries=sum(t.queries for _, t in items),
-                    clients=tuple(clients),
-                    more_clients=any(t.other_sources for _, t in items),
+                    types=tuple(sorted(tally.types)),
+                    queries=tally.queries,
+                    clients=tally.sources,
+                    more_clients=tally.other_sources > 0,
                 )
-            )
-    return out

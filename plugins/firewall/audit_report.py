@@ -5,11 +5,13 @@ sorted by their labels from the right (a name before the names below it), with c
 TYPES, QUERIES, FIRST, LAST (UTC), SOURCES, RCODE, LOGGED (the firewall action the log
 recorded; ``-`` is allowed or no rule), NOW (``--policy``: the decision now) and NOTE (flags).
 A column with several values shows each with its count (``NOERROR 3, NXDOMAIN 1``). On a
-terminal the table fits its width (``COLUMNS`` overrides): SOURCES, NOTE, NOW, LOGGED, RCODE,
-TYPES and at last NAME are cut, in that order, with ``…``; otherwise nothing is cut. With
-``--policy``, two more tables: the names that ALERT rules decide now (they would break if ALERT
-became BLOCK) with their clients, and the names decided differently now than logged. A
-summary follows.
+terminal (or with ``COLUMNS`` set) the table fits the width, doing the least damage first:
+NOTE, SOURCES, LOGGED, NOW, RCODE and TYPES are cut (lists at whole values, ``+N`` for the
+rest; text with ``…``), then FIRST and LAST lose year and seconds, then the longest tenth of
+the names is cut, then FIRST, RCODE, SOURCES and LAST are left out, at last every name may
+be cut. Not on a terminal, nothing is cut. With ``--policy``, two more tables: the names
+that ALERT rules decide now (they would break if ALERT became BLOCK) with their clients,
+and the names decided differently now than logged. A summary follows (wrapped, not cut).
 
 **json**: one object: ``summary``, ``names`` (one object per name), ``overflow`` and, with
 ``--policy``, ``policy`` (``firewalls``, ``alert_to_block``, ``changed``, ``unevaluated``).
@@ -24,13 +26,13 @@ from __future__ import annotations
 import csv
 import json
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
 from .audit_names import Flag
-from .audit_policy import ALLOWED, Change, Decided, PolicyCheck, changes, verdict
-from .audit_scan import CATCH_ALL, Inventory, NameStats, iso
+from .audit_policy import ALLOWED, Change, Decided, PolicyCheck, changes, queries_of, verdict
+from .audit_scan import CATCH_ALL, Inventory, NameStats, iso, pairs
 from .policy import ALERT
 
 NO_DOMAIN = "(no registrable domain)"
@@ -55,11 +57,17 @@ class Audit:
         """Names by registrable domain (none last), then labels from the right."""
         return sorted(
             self.inventory.names.items(),
-            key=lambda kv: (kv[1].domain == "", kv[1].domain, tuple(reversed(kv[0].split(".")))),
+            key=lambda kv: (kv[1].domain == "", kv[1].domain, label_key(kv[0])),
         )
 
-    def changes(self) -> list[Change]:
-        return changes(self.ordered()) if self.policy is not None else []
+    def changes(self) -> Iterator[Change]:
+        return changes(self.ordered()) if self.policy is not None else iter(())
+
+
+def label_key(name: str) -> str:
+    """Sorts names by their labels from the right, a name just before the names below it
+    (the separator sorts before every label character)."""
+    return "\x01".join(reversed(name.split(".")))
 
 
 # --- cell values ---------------------------------------------------------------------
@@ -113,8 +121,8 @@ def now_values(stats: NameStats, labels: Sequence[str]) -> dict[str, int]:
     if not stats.policy:
         return {}
     per: dict[tuple[int, Decided], int] = {}
-    for (index, _, _, decided), tally in stats.policy.items():
-        per[(index, decided)] = per.get((index, decided), 0) + tally.queries
+    for (index, _, decided), tally in pairs(stats.policy):
+        per[(index, decided)] = per.get((index, decided), 0) + queries_of(tally)
     values: dict[str, int] = {}
     for (index, decided), n in per.items():
         text = _decided_short(decided)
@@ -135,39 +143,60 @@ def _decided_short(decided: Decided) -> str:
 # --- table -----------------------------------------------------------------------------
 
 
+Row = list[Cell] | str  # a str is a section line across the table
+
+
 class Table:
-    """Aligned columns, fitted to a width (see ``_fit``); a table that cannot fit runs over."""
+    """Aligned columns, fitted to a width (see ``_fit``); a table that cannot fit runs over.
+
+    ``rows()`` is called twice, to measure and to print, so that a table of a hundred
+    thousand names is never held whole.
+    """
 
     def __init__(
-        self, headers: Sequence[str], short: dict[str, Callable[[str], str]] | None = None
-    ):
+        self,
+        headers: Sequence[str],
+        rows: Callable[[], Iterable[Row]],
+        short: dict[str, Callable[[str], str]] | None = None,
+    ) -> None:
         self.headers = list(headers)
-        self.short = short or {}
-        self.rows: list[list[Cell] | str] = []  # a str is a section line across the table
+        self.rows = rows
+        self.short = {self.headers.index(h): f for h, f in (short or {}).items()}
 
-    def section(self, text: str) -> None:
-        self.rows.append(text)
-
-    def row(self, cells: Sequence[Cell]) -> None:
-        self.rows.append(list(cells))
-
-    def render(self, width: int | None, indent: str = "  ") -> list[str]:
-        cells = [r for r in self.rows if isinstance(r, list)]
+    def render(self, width: int | None, indent: str = "  ") -> Iterator[str]:
+        natural, short, names = self._measure()
         shown = list(range(len(self.headers)))
         shortened: set[int] = set()
-        widths = self._widths(cells, shortened)
+        widths = natural
         if width is not None:
-            shown, shortened, widths = self._fit(cells, width - len(indent))
+            shown, shortened, widths = self._fit(natural, short, names, width - len(indent))
         right = {i for i, h in enumerate(self.headers) if h == "QUERIES"}
-        out = [indent + self._line(self.headers, widths, shown, right, set())]
-        for row in self.rows:
+        yield indent + self._line(self.headers, widths, shown, right, set())
+        for row in self.rows():
             if isinstance(row, str):
-                out.append(_cut(row, width) if width is not None else row)
+                yield _cut(row, width) if width is not None else row
             else:
-                out.append(indent + self._line(row, widths, shown, right, shortened))
-        return out
+                yield indent + self._line(row, widths, shown, right, shortened)
 
-    def _fit(self, cells: list[list[Cell]], budget: int) -> tuple[list[int], set[int], list[int]]:
+    def _measure(self) -> tuple[list[int], list[int], dict[int, int]]:
+        """Widths of every column in full and in short form; how many names of each length."""
+        natural = [len(h) for h in self.headers]
+        short = list(natural)
+        names: dict[int, int] = {}
+        for row in self.rows():
+            if isinstance(row, str):
+                continue
+            for i, cell in enumerate(row):
+                text = str(cell)
+                natural[i] = max(natural[i], len(text))
+                form = self.short.get(i)
+                short[i] = max(short[i], len(form(text) if form else text))
+            names[len(str(row[0]))] = names.get(len(str(row[0])), 0) + 1
+        return natural, short, names
+
+    def _fit(
+        self, natural: list[int], short: list[int], names: dict[int, int], budget: int
+    ) -> tuple[list[int], set[int], list[int]]:
         """(columns shown, columns in short form, widths): the least damage that fits.
 
         Tries, in order, each with the columns of ``SHRINK_ORDER`` cut to their minimum as
@@ -176,16 +205,15 @@ class Table:
         of ``DROP_ORDER`` left out; at last NAME cut to its minimum.
         """
         index = {h: i for i, h in enumerate(self.headers)}
-        short = {index[h] for h in self.short}
         drops = [index[h] for h in DROP_ORDER if h in index]
-        lengths = sorted(len(str(row[0])) for row in cells) or [0]
-        typical = max(MIN_WIDTH["NAME"], lengths[(len(lengths) - 1) * 9 // 10])
-        plans: list[tuple[set[int], int, int | None]] = [(set(), 0, None), (short, 0, None)]
-        plans += [(short, n, typical) for n in range(len(drops) + 1)]
-        plans.append((short, len(drops), MIN_WIDTH["NAME"]))
+        typical = max(MIN_WIDTH["NAME"], _percentile(names, 0.9))
+        all_short = set(self.short)
+        plans: list[tuple[set[int], int, int | None]] = [(set(), 0, None), (all_short, 0, None)]
+        plans += [(all_short, n, typical) for n in range(len(drops) + 1)]
+        plans.append((all_short, len(drops), MIN_WIDTH["NAME"]))
         for shortened, dropped, name_floor in plans:
             shown = [i for i in range(len(self.headers)) if i not in drops[:dropped]]
-            widths = self._widths(cells, shortened)
+            widths = [short[i] if i in shortened else w for i, w in enumerate(natural)]
             if self._shrink(widths, budget, shown, name_floor):
                 break
         return shown, shortened, widths  # the last plan may still not fit: it runs over
@@ -195,7 +223,7 @@ class Table:
     ) -> bool:
         """Cut the columns of ``SHRINK_ORDER`` (NAME only down to ``name_floor``, if given)
         until the shown columns fit ``budget``; whether they do."""
-        excess = self._total(widths, shown) - budget
+        excess = sum(widths[i] for i in shown) + 2 * (len(shown) - 1) - budget
         for name in SHRINK_ORDER:
             if excess <= 0:
                 break
@@ -212,21 +240,6 @@ class Table:
             excess -= give
         return excess <= 0
 
-    def _widths(self, cells: list[list[Cell]], shortened: set[int]) -> list[int]:
-        widths = [len(h) for h in self.headers]
-        for row in cells:
-            for i, cell in enumerate(row):
-                widths[i] = max(widths[i], len(self._cell(i, cell, shortened)))
-        return widths
-
-    def _cell(self, i: int, cell: Cell, shortened: set[int]) -> str:
-        text = str(cell)
-        return self.short[self.headers[i]](text) if i in shortened else text
-
-    @staticmethod
-    def _total(widths: list[int], shown: list[int]) -> int:
-        return sum(widths[i] for i in shown) + 2 * (len(shown) - 1)
-
     def _line(
         self,
         cells: Sequence[Cell],
@@ -239,11 +252,22 @@ class Table:
         for i in shown:
             cell = cells[i]
             if isinstance(cell, Items):
-                cell = cell.fit(widths[i])
+                text = cell.fit(widths[i])
             else:
-                cell = _cut(self._cell(i, cell, shortened), widths[i])
-            parts.append(cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]))
+                text = _cut(self.short[i](cell) if i in shortened else cell, widths[i])
+            parts.append(text.rjust(widths[i]) if i in right else text.ljust(widths[i]))
         return "  ".join(parts).rstrip()
+
+
+def _percentile(counts: dict[int, int], fraction: float) -> int:
+    """The smallest value at or above ``fraction`` of the counted values."""
+    total = sum(counts.values())
+    seen = 0
+    for value in sorted(counts):
+        seen += counts[value]
+        if seen >= total * fraction:
+            return value
+    return 0
 
 
 def _cut(text: str, width: int) -> str:
@@ -254,34 +278,38 @@ def write_table(audit: Audit, out: IO[str], width: int | None) -> None:
     with_policy = audit.policy is not None
     headers = ["NAME", "TYPES", "QUERIES", "FIRST", "LAST", "SOURCES", "RCODE", "LOGGED"]
     headers += ["NOW", "NOTE"] if with_policy else ["NOTE"]
-    table = Table(headers, short={"FIRST": _short_stamp, "LAST": _short_stamp})
-    domain = None
     ordered = audit.ordered()
     per_domain: dict[str, list[int]] = {}
     for _, stats in ordered:
         tally = per_domain.setdefault(stats.domain, [0, 0])
         tally[0] += 1
         tally[1] += stats.queries
-    for name, stats in ordered:
-        if stats.domain != domain:
-            domain = stats.domain
-            n, q = per_domain[domain]
-            table.section(f"{domain or NO_DOMAIN}: {_plural(n, 'name')}, {_plural(q, 'query')}")
-        cells: list[Cell] = [
-            name,
-            ",".join(sorted(stats.types)),
-            str(stats.queries),
-            stamp(stats.first),
-            stamp(stats.last),
-            Items(stats.sources, stats.other_sources > 0),
-            counts(stats.rcodes),
-            counts(stats.actions),
-        ]
-        if with_policy:
-            cells.append(counts(now_values(stats, audit.firewall_labels), empty=""))
-        cells.append(Items(tuple(dict.fromkeys(f.kind for f in audit.flags.get(name, ())))))
-        table.row(cells)
-    print("\n".join(table.render(width, indent="  ")), file=out)
+
+    def rows() -> Iterator[Row]:
+        domain = None
+        for name, stats in ordered:
+            if stats.domain != domain:
+                domain = stats.domain
+                n, q = per_domain[domain]
+                yield f"{domain or NO_DOMAIN}: {_plural(n, 'name')}, {_plural(q, 'query')}"
+            cells: list[Cell] = [
+                name,
+                ",".join(sorted(stats.types)),
+                str(stats.queries),
+                stamp(stats.first),
+                stamp(stats.last),
+                Items(stats.sources, stats.other_sources > 0),
+                counts(stats.rcodes),
+                counts(stats.actions),
+            ]
+            if with_policy:
+                cells.append(counts(now_values(stats, audit.firewall_labels), empty=""))
+            cells.append(Items(tuple(dict.fromkeys(f.kind for f in audit.flags.get(name, ())))))
+            yield cells
+
+    table = Table(headers, rows, short={"FIRST": _short_stamp, "LAST": _short_stamp})
+    for line in table.render(width):
+        print(line, file=out)
     if with_policy:
         _write_policy(audit, out, width)
     print("", file=out)
@@ -293,51 +321,66 @@ def write_table(audit: Audit, out: IO[str], width: int | None) -> None:
             print(textwrap.fill(line, width, subsequent_indent=indent), file=out)
 
 
+def _is_alert(c: Change) -> bool:
+    return c.now.action == ALERT
+
+
+def _differs(c: Change) -> bool:
+    return c.logged != verdict(c.now.action)
+
+
 def _write_policy(audit: Audit, out: IO[str], width: int | None) -> None:
     labels = audit.firewall_labels
-    several = len(labels) > 1
-    every = audit.changes()
-    alerts = [c for c in every if c.now.action == ALERT]
-    differ = [c for c in every if c.logged != verdict(c.now.action)]
     where = ", ".join(f"#{i + 1} {label}" for i, label in enumerate(labels)) or "none"
     print(f"\nPolicy now (firewalls: {where})", file=out)
+    alerted = {c.name for c in audit.changes() if _is_alert(c)}
     print(
-        f"\nIf ALERT rules became BLOCK, these queries would fail "
-        f"({_plural(len({c.name for c in alerts}), 'name')}):",
+        "\nIf ALERT rules became BLOCK, these queries would fail "
+        f"({_plural(len(alerted), 'name')}):",
         file=out,
     )
-    _change_table(alerts, several, ["NAME", "TYPES", "QUERIES", "CLIENTS", "NOW"], out, width)
+    headers = ["NAME", "TYPES", "QUERIES", "CLIENTS", "NOW"]
+    _change_table(audit, _is_alert, headers, out, width)
+    differ = {c.name for c in audit.changes() if _differs(c)}
     print(
         "\nDecided differently now than the log recorded (rules or lists changed since; "
-        f"{_plural(len({c.name for c in differ}), 'name')}):",
+        f"{_plural(len(differ), 'name')}):",
         file=out,
     )
-    _change_table(
-        differ, several, ["NAME", "TYPES", "QUERIES", "CLIENTS", "LOGGED", "NOW"], out, width
-    )
+    headers = ["NAME", "TYPES", "QUERIES", "CLIENTS", "LOGGED", "NOW"]
+    _change_table(audit, _differs, headers, out, width)
 
 
 def _change_table(
-    rows: list[Change], several: bool, headers: list[str], out: IO[str], width: int | None
+    audit: Audit,
+    keep: Callable[[Change], bool],
+    headers: list[str],
+    out: IO[str],
+    width: int | None,
 ) -> None:
-    if not rows:
+    if not any(keep(c) for c in audit.changes()):
         print("  (none)", file=out)
         return
-    if several:
+    if len(audit.firewall_labels) > 1:
         headers = ["FIREWALL", *headers]
-    table = Table(headers)
-    for c in rows:
-        cells: dict[str, Cell] = {
-            "FIREWALL": f"#{c.firewall + 1}",
-            "NAME": c.name,
-            "TYPES": ",".join(c.types),
-            "QUERIES": str(c.queries),
-            "CLIENTS": Items(c.clients, c.more_clients),
-            "LOGGED": c.logged,
-            "NOW": c.now.describe(),
-        }
-        table.row([cells[h] for h in headers])
-    print("\n".join(table.render(width)), file=out)
+
+    def rows() -> Iterator[Row]:
+        for c in audit.changes():
+            if not keep(c):
+                continue
+            cells: dict[str, Cell] = {
+                "FIREWALL": f"#{c.firewall + 1}",
+                "NAME": c.name,
+                "TYPES": ",".join(c.types),
+                "QUERIES": str(c.queries),
+                "CLIENTS": Items(c.clients, c.more_clients),
+                "LOGGED": c.logged,
+                "NOW": c.now.describe(),
+            }
+            yield [cells[h] for h in headers]
+
+    for line in Table(headers, rows).render(width):
+        print(line, file=out)
 
 
 def _plural(n: int, word: str) -> str:
@@ -377,7 +420,7 @@ def summary_lines(audit: Audit) -> list[str]:
 
 def _actions(stats: NameStats) -> list[dict[str, Any]]:
     per: dict[tuple[str, str, str], int] = {}
-    for (_, _, action, group, lst), n in stats.outcomes.items():
+    for (_, _, action, group, lst), n in pairs(stats.outcomes):
         per[(action, group, lst)] = per.get((action, group, lst), 0) + n
     return [
         {"action": a or None, "group": g or None, "list": lst or None, "queries": n}
@@ -430,40 +473,51 @@ def _name_json(audit: Audit, name: str, stats: NameStats) -> dict[str, Any]:
 
 
 def write_json(audit: Audit, out: IO[str]) -> None:
+    """One JSON document, written name by name (one per line) rather than built whole."""
     inv = audit.inventory
     span = inv.span()
-    doc: dict[str, Any] = {
-        "summary": {
-            "files": inv.files,
-            "lines": inv.lines,
-            "queries": inv.accepted,
-            "outside_window": inv.outside,
-            "bad_lines": inv.bad,
-            "bad_examples": inv.bad_examples,
-            "names": len(inv.names),
-            "pairs": inv.pairs,
-            "domains": len({s.domain for s in inv.names.values()}),
-            "first": iso(span[0]) if span else None,
-            "last": iso(span[1]) if span else None,
-            "since": iso(inv.window.since) if inv.window.since is not None else None,
-            "until": iso(inv.window.until) if inv.window.until is not None else None,
-        },
-        "names": [_name_json(audit, n, s) for n, s in audit.ordered()],
-        "overflow": [
-            {"domain": None if d == CATCH_ALL else d, "queries": s.queries}
-            for d, s in sorted(inv.overflow.items())
-        ],
+    dumps = json.dumps
+    summary = {
+        "files": inv.files,
+        "lines": inv.lines,
+        "queries": inv.accepted,
+        "outside_window": inv.outside,
+        "bad_lines": inv.bad,
+        "bad_examples": inv.bad_examples,
+        "names": len(inv.names),
+        "pairs": inv.pairs,
+        "domains": len({s.domain for s in inv.names.values()}),
+        "first": iso(span[0]) if span else None,
+        "last": iso(span[1]) if span else None,
+        "since": iso(inv.window.since) if inv.window.since is not None else None,
+        "until": iso(inv.window.until) if inv.window.until is not None else None,
     }
+    out.write(f'{{"summary": {dumps(summary, indent=2)},\n"names": ')
+    _write_array(out, (_name_json(audit, n, s) for n, s in audit.ordered()))
+    overflow = [
+        {"domain": None if d == CATCH_ALL else d, "queries": s.queries}
+        for d, s in sorted(inv.overflow.items())
+    ]
+    out.write(f',\n"overflow": {dumps(overflow)}')
     if audit.policy is not None:
-        every = audit.changes()
-        doc["policy"] = {
-            "firewalls": list(audit.firewall_labels),
-            "alert_to_block": [_change_json(c) for c in every if c.now.action == ALERT],
-            "changed": [_change_json(c) for c in every if c.logged != verdict(c.now.action)],
-            "unevaluated": audit.policy.unevaluated,
-        }
-    json.dump(doc, out, indent=2)
-    out.write("\n")
+        labels = dumps(list(audit.firewall_labels))
+        out.write(
+            f',\n"policy": {{"firewalls": {labels}, "unevaluated": {audit.policy.unevaluated},'
+        )
+        out.write('\n"alert_to_block": ')
+        _write_array(out, (_change_json(c) for c in audit.changes() if _is_alert(c)))
+        out.write(',\n"changed": ')
+        _write_array(out, (_change_json(c) for c in audit.changes() if _differs(c)))
+        out.write("}")
+    out.write("\n}\n")
+
+
+def _write_array(out: IO[str], items: Iterable[Any]) -> None:
+    """A JSON array, one compact element per line (the C encoder; no list built whole)."""
+    out.write("[")
+    for i, item in enumerate(items):
+        out.write(("," if i else "") + "\n" + json.dumps(item))
+    out.write("\n]")
 
 
 def _cell(values: dict[str, int]) -> str:

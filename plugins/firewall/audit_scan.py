@@ -19,14 +19,18 @@ still being written) ends that file with a read error, counted the same way.
 root is ``.``), so they compare like domain list entries.
 
 **Memory.** The state is one :class:`NameStats` per distinct name, and nothing per line:
-about 0.5 KB per name, plus about 70 bytes per kept source address (at most ``MAX_SOURCES``
-per name; queries from further sources are counted, not kept). Distinct names are capped:
+about 0.4 KB per name (its text, first and last time, a flat counter of interned outcomes,
+a tuple of at most ``MAX_SOURCES`` interned source addresses; queries from further sources
+are counted, not kept), and about 0.35 KB more with ``--policy``. Distinct names are capped:
 at most ``max_per_domain`` names per registrable domain and ``max_names`` in all; a name
 beyond a cap is counted in an overflow entry for its registrable domain (``*.DOMAIN``), and
-once ``max_names`` entries exist at all, in one catch-all entry. So the state is bounded by
-about ``max_names x (0.5 KB + 70 B x sources per name)`` whatever the input size: with the
-defaults (200,000 names), typically under 150 MB. A registrable domain with more names than
-``max_per_domain`` is itself a finding (random subdomains: tunnelling, DGA) and is flagged.
+once ``max_names`` entries exist at all, in one catch-all entry. So the state grows with
+the names kept, not with the input: about 80 MB at the default 200,000 (150 MB with
+``--policy`` when every name has a reported decision). A log of 1,000,000 lines over
+100,000 names peaks at about 110 MB RSS (150 MB with ``--policy``), 40-50 MB of it the
+interpreter and libraries (``bench/audit_memory.py``).
+A registrable domain with more names than ``max_per_domain`` is itself a finding (random
+subdomains: tunnelling, DGA) and is flagged.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -56,11 +60,30 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 Outcome = tuple[str, str, str, str, str]
 
 
+def bump(flat: list[Any], key: object, value: Any = 1) -> None:
+    """Add ``value`` to ``key``'s count in a flat ``[key, count, key, count, ...]`` list.
+
+    A name has one to a few keys, and a dict of one entry costs 226 bytes where this list
+    costs about 90: with 100,000 names that is the difference. Keys are interned, so they
+    are compared by identity.
+    """
+    for i in range(0, len(flat), 2):
+        if flat[i] is key:
+            flat[i + 1] += value
+            return
+    flat += (key, value)
+
+
+def pairs(flat: Sequence[Any]) -> Iterator[tuple[Any, Any]]:
+    """The (key, count) pairs of a flat counter list (see ``bump``)."""
+    return zip(flat[::2], flat[1::2], strict=True)
+
+
 class NameStats:
     """What the log says about one name (or, for an overflow entry, about many).
 
-    ``outcomes`` counts queries per (type, rcode, logged action, group, list): a name has one
-    to a few, so this single dict replaces separate counters for types, rcodes and actions.
+    ``outcomes`` counts queries per (type, rcode, logged action, group, list), flat (see
+    ``bump``): this one counter serves as the counters of types, rcodes and actions.
     ``sources`` keeps at most ``MAX_SOURCES`` addresses in the order first seen;
     ``other_sources`` counts the queries from addresses not kept. ``policy`` belongs to
     ``--policy`` (see ``audit_policy``).
@@ -72,19 +95,19 @@ class NameStats:
         self.domain = domain
         self.first = stamp
         self.last = stamp
-        self.outcomes: dict[Outcome, int] = {}
+        self.outcomes: list[Any] = []
         self.sources: tuple[str, ...] = ()
         self.other_sources = 0
-        self.policy: dict[Any, Any] | None = None
+        self.policy: list[Any] | None = None
 
     @property
     def queries(self) -> int:
-        return sum(self.outcomes.values())
+        return sum(self.outcomes[1::2])
 
     def tally(self, index: int) -> dict[str, int]:
         """Queries per value of one outcome field (0 type, 1 rcode, 2 action, ...)."""
         out: dict[str, int] = {}
-        for outcome, count in self.outcomes.items():
+        for outcome, count in pairs(self.outcomes):
             key = outcome[index]
             out[key] = out.get(key, 0) + count
         return out
@@ -101,7 +124,7 @@ class NameStats:
     def actions(self) -> dict[str, int]:
         """Queries per logged action ("" = allowed or no rule matched), with group and list."""
         out: dict[str, int] = {}
-        for (_, _, action, group, lst), count in self.outcomes.items():
+        for (_, _, action, group, lst), count in pairs(self.outcomes):
             key = f"{action} {group}/{lst}" if action and (group or lst) else action
             out[key] = out.get(key, 0) + count
         return out
@@ -211,8 +234,10 @@ class Inventory:
         self.bad_examples: list[str] = []
         self._outcomes: dict[Outcome, Outcome] = {}  # interned: shared by every name
         self._sources: dict[str, str] = {}  # interned source addresses that some name keeps
+        self._domains: dict[str, str] = {}  # interned registrable domains
         self._last_text = ""
         self._last_stamp = 0.0
+        self._decode = json.JSONDecoder().decode  # str in: skips loads()'s encoding detection
 
     # --- reading ---------------------------------------------------------------------
 
@@ -228,35 +253,39 @@ class Inventory:
                 continue
             try:
                 self.read_stream(fh, label)
-            except (OSError, EOFError) as err:  # gzip.BadGzipFile is an OSError
-                self._bad(label, 0, f"read error: {err}")
             finally:
                 if path != "-":
                     fh.close()
 
     def read_stream(self, lines: IO[bytes], label: str) -> None:
-        loads = json.loads
+        """Aggregate every line of one input; a read error ends it (counted as a bad line)."""
         lineno = 0
-        for lineno, raw in enumerate(lines, 1):  # noqa: B007 - lineno is used after the loop
-            line = raw
-            if line[:1] != b"{":
-                if not line.strip():
-                    continue
-                brace = line.find(b"{")
-                if brace < 0:
-                    self.lines += 1
-                    self._bad(label, lineno, "no JSON object on the line")
-                    continue
-                line = line[brace:]
-            self.lines += 1
-            try:
-                obj = loads(line)
-            except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
-                self._bad(label, lineno, f"not JSON: {err}")
-                continue
-            reason = self._accept(obj)
-            if reason is not None:
-                self._bad(label, lineno, reason)
+        try:
+            for lineno, raw in enumerate(lines, 1):  # noqa: B007 - the error names lineno
+                self._line(raw, label, lineno)
+        except (OSError, EOFError) as err:  # gzip.BadGzipFile is an OSError
+            self._bad(label, lineno + 1, f"read error: {err}")
+
+    def _line(self, raw: bytes, label: str, lineno: int) -> None:
+        line = raw
+        if line[:1] != b"{":
+            if not line.strip():
+                return
+            brace = line.find(b"{")
+            if brace < 0:
+                self.lines += 1
+                self._bad(label, lineno, "no JSON object on the line")
+                return
+            line = line[brace:]
+        self.lines += 1
+        try:
+            obj = self._decode(line.decode())
+        except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
+            self._bad(label, lineno, f"not JSON: {err}")
+            return
+        reason = self._accept(obj)
+        if reason is not None:
+            self._bad(label, lineno, reason)
 
     def _accept(self, obj: Any) -> str | None:
         """Aggregate one parsed line; the reason it is bad, or None."""
@@ -308,7 +337,7 @@ class Inventory:
             str(get("firewall_domain_list_id") or "") if action else "",
         )
         outcome = self._outcomes.setdefault(outcome, outcome)
-        stats.outcomes[outcome] = stats.outcomes.get(outcome, 0) + 1
+        bump(stats.outcomes, outcome)
         source = get("srcaddr")
         if type(source) is not str:
             source = ""
@@ -319,12 +348,13 @@ class Inventory:
                 stats.sources = (*sources, source)
             else:
                 stats.other_sources += 1
-        if self.observer is not None:
+        if self.observer is not None and self.names.get(key) is stats:  # not for overflow
             self.observer(stats, key, qtype, source, outcome[2], outcome[1], obj)
 
     def _new(self, key: str, stamp: float) -> NameStats:
         """The entry a new name is counted in: its own, or an overflow entry."""
         domain = self.registrable(key)
+        domain = self._domains.setdefault(domain, domain)  # one string per domain, not per name
         kept = self.per_domain.get(domain, 0)
         entries = len(self.names) + len(self.overflow)
         if kept < self.max_per_domain and entries < self.max_names:
@@ -343,7 +373,7 @@ class Inventory:
     def _bad(self, label: str, lineno: int, reason: str) -> None:
         self.bad += 1
         if len(self.bad_examples) < MAX_BAD_EXAMPLES:
-            where = f"{label}:{lineno}" if lineno else label
+            where = f"{label}:{lineno}" if lineno else label  # 0: the file as a whole
             self.bad_examples.append(f"{where}: {reason}")
 
     # --- results ---------------------------------------------------------------------
@@ -359,6 +389,3 @@ class Inventory:
         if not every:
             return None
         return min(s.first for s in every), max(s.last for s in every)
-
-    def iter_names(self) -> Iterator[tuple[str, NameStats]]:
-        return iter(self.names.items())
