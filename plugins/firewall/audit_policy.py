@@ -227,20 +227,15 @@ def _evaluate(
         return Decided(None)
     policy = fw.policy
     rule = policy.evaluate(suffixes, qtype, client)
-    decided = Decided(rule)
     if (rule is not None and (rule.action == BLOCK or rule.trust)) or not policy.inspects:
-        return decided
-    for target, text in zip(targets, chain, strict=True):
-        hit = policy.evaluate(target, qtype, client)
-        if hit is None:
-            continue
-        if hit.action == BLOCK:
-            return Decided(hit, text.rstrip("."))
-        if hit.action == ALERT and decided.rule is None:
-            decided = Decided(hit, text.rstrip("."))
-        if hit.trust:
-            break
-    return decided
+        return Decided(rule)
+    # the same chain walk as the plugin's (suffixes[0] of a target is its whole wire name)
+    wires = [t[0] for t in targets]
+    found = policy.inspect_chain(wires, qtype, client, rule)
+    if found is None:
+        return Decided(rule)
+    hit, target = found
+    return Decided(hit, chain[wires.index(target)].rstrip("."))
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,27 +105,21 @@ class Firewall:
     async def _inspect_chain(
         self, req: Request, resp: Response, next: Handler, decided: Rule | None
     ) -> Response:
-        info = resp.answer_info()
-        for target in info.chain:
-            try:
-                rule = self.policy.decide(target, req.qtype, req.client[0])
-            except NotLoaded as err:
-                return await self._failed(req, next, err, resp)
-            if rule is None:
-                continue
-            self.matches[rule] += 1
-            if rule.action == BLOCK:
-                req.meta["firewall"] = Decision(
-                    BLOCK, rule.group, rule.name, rule.list, wire.name_to_text(target), True
-                )
-                return await self.block(req, rule, next)
-            if rule.action == ALERT and decided is None:
-                req.meta["firewall"] = Decision(
-                    ALERT, rule.group, rule.name, rule.list, wire.name_to_text(target), True
-                )
-                decided = rule
-            if rule.trust:
-                break
+        try:
+            found = self.policy.inspect_chain(
+                resp.answer_info().chain, req.qtype, req.client[0], decided
+            )
+        except NotLoaded as err:
+            return await self._failed(req, next, err, resp)
+        if found is None:
+            return resp
+        rule, target = found
+        self.matches[rule] += 1
+        req.meta["firewall"] = Decision(
+            rule.action, rule.group, rule.name, rule.list, wire.name_to_text(target), True
+        )
+        if rule.action == BLOCK:
+            return await self.block(req, rule, next)
         return resp
 
     async def _failed(

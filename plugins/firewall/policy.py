@@ -171,6 +171,27 @@ class Policy:
             memo[key] = rule
         return rule  # type: ignore[return-value]
 
+    def inspect_chain(
+        self, chain: Sequence[bytes], qtype: int, client_ip: str, decided: Rule | None
+    ) -> tuple[Rule, bytes] | None:
+        """Evaluate the CNAME/DNAME targets of an answer (wire names, in order), each from the
+        top of the order. The first BLOCK wins; an ALERT counts when the query itself had no
+        decision (``decided``); a match with ``redirection trust`` ends the walk. Returns the
+        rule that changes the outcome and the target it matched, or None. Raises NotLoaded.
+        """
+        found: tuple[Rule, bytes] | None = None
+        for target in chain:
+            rule = self.decide(target, qtype, client_ip)
+            if rule is None:
+                continue
+            if rule.action == BLOCK:
+                return rule, target
+            if rule.action == ALERT and decided is None and found is None:
+                found = (rule, target)
+            if rule.trust:
+                break
+        return found
+
     def forget(self) -> None:
         """Drop remembered decisions (a list changed)."""
         self.memo.clear()
