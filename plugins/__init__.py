@@ -2,7 +2,8 @@
 
 ``ORDER`` is CoreDNS v1.14.7's ``plugin.cfg`` with dnsfw's own stages added: ``firewall``
 right after ``acl`` and before ``cache`` (policy sees the final name, and a list change applies
-at once even to cached names), and ``admin`` (a process-wide HTTP API, no query handler).
+at once even to cached names), and ``admin`` (the HTTP API on a process-wide listener; in the
+chain it counts the queries of its block for the API's statistics).
 It is also the set of directives the Corefile parser accepts; a directive in ``ORDER`` that
 dnsfw does not implement is refused at setup with ``plugin/NAME: not supported by dnsfw``.
 
@@ -87,12 +88,17 @@ ORDER: tuple[str, ...] = tuple(
 )
 
 IMPLEMENTED: dict[str, str] = {
+    "admin": "plugins.admin",
     "bind": "plugins.bind",
     "cache": "plugins.cache",
     "errors": "plugins.errors",
     "firewall": "plugins.firewall",
     "forward": "plugins.forward",
+    "health": "plugins.health",
     "log": "plugins.log",
+    "prometheus": "plugins.prometheus",
+    "ready": "plugins.ready",
+    "reload": "plugins.reload",
     "timeouts": "plugins.timeouts",
     "whoami": "plugins.whoami",
 }
