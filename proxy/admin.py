@@ -232,13 +232,16 @@ class AdminSite:
         request[AUTH_KEY] = self.token is not None
         method = "GET" if request.method == "HEAD" else request.method
         allowed: list[str] = []
-        for route_method, pattern, handler in ROUTES:
+        for route_method, pattern, params, handler in ROUTES:
             m = pattern.fullmatch(request.path)
             if m is None:
                 continue
             if route_method != method:
                 allowed.append(route_method)
                 continue
+            unknown = sorted(set(request.query) - params)
+            if unknown:
+                return json_error(400, f"unknown query parameter(s): {', '.join(unknown)}")
             try:
                 return await handler(runtime, request, m.groupdict())
             except ApiError as err:
@@ -306,6 +309,17 @@ async def _json_body(request: web.Request, *, optional: bool = False) -> dict[st
     if not isinstance(data, dict):
         raise ApiError(400, "request body must be a JSON object")
     return data
+
+
+def _name(text: str) -> bytes:
+    """A query name from the API (one trailing dot optional) in wire form; ApiError if bad."""
+    name = text[:-1] if text.endswith(".") and text != "." else text
+    if len(name) > 253 or (name != "." and "" in name.split(".")):
+        raise ApiError(400, f"invalid name: {text!r}")
+    try:
+        return wire.text_to_wire(name)
+    except ValueError as err:
+        raise ApiError(400, f"invalid name: {err}") from None
 
 
 def _refusal(err: Exception) -> ApiError | None:
@@ -458,10 +472,7 @@ async def explain(runtime: Runtime, request: web.Request, _: dict[str, str]) -> 
         ipaddress.ip_address(client)
     except ValueError:
         raise ApiError(400, f"'client' is not an IP address: {client!r}") from None
-    try:
-        qname = wire.text_to_wire(name)
-    except ValueError as err:
-        raise ApiError(400, f"invalid name: {err}") from None
+    qname = _name(name)
     listeners = []
     for key, zones in runtime.config.listeners.items():
         block = Router(zones).route(qname, qtype)
@@ -552,9 +563,13 @@ async def flush(runtime: Runtime, request: web.Request, _: dict[str, str]) -> we
     unknown = sorted(set(body) - {"name"})
     if unknown:
         raise ApiError(400, f"unknown field(s): {', '.join(unknown)}")
-    name = body.get("name", request.query.get("name"))
-    if name is not None and (not isinstance(name, str) or not name.strip()):
+    if "name" in body and "name" in request.query:
+        raise ApiError(400, "give the name in the body or in the query, not in both")
+    name = body["name"] if "name" in body else request.query.get("name")
+    if "name" in body and not isinstance(name, str):
         raise ApiError(400, "'name' must be a domain name")
+    if name is not None:
+        _name(name)
     caches = runtime.config.app.services.get("cache", [])
     try:
         removed = sum(cache.flush(name) for cache in caches)
@@ -564,19 +579,20 @@ async def flush(runtime: Runtime, request: web.Request, _: dict[str, str]) -> we
 
 
 _LIST = r"/v1/lists/(?P<name>[^/]+)"
-ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
-    (method, re.compile(path), handler)
-    for method, path, handler in (
-        ("GET", r"/v1/openapi\.json", openapi),
-        ("GET", r"/v1/lists", list_lists),
-        ("GET", _LIST, get_list),
-        ("PATCH", _LIST, patch_list),
-        ("PUT", _LIST, put_list),
-        ("POST", _LIST + "/refresh", refresh_list),
-        ("GET", r"/v1/rules", rules),
-        ("GET", r"/v1/explain", explain),
-        ("GET", r"/v1/stats", stats),
-        ("POST", r"/v1/reload", reload),
-        ("POST", r"/v1/cache/flush", flush),
+# method, path, the query parameters it takes (others are refused: a typo is not ignored)
+ROUTES: list[tuple[str, re.Pattern[str], frozenset[str], Handler]] = [
+    (method, re.compile(path), frozenset(params.split()), handler)
+    for method, path, params, handler in (
+        ("GET", r"/v1/openapi\.json", "", openapi),
+        ("GET", r"/v1/lists", "", list_lists),
+        ("GET", _LIST, "offset limit", get_list),
+        ("PATCH", _LIST, "", patch_list),
+        ("PUT", _LIST, "", put_list),
+        ("POST", _LIST + "/refresh", "", refresh_list),
+        ("GET", r"/v1/rules", "", rules),
+        ("GET", r"/v1/explain", "name type client", explain),
+        ("GET", r"/v1/stats", "top", stats),
+        ("POST", r"/v1/reload", "", reload),
+        ("POST", r"/v1/cache/flush", "name", flush),
     )
 ]

@@ -168,8 +168,8 @@ class HttpListener:
 
     async def open(self) -> None:
         sockets = open_sockets(self.address)
-        app = web.Application(client_max_size=MAX_BODY)
-        app.router.add_route("*", "/{tail:.*}", self.dispatch)
+        # every request goes to dispatch, whatever aiohttp's router makes of its path
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._middleware])
         self.runner = web.AppRunner(
             app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
         )
@@ -177,12 +177,16 @@ class HttpListener:
         for sock in sockets:
             await web.SockSite(self.runner, sock, shutdown_timeout=SHUTDOWN_TIMEOUT).start()
 
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        return await self.dispatch(request)  # not aiohttp's routing: ``handler`` is unused
+
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         for prefix, site in self.sites.items():  # a snapshot: a reload replaces the mapping
             if path == prefix or path.startswith(prefix + "/"):
                 return await site.handle(request, self.runtime)
-        return web.Response(status=404, text="404: Not Found\n")
+        return json_error(404, f"no such endpoint: {path}")
 
     async def close(self) -> None:
         if self.runner is not None:

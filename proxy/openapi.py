@@ -360,6 +360,11 @@ PATHS: dict[str, Any] = {
                 "required": False,
                 "content": {"application/json": {"schema": _ref("Flush")}},
             },
+            "parameters": [
+                _query(
+                    "name", {"type": "string", "minLength": 1, "maxLength": 253}, "or in the body"
+                )
+            ],
             "responses": {
                 "200": _json(_ref("FlushResult"), "Entries removed"),
                 **_errors(400, 413),

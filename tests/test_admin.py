@@ -438,7 +438,7 @@ def test_openapi_describes_every_route(served) -> None:
         (method.upper(), path) for path, item in document["paths"].items() for method in item
         if method != "parameters"
     }  # fmt: skip
-    for method, pattern, _ in ROUTES:
+    for method, pattern, _, _ in ROUTES:
         path = pattern.pattern.replace("(?P<name>[^/]+)", "{name}").replace("\\.", ".")
         assert (method, path) in described
 
