@@ -172,9 +172,10 @@ class QueryStats:
             elif action == "ALERT":
                 self.alerted.add(decision.name or req.qname)
 
-    def rate(self, counts: list[int], seconds: int) -> float:
-        """Per second over the last ``seconds`` whole seconds (the current one excluded)."""
-        now = int(time.monotonic())
+    def rate(self, counts: list[int], seconds: int, now: float | None = None) -> float:
+        """Per second over the last ``seconds`` whole seconds before ``now`` (default: the
+        monotonic clock of ``Request.start``); the current, partial second is left out."""
+        now = int(time.monotonic() if now is None else now)
         total = sum(
             counts[s % RATE_WINDOW]
             for s in range(now - seconds, now)
