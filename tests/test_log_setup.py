@@ -436,16 +436,16 @@ def test_route53_escapes_and_types():
 
 
 def test_route53_answers_are_serialised_once_per_answer_info(monkeypatch):
-    from proxy import wire
+    from plugins.log import answers
 
     calls = []
-    original = wire._summarise
+    original = answers.summarise
 
     def counting(data: bytes):
         calls.append(1)
         return original(data)
 
-    monkeypatch.setattr(wire, "_summarise", counting)
+    monkeypatch.setattr(answers, "summarise", counting)
     fmt = route53(("1", "r", "v"))
     req = make_request("abcd.example.com.")
     resp = make_reply(req, answers=("abcd.example.com. 60 IN A 192.0.2.1",))
@@ -455,6 +455,56 @@ def test_route53_answers_are_serialised_once_per_answer_info(monkeypatch):
     assert fmt.line(req, hit, 0.0) == first
     assert fmt.line(req, hit, 0.0) == first
     assert len(calls) == 1
+
+
+ANSWER_SETS = [
+    ("A", ("x.example. 60 IN A 192.0.2.1", "x.example. 60 IN A 10.0.0.255")),
+    ("AAAA", ("x.example. 60 IN AAAA 2001:db8::7", "x.example. 60 IN AAAA ::ffff:1.2.3.4",
+              "x.example. 60 IN AAAA ::", "x.example. 60 IN AAAA 1:0:0:1:0:0:0:1")),
+    ("A", ("x.example. 60 IN CNAME Mixed.Case.example.", "mixed.case.example. 60 IN CNAME y.",
+           "y. 60 IN A 192.0.2.9")),
+    ("NS", ("example. 60 IN NS ns1.example.", "example. 60 IN NS ns2.example.")),
+    ("PTR", ("1.2.0.192.in-addr.arpa. 60 IN PTR host.example.",)),
+    ("MX", ("example. 60 IN MX 10 mail.example.", "example. 60 IN MX 0 .")),
+    ("SRV", ("_sip._tcp.example. 60 IN SRV 10 60 5060 sip.example.",)),
+    ("SOA", ("example. 60 IN SOA ns1.example. hostmaster.example. 2024010101 7200 3600 1209600 60",)),
+    ("TXT", ('x.example. 60 IN TXT "v=spf1 -all"', 'x.example. 60 IN TXT "a\\"b" "c\\\\d" "\\195\\169 t"',
+             'x.example. 60 IN TXT ""')),
+    ("DNAME", ("dname.example. 60 IN DNAME example.com.",)),
+    ("CAA", ('x.example. 60 IN CAA 0 issue "ca.example"',)),  # not read from the wire
+    ("HTTPS", ('x.example. 60 IN HTTPS 1 . alpn="h2,h3"',)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("rdtype", "records"), ANSWER_SETS)
+def test_answers_read_from_the_wire_as_dnspython_shows_them(rdtype, records):
+    from plugins.log import answers
+
+    req = make_request("x.example.", rdtype)
+    resp = make_reply(req, answers=records)
+    expected = resp.answer_info().summary()
+    fast = answers.summarise(resp.wire)
+    if rdtype in ("CAA", "HTTPS"):
+        assert fast is None  # the caller falls back to summary()
+    else:
+        assert fast is not None
+        assert [(r.lower(), t, c) for r, t, c in fast] == [
+            (r.lower(), t, c) for r, t, c in expected
+        ]
+    line = json.loads(route53(("1", "r", "v")).line(req, Response(resp.wire, 0, "local"), 0.0))
+    assert [(a["Rdata"].lower(), a["Type"]) for a in line["answers"]] == [
+        (r.lower(), t) for r, t, _ in expected
+    ]
+
+
+def test_answers_of_broken_replies_fall_back():
+    from plugins.log import answers
+
+    req = make_request("x.example.", edns=False)
+    resp = make_reply(req, answers=("x.example. 60 IN A 192.0.2.1",))
+    assert answers.summarise(resp.wire) == (("192.0.2.1", "A", "IN"),)
+    assert answers.summarise(resp.wire[:-2]) is None
+    assert answers.summarise(resp.wire[:5]) is None
 
 
 @pytest.mark.parametrize(

@@ -96,6 +96,8 @@ them twice.
 Performance: on the query path ``log`` only appends ``(request, reply, time)`` to a bounded
 queue; formatting and writing happen in batches every 50 ms (:mod:`plugins.log.output`), so a
 slow output never delays a reply. A clean stop writes every queued line before exiting.
+Route 53 ``answers`` are read from the reply's wire (:mod:`plugins.log.answers`) once per
+upstream answer and shared by its cache hits.
 
 Metrics: ``dnsfw_log_dropped_total{output}`` (records not written: queue full or write
 failed) and ``dnsfw_log_lines_total{output}`` (lines written).

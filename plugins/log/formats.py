@@ -22,6 +22,8 @@ import dns.rdatatype
 from proxy import wire
 from proxy.request import Request, Response
 
+from . import answers
+
 Record = tuple[Request, Response, float]  # (query, reply, time.monotonic() when answered)
 Getter = Callable[[Request, Response, float], str]
 
@@ -358,9 +360,11 @@ class Route53Format:
     """Route 53 Resolver query-log JSON lines, byte for byte in the layout of real logs:
     compact separators, Route 53's key order, ``srcport`` as a string, ``srcids`` ``{}``.
 
-    ``answers`` comes from ``AnswerInfo.summary()``, which upstream replies compute once and
-    cache hits share; its JSON text is memoised per AnswerInfo object, so a popular cached
-    name is serialised once, not once per line.
+    ``answers`` is read from the reply's wire by :func:`.answers.summarise` (a few µs; the
+    dnspython parse behind ``AnswerInfo.summary()``, its fallback for rarer types, costs about
+    a hundred), and its JSON text is memoised per AnswerInfo object (the one an upstream
+    answer gets, shared by its cache hits), so a popular cached name is serialised once, not
+    once per line.
     """
 
     ANSWERS_MEMO = 4096
@@ -408,26 +412,30 @@ class Route53Format:
 
     def _answers_json(self, resp: Response) -> str:
         info = resp.info
-        if info is None:
+        if info is None:  # a reply made here (a block answer...): read it, no memo
             data = resp.wire
-            if not (data[6] | data[7]):  # no answer records: nothing to parse
-                return "[]"
-            info = resp.answer_info()
-        elif not info.ancount:
+            return "[]" if not (data[6] | data[7]) else _answers_text(data, resp.answer_info)
+        if not info.ancount:
             return "[]"
         memo = self._answers
         key = id(info)
         hit = memo.get(key)
         if hit is not None and hit[0] is info:  # the object is held, so its id is not reused
             return hit[1]
-        text = _dumps(
-            [
-                {"Rdata": r.lower() if t in NAME_RDATA else r, "Type": t, "Class": c}
-                for r, t, c in info.summary()
-            ],
-            separators=(",", ":"),
-        )
+        text = _answers_text(resp.wire, lambda: info)
         if len(memo) >= self.ANSWERS_MEMO:
             memo.clear()
         memo[key] = (info, text)
         return text
+
+
+def _answers_text(data: bytes, info: Callable[[], wire.AnswerInfo]) -> str:
+    """The ``answers`` JSON of a reply: read from the wire (:mod:`.answers`), or from
+    ``AnswerInfo.summary()`` for record types the wire reader does not render."""
+    rows = answers.summarise(data)
+    if rows is None:
+        rows = info().summary()
+    return _dumps(
+        [{"Rdata": r.lower() if t in NAME_RDATA else r, "Type": t, "Class": c} for r, t, c in rows],
+        separators=(",", ":"),
+    )
