@@ -217,7 +217,7 @@ def parse(directive: Directive) -> Settings:
                 raise line.error("format given twice (as an argument and in the block)")
             fmt = _format(line)
         else:
-            values[key] = _option(directive, line)
+            values[key] = _option(line)
     fmt = COMMON if fmt is None else fmt
     if fmt != ROUTE53:
         for key in ROUTE53_OPTIONS:
@@ -266,7 +266,7 @@ def _format(line: Directive) -> str:
     return text
 
 
-def _option(directive: Directive, line: Directive) -> object:
+def _option(line: Directive) -> object:
     key = line.name.text
     if key == "output":
         return _output(line)
