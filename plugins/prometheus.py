@@ -73,6 +73,7 @@ TYPE_CODES = {"A": 1, "AAAA": 28, "MX": 15, "SOA": 6, "CNAME": 5, "PTR": 12, "TX
               "HTTPS": 65, "IXFR": 251, "AXFR": 252, "ANY": 255}  # fmt: skip
 TYPE_INDEX = {code: i + 1 for i, code in enumerate(TYPE_CODES.values())}  # 0 is "other"
 TYPE_LABELS = ("other", *TYPE_CODES)
+_monotonic = time.monotonic
 SOURCE_PLUGIN = {"upstream": "forward", "cache": "cache", "firewall": "firewall"}
 
 
@@ -143,7 +144,7 @@ class Prometheus:
         req_size, resp_size = series.sizes[req.transport]
         req_size.observe(len(req.wire))
         resp_size.observe(len(resp.wire))
-        series.duration.observe(time.monotonic() - req.start)
+        series.duration.observe(_monotonic() - req.start)
         rkey = (resp.rcode, resp.source)
         child = series.responses.get(rkey)
         if child is None:

@@ -114,10 +114,11 @@ class TopK:
 
     def __init__(self, capacity: int = TOP_CAPACITY) -> None:
         self.capacity = capacity
-        self.counts: dict[str, int] = {}
+        self.counts: dict[str | bytes, int] = {}
         self.passes = 0
 
-    def add(self, key: str) -> None:
+    def add(self, key: str | bytes) -> None:
+        """Count ``key``: text, or a wire-format name (reported as text)."""
         counts = self.counts
         n = counts.get(key)
         if n is not None:
@@ -129,7 +130,11 @@ class TopK:
             self.counts = {k: v - 1 for k, v in counts.items() if v > 1}
 
     def top(self, n: int) -> list[dict[str, Any]]:
-        best = sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+        named: dict[str, int] = {}
+        for key, count in self.counts.items():
+            text = wire.name_to_text(key) if isinstance(key, bytes) else key
+            named[text] = named.get(text, 0) + count  # a name counted in both forms
+        best = sorted(named.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
         return [{"name": key, "count": count} for key, count in best]
 
 
@@ -166,11 +171,12 @@ class QueryStats:
         if decision is not None:
             action = decision.action
             self.actions[action] = self.actions.get(action, 0) + 1
+            # the wire name: its text is built only for the names reported
             if action == "BLOCK":
                 self.blocks[slot] += 1
-                self.blocked.add(decision.name or req.qname)
+                self.blocked.add(decision.name or req.qname_wire)
             elif action == "ALERT":
-                self.alerted.add(decision.name or req.qname)
+                self.alerted.add(decision.name or req.qname_wire)
 
     def rate(self, counts: list[int], seconds: int, now: float | None = None) -> float:
         """Per second over the last ``seconds`` whole seconds before ``now`` (default: the
