@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import platform
 import random
@@ -180,6 +181,7 @@ class Runtime:
         self.server = server
         self._commit(config)
         await self.http.commit(config.app.http, opened)
+        tune_gc()
         log.info(
             "started", version=__version__, conf=self.path, pid=os.getpid(), sha512=self.sha512
         )
@@ -374,3 +376,23 @@ def _plugins_enabled(config: Config) -> list[tuple[tuple[str, ...], float]]:
             for plugin in block.plugins:
                 samples[(str(key), zone_text, "", plugin.name)] = 1
     return list(samples.items())
+
+
+# Every query allocates a few short-lived objects (request, response, coroutines); a query log
+# keeps some of them for up to its flush interval, long enough to survive young collections.
+GC_YOUNG_THRESHOLD = 20000
+
+
+def tune_gc() -> None:
+    """Make garbage collection cheap for a long-running server.
+
+    The objects alive at start-up (modules, configuration, plugin tables) live as long as the
+    process: ``gc.freeze()`` takes them out of every later collection, so full collections no
+    longer walk them (helper measurements: p99.9 latency with a query log from 20-30 ms to
+    4-11 ms). A larger young-generation threshold means fewer, equally cheap, young
+    collections under load. Reference counting still frees almost everything at once.
+    """
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)

@@ -348,7 +348,6 @@ _TRANSPORTS = {"udp": "UDP", "tcp": "TCP"}
 # cached answer is shared by later clients). Other Rdata (TXT, CAA...) is kept as it is.
 NAME_RDATA = frozenset({"CNAME", "DNAME", "NS", "PTR", "MX", "SRV", "SOA"})
 _dumps = json.dumps  # ensure_ascii: every line is plain ASCII, as the real examples are
-_address_json = lru_cache(maxsize=4096)(json.dumps)  # clients repeat
 
 
 def _name_json(name: bytes) -> str:
@@ -368,6 +367,7 @@ class Route53Format:
     """
 
     ANSWERS_MEMO = 4096
+    MEMO = 65536  # names and decisions remembered (cleared when full)
 
     def __init__(self, *, log_allow: bool = False) -> None:
         self.actions = FIREWALL_LOGGED | {"ALLOW"} if log_allow else FIREWALL_LOGGED
@@ -377,6 +377,8 @@ class Route53Format:
         self._second = -1
         self._stamp = ""
         self._answers: dict[int, tuple[object, str]] = {}
+        self._names: dict[bytes, str] = {}
+        self._decisions: dict[int, tuple[object, str]] = {}
 
     def set_identity(self, account_id: str, region: str, vpc_id: str) -> None:
         self.identity = (account_id, region, vpc_id)
@@ -386,29 +388,53 @@ class Route53Format:
         )
 
     def line(self, req: Request, resp: Response, wall_offset: float) -> str:
-        """One JSON object; ``wall_offset`` turns the monotonic receive time into UTC time."""
+        """One JSON object; ``wall_offset`` turns the monotonic receive time into UTC time.
+
+        Every piece that repeats (the name, the firewall decision, the answers) is rendered
+        once and remembered: a line is then one f-string over memoised fragments.
+        """
         second = int(req.start + wall_offset)
         if second != self._second:
             self._second = second
             self._stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+        name = self._names.get(req.qname_wire)
+        if name is None:
+            name = self._name_fragment(req.qname_wire)
         client = req.client
         text = (
-            f'{self._head}{self._stamp}","query_name":{_name_json(req.qname_wire)},'
+            f'{self._head}{self._stamp}","query_name":{name},'
             f'"query_type":"{type_text(req.qtype)}","query_class":"{class_text(req.qclass)}",'
             f'"rcode":"{rcode_name(resp.rcode)}","answers":{self._answers_json(resp)},'
-            f'"srcaddr":{_address_json(client[0])},"srcport":"{client[1]}",'
+            f'"srcaddr":"{client[0]}","srcport":"{client[1]}",'
             f'"transport":"{_TRANSPORTS.get(req.transport, req.transport.upper())}","srcids":{{}}'
         )
         decision = req.meta.get("firewall")
-        if decision is not None:
-            action = getattr(decision, "action", None)
-            if action in self.actions:
-                text += (
-                    f',"firewall_rule_action":{_dumps(action)},'
-                    f'"firewall_rule_group_id":{_dumps(str(getattr(decision, "group", "")))},'
-                    f'"firewall_domain_list_id":{_dumps(str(getattr(decision, "list", "")))}'
-                )
-        return text + "}"
+        if decision is None:
+            return text + "}"
+        held = self._decisions.get(id(decision))
+        if held is None or held[0] is not decision:  # the object is held, so its id is not reused
+            held = (decision, self._decision_fragment(decision))
+            if len(self._decisions) >= self.MEMO:
+                self._decisions.clear()
+            self._decisions[id(decision)] = held
+        return text + held[1]
+
+    def _name_fragment(self, qname: bytes) -> str:
+        fragment = _name_json(qname)
+        if len(self._names) >= self.MEMO:
+            self._names.clear()
+        self._names[qname] = fragment
+        return fragment
+
+    def _decision_fragment(self, decision: object) -> str:
+        action = getattr(decision, "action", None)
+        if action not in self.actions:
+            return "}"
+        return (
+            f',"firewall_rule_action":{_dumps(action)},'
+            f'"firewall_rule_group_id":{_dumps(str(getattr(decision, "group", "")))},'
+            f'"firewall_domain_list_id":{_dumps(str(getattr(decision, "list", "")))}}}'
+        )
 
     def _answers_json(self, resp: Response) -> str:
         info = resp.info
