@@ -271,7 +271,8 @@ class AnswerInfo:
     The cache keeps it with the entry, so a hit re-parses nothing: ``ttl_offsets`` age TTLs in
     place, ``chain`` (lower-case wire names of CNAME/DNAME targets in the answer, in order) feeds
     the firewall's redirection inspection, and ``summary()`` (for query logs) is built lazily
-    once and then shared.
+    once and then shared. ``derived`` holds what a stage renders from it once (e.g. the query
+    log's JSON of the answers), keyed by the stage's name, for as long as the answer lives.
     """
 
     __slots__ = (
@@ -285,6 +286,7 @@ class AnswerInfo:
         "qend",
         "_wire",
         "_summary",
+        "derived",
     )
 
     def __init__(self, wire: bytes) -> None:
@@ -296,6 +298,7 @@ class AnswerInfo:
         self.ancount = an
         self._wire = wire
         self._summary: tuple[tuple[str, str, str], ...] | None = None
+        self.derived: dict[str, object] | None = None
         off = HEADER_LEN
         for _ in range(qd):
             off = skip_name(wire, off) + 4

@@ -366,7 +366,6 @@ class Route53Format:
     once per line.
     """
 
-    ANSWERS_MEMO = 4096
     MEMO = 65536  # names and decisions remembered (cleared when full)
 
     def __init__(self, *, log_allow: bool = False) -> None:
@@ -376,7 +375,6 @@ class Route53Format:
         self.set_identity("", "", "")
         self._second = -1
         self._stamp = ""
-        self._answers: dict[int, tuple[object, str]] = {}
         self._names: dict[bytes, str] = {}
         self._decisions: dict[int, tuple[object, str]] = {}
 
@@ -438,21 +436,19 @@ class Route53Format:
 
     def _answers_json(self, resp: Response) -> str:
         info = resp.info
-        if info is None:  # a reply made here (a block answer...): read it, no memo
+        if info is None:  # a reply made here (a block answer...): read it, nothing to keep
             data = resp.wire
             return "[]" if not (data[6] | data[7]) else _answers_text(data, resp.answer_info)
         if not info.ancount:
             return "[]"
-        memo = self._answers
-        key = id(info)
-        hit = memo.get(key)
-        if hit is not None and hit[0] is info:  # the object is held, so its id is not reused
-            return hit[1]
-        text = _answers_text(resp.wire, lambda: info)
-        if len(memo) >= self.ANSWERS_MEMO:
-            memo.clear()
-        memo[key] = (info, text)
-        return text
+        # rendered once per upstream answer and kept with it (so with its cache entry)
+        derived = info.derived
+        if derived is None:
+            info.derived = derived = {}
+        text = derived.get("log/route53")
+        if text is None:
+            text = derived["log/route53"] = _answers_text(resp.wire, lambda: info)
+        return text  # type: ignore[return-value]
 
 
 def _answers_text(data: bytes, info: Callable[[], wire.AnswerInfo]) -> str:
