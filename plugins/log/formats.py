@@ -374,8 +374,10 @@ class Route53Format:
         self._head = ""
         self.set_identity("", "", "")
         self._second = -1
-        self._stamp = ""
         self._names: dict[bytes, str] = {}
+        self._kinds: dict[int, str] = {}
+        self._tails = {t: _tail(t) for t in ("udp", "tcp")}
+        self._prefix = ""
         self._decisions: dict[int, tuple[object, str]] = {}
 
     def set_identity(self, account_id: str, region: str, vpc_id: str) -> None:
@@ -394,17 +396,18 @@ class Route53Format:
         second = int(req.start + wall_offset)
         if second != self._second:
             self._second = second
-            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+            self._prefix = f'{self._head}{stamp}","query_name":'
         name = self._names.get(req.qname_wire)
         if name is None:
             name = self._name_fragment(req.qname_wire)
+        kind = self._kinds.get((req.qtype << 20) | (req.qclass << 4) | resp.rcode)
+        if kind is None:
+            kind = self._kind_fragment(req.qtype, req.qclass, resp.rcode)
         client = req.client
         text = (
-            f'{self._head}{self._stamp}","query_name":{name},'
-            f'"query_type":"{type_text(req.qtype)}","query_class":"{class_text(req.qclass)}",'
-            f'"rcode":"{rcode_name(resp.rcode)}","answers":{self._answers_json(resp)},'
-            f'"srcaddr":"{client[0]}","srcport":"{client[1]}",'
-            f'"transport":"{_TRANSPORTS.get(req.transport, req.transport.upper())}","srcids":{{}}'
+            f'{self._prefix}{name}{kind}{self._answers_json(resp)},"srcaddr":"{client[0]}",'
+            f'"srcport":"{client[1]}",{self._tails.get(req.transport) or _tail(req.transport)}'
         )
         decision = req.meta.get("firewall")
         if decision is None:
@@ -416,6 +419,15 @@ class Route53Format:
                 self._decisions.clear()
             self._decisions[id(decision)] = held
         return text + held[1]
+
+    def _kind_fragment(self, qtype: int, qclass: int, rcode: int) -> str:
+        """``,"query_type":…,"query_class":…,"rcode":…,"answers":`` for one combination."""
+        fragment = (
+            f',"query_type":"{type_text(qtype)}","query_class":"{class_text(qclass)}",'
+            f'"rcode":"{rcode_name(rcode)}","answers":'
+        )
+        self._kinds[(qtype << 20) | (qclass << 4) | rcode] = fragment  # few combinations
+        return fragment
 
     def _name_fragment(self, qname: bytes) -> str:
         fragment = _name_json(qname)
@@ -449,6 +461,10 @@ class Route53Format:
         if text is None:
             text = derived["log/route53"] = _answers_text(resp.wire, lambda: info)
         return text  # type: ignore[return-value]
+
+
+def _tail(transport: str) -> str:
+    return f'"transport":"{_TRANSPORTS.get(transport, transport.upper())}","srcids":{{}}'
 
 
 def _answers_text(data: bytes, info: Callable[[], wire.AnswerInfo]) -> str:
