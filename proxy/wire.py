@@ -265,6 +265,34 @@ def build_reply(
     return b"".join((header, query[HEADER_LEN:qend], *answer, *authority, *additional, tail))
 
 
+def answer_chain(data: bytes) -> tuple[bytes, ...]:
+    """The CNAME/DNAME targets in a reply's answer section (lower-case wire names, in order).
+
+    Reads only the question and the answer section: what the firewall needs from an answer
+    that no cache has analysed (:class:`AnswerInfo` walks every section). Raises WireError.
+    """
+    if len(data) < HEADER_LEN:
+        raise WireError("reply shorter than a header")
+    an = (data[6] << 8) | data[7]
+    if not an:
+        return ()
+    off = HEADER_LEN
+    for _ in range((data[4] << 8) | data[5]):
+        off = skip_name(data, off) + 4
+    chain: list[bytes] = []
+    for _ in range(an):
+        off = skip_name(data, off)
+        if off + 10 > len(data):
+            raise WireError("record truncated")
+        rtype = (data[off] << 8) | data[off + 1]
+        if rtype in (TYPE_CNAME, TYPE_DNAME):
+            chain.append(read_name(data, off + 10)[0])
+        off += 10 + ((data[off + 8] << 8) | data[off + 9])
+        if off > len(data):
+            raise WireError("rdata truncated")
+    return tuple(chain)
+
+
 class AnswerInfo:
     """What later stages need from one reply, computed once when it arrives from upstream.
 

@@ -97,18 +97,21 @@ class Firewall:
         resp = await next(req)
         # an NXDOMAIN answer can hold a chain too (a CNAME to a name that does not exist)
         if self.inspects and (resp.rcode == wire.NOERROR or resp.rcode == wire.NXDOMAIN):
-            info = resp.info or resp.answer_info()  # a cache hit brings it along
-            if info.chain:
-                return await self._inspect_chain(req, resp, next, rule)
+            chain = _chain(resp)
+            if chain:
+                return await self._inspect_chain(req, resp, next, rule, chain)
         return resp
 
     async def _inspect_chain(
-        self, req: Request, resp: Response, next: Handler, decided: Rule | None
+        self,
+        req: Request,
+        resp: Response,
+        next: Handler,
+        decided: Rule | None,
+        chain: tuple[bytes, ...],
     ) -> Response:
         try:
-            found = self.policy.inspect_chain(
-                resp.answer_info().chain, req.qtype, req.client[0], decided
-            )
+            found = self.policy.inspect_chain(chain, req.qtype, req.client[0], decided)
         except NotLoaded as err:
             return await self._failed(req, next, err, resp)
         if found is None:
@@ -323,6 +326,17 @@ class Firewall:
             lambda: [((mode,), n) for mode, n in self.fail_counts.items()],
             kind="counter",
         )
+
+
+def _chain(resp: Response) -> tuple[bytes, ...]:
+    """CNAME/DNAME targets of an answer: from its AnswerInfo when a cache (or anyone) made one,
+    else from a scan of the answer section only."""
+    if resp.info is not None:
+        return resp.info.chain
+    try:
+        return wire.answer_chain(resp.wire)
+    except (wire.WireError, IndexError):
+        return resp.answer_info().chain  # raises the same way: the reply is malformed
 
 
 def _subquery(req: Request, target: bytes) -> Request:
