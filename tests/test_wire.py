@@ -50,7 +50,17 @@ def test_answer_chain_matches_answer_info(records):
     assert list(wire.answer_chain(data)) == expected
 
 
-def test_answer_chain_rejects_truncated_replies():
-    data = reply(CASES[1])
+def test_answer_chain_rejects_a_truncated_answer_section():
+    query = dns.message.make_query("www.example.com.", "A", use_edns=False)
+    msg = dns.message.make_response(query)
+    for name, rtype, rdata in CASES[1]:
+        msg.answer.append(dns.rrset.from_text(name, 300, "IN", rtype, rdata))
+    data = msg.to_wire()  # the answer section ends the message
+    assert wire.answer_chain(data)
     with pytest.raises((wire.WireError, IndexError)):
-        wire.answer_chain(data[:-8])
+        wire.answer_chain(data[:-2])  # the A record's address cut short
+
+
+def test_answer_chain_ignores_sections_after_the_answer():
+    data = reply(CASES[1], additional=[("ns1.example.com.", "A", "192.0.2.53")])
+    assert wire.answer_chain(data[:-8]) == wire.answer_chain(data)
