@@ -319,7 +319,8 @@ class Log:
         if settings.format == ROUTE53:
             self.route53 = Route53Format(log_allow=settings.firewall_allow)
             self.route53.set_identity(settings.account_id, settings.region, settings.vpc_id)
-            render = self._render_route53
+            # without a class filter every record becomes a line: no wrapper call per record
+            render = self._render_route53 if settings.classes else self.route53.record
         else:
             self._text = TextFormat(settings.format)
             console = settings.output in ("stdout", "stderr")

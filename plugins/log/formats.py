@@ -388,7 +388,12 @@ class Route53Format:
         )
 
     def line(self, req: Request, resp: Response, wall_offset: float) -> str:
-        """One JSON object; ``wall_offset`` turns the monotonic receive time into UTC time.
+        """One JSON object; ``wall_offset`` turns the monotonic receive time into UTC time."""
+        return self.record(req, resp, 0.0, wall_offset)
+
+    def record(self, req: Request, resp: Response, _end: float, wall_offset: float) -> str:
+        """:meth:`line` with the writer's render signature (the end time is not logged), so the
+        writer calls it with no wrapper in between.
 
         Every piece that repeats (the name, the firewall decision, the answers) is rendered
         once and remembered: a line is then one f-string over memoised fragments.
