@@ -40,7 +40,7 @@ from aiohttp import web
 from proxy.config import SetupContext
 from proxy.corefile import Directive
 from proxy.durations import parse_duration
-from proxy.http import add_site, parse_address
+from proxy.http import add_site, parse_address, refuse_unless_get
 
 ONCE = True
 DEFAULT_ADDRESS = ":8080"
@@ -52,12 +52,9 @@ class HealthSite:
     prefix: ClassVar[str] = "/health"
 
     async def handle(self, request: web.Request, runtime: Any) -> web.StreamResponse:
-        if request.path != self.prefix:
-            return web.Response(status=404, text="404: Not Found\n")
-        if request.method not in ("GET", "HEAD"):
-            return web.Response(
-                status=405, text="405: Method Not Allowed\n", headers={"Allow": "GET, HEAD"}
-            )
+        refusal = refuse_unless_get(request, self.prefix)
+        if refusal is not None:
+            return refusal
         return web.Response(text="OK")
 
 

@@ -57,7 +57,7 @@ from aiohttp import web
 
 from proxy.config import SetupContext, zone_wire
 from proxy.corefile import Directive
-from proxy.http import add_site, parse_address
+from proxy.http import add_site, parse_address, refuse_unless_get
 from proxy.metrics import Child, HistogramChild, Metric, Registry, exposition, exposition_registry
 from proxy.pipeline import Handler
 from proxy.request import Request, Response
@@ -83,12 +83,9 @@ class MetricsSite:
     prefix: ClassVar[str] = "/metrics"
 
     async def handle(self, request: web.Request, runtime: Any) -> web.StreamResponse:
-        if request.path != self.prefix:
-            return web.Response(status=404, text="404: Not Found\n")
-        if request.method not in ("GET", "HEAD"):
-            return web.Response(
-                status=405, text="405: Method Not Allowed\n", headers={"Allow": "GET, HEAD"}
-            )
+        refusal = refuse_unless_get(request, self.prefix)
+        if refusal is not None:
+            return refusal
         exposed = runtime.shared.get(EXPOSITION_KEY)
         if exposed is None:
             exposed = runtime.shared[EXPOSITION_KEY] = exposition_registry(runtime.metrics)

@@ -32,7 +32,7 @@ from aiohttp import web
 
 from proxy.config import SetupContext
 from proxy.corefile import Directive
-from proxy.http import add_site, parse_address
+from proxy.http import add_site, parse_address, refuse_unless_get
 
 ONCE = True
 DEFAULT_ADDRESS = ":8181"
@@ -44,12 +44,9 @@ class ReadySite:
     prefix: ClassVar[str] = "/ready"
 
     async def handle(self, request: web.Request, runtime: Any) -> web.StreamResponse:
-        if request.path != self.prefix:
-            return web.Response(status=404, text="404: Not Found\n")
-        if request.method not in ("GET", "HEAD"):
-            return web.Response(
-                status=405, text="405: Method Not Allowed\n", headers={"Allow": "GET, HEAD"}
-            )
+        refusal = refuse_unless_get(request, self.prefix)
+        if refusal is not None:
+            return refusal
         if runtime.lameduck:
             return web.Response(status=503, text="lameduck")
         waiting = runtime.not_ready()

@@ -272,3 +272,15 @@ __all__ = [
     "open_sockets",
     "parse_address",
 ]
+
+
+def refuse_unless_get(request: web.Request, path: str) -> web.Response | None:
+    """The 404 or 405 a single-path, read-only endpoint (``/health``, ``/ready``,
+    ``/metrics``) gives to anything but ``GET``/``HEAD`` of its path; None when it is one."""
+    if request.path != path:
+        return web.Response(status=404, text="404: Not Found\n")
+    if request.method not in ("GET", "HEAD"):
+        return web.Response(
+            status=405, text="405: Method Not Allowed\n", headers={"Allow": "GET, HEAD"}
+        )
+    return None

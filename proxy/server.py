@@ -467,34 +467,34 @@ class Server:
         for conn in list(listener.connections):
             conn.drain_and_close()
 
-    def _register_metrics(self, metrics: Registry) -> None:
-        metrics.gauge_func(
+    # (metric, help, attribute of the server, kind): plain ints on the hot path, read at scrape
+    SERVER_METRICS = (
+        (
             "dnsfw_malformed_queries_total",
             "Queries dropped or answered FORMERR/NOTIMP/BADVERS before entering a chain.",
-            (),
-            lambda: [((), self.malformed)],
-            kind="counter",
-        )
-        metrics.gauge_func(
+            "malformed",
+            "counter",
+        ),
+        (
             "dnsfw_inflight_overflow_total",
             "Queries answered REFUSED because too many were waiting on I/O.",
-            (),
-            lambda: [((), self.overflow)],
-            kind="counter",
-        )
-        metrics.gauge_func(
+            "overflow",
+            "counter",
+        ),
+        (
             "coredns_panics_total",
             "Queries whose chain raised an exception (answered SERVFAIL).",
-            (),
-            lambda: [((), self.panics)],
-            kind="counter",
-        )
-        metrics.gauge_func(
-            "dnsfw_inflight_queries",
-            "Queries waiting on I/O now.",
-            (),
-            lambda: [((), self.inflight)],
-        )
+            "panics",
+            "counter",
+        ),
+        ("dnsfw_inflight_queries", "Queries waiting on I/O now.", "inflight", "gauge"),
+    )
+
+    def _register_metrics(self, metrics: Registry) -> None:
+        for name, help, attribute, kind in self.SERVER_METRICS:
+            metrics.gauge_func(
+                name, help, (), lambda a=attribute: [((), getattr(self, a))], kind=kind
+            )
 
 
 async def _run_hooks(blocks: Iterable[Block], hook: str) -> None:
