@@ -96,7 +96,7 @@ from proxy.corefile import CorefileError, Directive
 
 from .config import parse
 from .lists import ListError
-from .plugin import Firewall
+from .plugin import Firewall, register_metrics
 
 ONCE = True
 
@@ -105,7 +105,7 @@ __all__ = ["Firewall", "load_offline", "setup"]
 
 def setup(directive: Directive, ctx: SetupContext) -> Firewall:
     spec = parse(directive, ctx)
-    firewall = Firewall(spec, ctx.app.metrics, reloading=ctx.app.reloading)
+    firewall = Firewall(spec, reloading=ctx.app.reloading)
     if ctx.app.checking:
         # `dnsfw check` / `explain`: read file lists now, so bad lines are reported with file:line
         for slot in firewall.slots.values():
@@ -118,7 +118,9 @@ def setup(directive: Directive, ctx: SetupContext) -> Firewall:
                 raise CorefileError(
                     spec.file, spec.line, f"cannot read list '{spec.name}': {err}"
                 ) from None
-    ctx.app.services.setdefault("firewall", []).append(firewall)
+    firewalls = ctx.app.services.setdefault("firewall", [])
+    firewalls.append(firewall)
+    register_metrics(ctx.app.metrics, firewalls)
     return firewall
 
 

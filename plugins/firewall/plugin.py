@@ -41,7 +41,7 @@ BYPASS_NODATA = to_wire("_dns.resolver.arpa")
 class Firewall:
     name = "firewall"
 
-    def __init__(self, spec: FirewallSpec, metrics: Registry, *, reloading: bool = False) -> None:
+    def __init__(self, spec: FirewallSpec, *, reloading: bool = False) -> None:
         self.spec = spec
         self.reloading = reloading
         self.slots = {s.name: ListSlot(s) for s in spec.lists}
@@ -73,7 +73,6 @@ class Firewall:
         self.fail_counts = {"open": 0, "closed": 0}
         self.tasks: list[asyncio.Task] = []
         self._last_fail_log = 0.0
-        self._register_metrics(metrics)
 
     # --- the query path -----------------------------------------------------------------
     async def serve(self, req: Request, next: Handler) -> Response:
@@ -292,40 +291,60 @@ class Firewall:
             wire_suffixes(to_wire(name.rstrip(".") or ".")), qtype, client_ip
         )
 
-    def _register_metrics(self, metrics: Registry) -> None:
-        metrics.gauge_func(
-            "dnsfw_firewall_rule_matches_total",
-            "Queries (or CNAME targets) a firewall rule matched, by rule.",
-            ("group", "rule", "list", "action"),
-            lambda: [((r.group, r.name, r.list, r.action), n) for r, n in self.matches.items()],
-            kind="counter",
-        )
-        metrics.gauge_func(
-            "dnsfw_firewall_list_entries",
-            "Entries of each domain list as loaded now.",
-            ("list",),
-            lambda: [((s.name,), s.entries) for s in self.lists()],
-        )
-        metrics.gauge_func(
-            "dnsfw_firewall_list_load_timestamp_seconds",
-            "When each domain list was last loaded (Unix time).",
-            ("list",),
-            lambda: [((s.name,), s.loaded_at or 0) for s in self.lists()],
-        )
-        metrics.gauge_func(
-            "dnsfw_firewall_list_load_failures_total",
-            "Failed loads or refreshes of each domain list.",
-            ("list",),
-            lambda: [((s.name,), s.failures) for s in self.lists()],
-            kind="counter",
-        )
-        metrics.gauge_func(
-            "dnsfw_firewall_failures_total",
-            "Queries the firewall could not evaluate (a list not loaded), by fail mode.",
-            ("mode",),
-            lambda: [((mode,), n) for mode, n in self.fail_counts.items()],
-            kind="counter",
-        )
+
+def register_metrics(metrics: Registry, firewalls: list[Firewall]) -> None:
+    """Firewall metrics over every firewall of the configuration (one per server block).
+
+    Blocks may reuse group, rule and list names, so series with the same labels are combined:
+    counts and sizes added, load times the latest.
+    """
+
+    def combined(samples, merge=lambda a, b: a + b):
+        out: dict[tuple[str, ...], float] = {}
+        for labels, value in samples:
+            out[labels] = merge(out[labels], value) if labels in out else value
+        return list(out.items())
+
+    def statuses():
+        return [s for fw in firewalls for s in fw.lists()]
+
+    metrics.gauge_func(
+        "dnsfw_firewall_rule_matches_total",
+        "Queries (or CNAME targets) a firewall rule matched, by rule.",
+        ("group", "rule", "list", "action"),
+        lambda: combined(
+            ((r.group, r.name, r.list, r.action), n)
+            for fw in firewalls
+            for r, n in fw.matches.items()
+        ),
+        kind="counter",
+    )
+    metrics.gauge_func(
+        "dnsfw_firewall_list_entries",
+        "Entries of each domain list as loaded now.",
+        ("list",),
+        lambda: combined(((s.name,), s.entries) for s in statuses()),
+    )
+    metrics.gauge_func(
+        "dnsfw_firewall_list_load_timestamp_seconds",
+        "When each domain list was last loaded (Unix time).",
+        ("list",),
+        lambda: combined((((s.name,), s.loaded_at or 0) for s in statuses()), max),
+    )
+    metrics.gauge_func(
+        "dnsfw_firewall_list_load_failures_total",
+        "Failed loads or refreshes of each domain list.",
+        ("list",),
+        lambda: combined(((s.name,), s.failures) for s in statuses()),
+        kind="counter",
+    )
+    metrics.gauge_func(
+        "dnsfw_firewall_failures_total",
+        "Queries the firewall could not evaluate (a list not loaded), by fail mode.",
+        ("mode",),
+        lambda: combined(((mode,), n) for fw in firewalls for mode, n in fw.fail_counts.items()),
+        kind="counter",
+    )
 
 
 def _chain(resp: Response) -> tuple[bytes, ...]:
