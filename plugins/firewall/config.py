@@ -105,12 +105,10 @@ def _name(line: Directive, token: Token, what: str) -> str:
 
 
 def _choice(line: Directive, choices: tuple[str, ...]) -> str:
+    """The single argument of ``line``, one of ``choices`` (case-insensitive)."""
     if len(line.args) != 1:
         raise line.arg_error()
-    value = line.args[0].text.lower()
-    if value not in choices:
-        raise line.error(f"'{line.args[0].text}' is not one of {', '.join(choices)}", line.args[0])
-    return value
+    return _choice_of(line, line.args[0], choices)
 
 
 def _int_arg(line: Directive, low: int, high: int) -> int:
