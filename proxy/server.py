@@ -102,6 +102,29 @@ class Listener:
         Continuation(coro, awaited, req, sink, server.loop)
         return None
 
+    def stop_accepting(self) -> None:
+        """Take no new queries: UDP datagrams are ignored, the TCP sockets stop accepting,
+        and TCP connections close once their queries in flight are answered."""
+        self.closing = True
+        for tcp_server in self.tcp:
+            tcp_server.close()
+        for conn in list(self.connections):
+            conn.drain_and_close()
+
+    def close(self, *, abort: bool = False) -> None:
+        """Close every socket; open TCP connections are aborted (``abort``) or drained first."""
+        self.closing = True
+        for transport in self.udp:
+            transport.close()
+        if not abort:
+            self.stop_accepting()
+            return
+        for tcp_server in self.tcp:
+            tcp_server.close()
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.abort()
+
 
 def listener_timeouts(router: Router) -> dict[str, float]:
     """TCP timeouts of a listener: the first block's `timeouts`, else CoreDNS's defaults."""
@@ -317,6 +340,7 @@ class Server:
         self.overflow = 0
         self.tcp_rejected = 0
         self.panics = 0
+        self._last_panic_log = 0.0  # chain failures are logged at most once a second
         self.started = time.time()
         # called with a replaced configuration once its plugins stopped (after the grace time)
         self.on_retired: Callable[[Config], None] | None = None
@@ -343,7 +367,7 @@ class Server:
         self.panics += 1
         # a plugin bug: log it, rate-limited so a flood of bad queries cannot flood the journal
         now = time.monotonic()
-        if now - getattr(self, "_last_panic_log", 0.0) >= 1.0:
+        if now - self._last_panic_log >= 1.0:
             self._last_panic_log = now
             log.error(
                 "chain_failed",
@@ -398,11 +422,7 @@ class Server:
     async def stop(self) -> None:
         """Graceful stop: stop accepting, let in-flight queries finish (bounded), stop plugins."""
         for listener in self.listeners.values():
-            listener.closing = True
-            for tcp_server in listener.tcp:
-                tcp_server.close()
-            for conn in list(listener.connections):
-                conn.drain_and_close()
+            listener.stop_accepting()
         deadline = time.monotonic() + self.shutdown_grace
         while self.inflight > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
@@ -413,14 +433,7 @@ class Server:
 
     async def _close_all(self) -> None:
         for listener in self.listeners.values():
-            listener.closing = True
-            for transport in listener.udp:
-                transport.close()
-            for tcp_server in listener.tcp:
-                tcp_server.close()
-            for conn in list(listener.connections):
-                if conn.transport is not None:
-                    conn.transport.abort()
+            listener.close(abort=True)
         self.listeners.clear()
         await asyncio.sleep(0)
 
@@ -458,14 +471,7 @@ class Server:
             self.on_retired(old)
 
     async def _close_listener(self, key: ListenerKey) -> None:
-        listener = self.listeners.pop(key)
-        listener.closing = True
-        for transport in listener.udp:
-            transport.close()
-        for tcp_server in listener.tcp:
-            tcp_server.close()
-        for conn in list(listener.connections):
-            conn.drain_and_close()
+        self.listeners.pop(key).close()
 
     # (metric, help, attribute of the server, kind): plain ints on the hot path, read at scrape
     SERVER_METRICS = (
