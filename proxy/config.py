@@ -18,7 +18,15 @@ from typing import Any
 
 import plugins as registry
 
-from .corefile import CorefileError, Directive, ServerBlock, ServerKey, Token, parse_file
+from .corefile import (
+    CorefileError,
+    Directive,
+    ServerBlock,
+    ServerKey,
+    Token,
+    fingerprint,
+    parse_file,
+)
 from .metrics import Registry
 from .pipeline import Handler, Plugin, build_chain
 
@@ -128,6 +136,7 @@ class Config:
     blocks: list[Block]
     listeners: dict[ListenerKey, dict[bytes, Block]]  # zone (wire, lower-case) -> block
     app: AppContext
+    sha512: str = ""  # fingerprint of the parsed Corefile it was built from (``reload``)
 
 
 def load(
@@ -150,7 +159,9 @@ def load(
         app.metrics = metrics
     if shared is not None:
         app.shared = shared
-    return build(blocks, app)
+    config = build(blocks, app)
+    config.sha512 = fingerprint(blocks)
+    return config
 
 
 def build(blocks: list[ServerBlock], app: AppContext) -> Config:

@@ -166,8 +166,7 @@ class Runtime:
             metrics=self.metrics,
         )
         server.on_retired = lambda _old: self.metrics.settle()
-        with contextlib.suppress(OSError, CorefileError):
-            self.sha512 = self._sha512()
+        self.sha512 = config.sha512
         try:
             opened = await self.http.prepare(config.app.http)
             try:
@@ -273,8 +272,8 @@ class Runtime:
         at = time.time()
         started = time.monotonic()
         try:
-            sha512 = self._sha512()
             new = self.load(reloading=True)
+            sha512 = new.sha512
             opened = await self.http.prepare(new.app.http)
             old_keys = [str(k) for k in server.listeners]
             try:
