@@ -15,6 +15,7 @@ import dns.exception
 import dns.message
 import dns.rdataclass
 import dns.rdatatype
+import idna
 
 HEADER_LEN = 12
 
@@ -189,13 +190,19 @@ def _label_text(label: bytes) -> str:
 
 
 def text_to_wire(name: str) -> bytes:
-    """Lower-case wire form of a presentation name (no escapes beyond plain labels)."""
+    """Lower-case wire form of a presentation name (no escapes beyond plain labels).
+
+    International names are mapped as domain list entries are (IDNA 2008 with UTS 46,
+    non-transitional, as browsers do), so one name means one domain everywhere in dnsfw.
+    """
     name = name.rstrip(".").lower()
     if not name:
         return b"\x00"
+    if not name.isascii():
+        name = _idna_ascii(name)
     out = bytearray()
     for label in name.split("."):
-        raw = label.encode("idna") if not label.isascii() else label.encode("ascii")
+        raw = label.encode("ascii")
         if not raw or len(raw) > 63:
             raise ValueError(f"bad label in {name!r}")
         out.append(len(raw))
@@ -204,6 +211,17 @@ def text_to_wire(name: str) -> bytes:
     if len(out) > 255:
         raise ValueError(f"name too long: {name!r}")
     return bytes(out)
+
+
+def _idna_ascii(name: str) -> str:
+    try:
+        mapped = idna.uts46_remap(name, std3_rules=False, transitional=False)
+        return ".".join(
+            label if label.isascii() else idna.alabel(label).decode("ascii")
+            for label in mapped.split(".")
+        )
+    except idna.IDNAError as err:
+        raise ValueError(f"not a valid international name {name!r}: {err}") from None
 
 
 def with_id(wire: bytes, qid: int) -> bytes:

@@ -64,3 +64,11 @@ def test_answer_chain_rejects_a_truncated_answer_section():
 def test_answer_chain_ignores_sections_after_the_answer():
     data = reply(CASES[1], additional=[("ns1.example.com.", "A", "192.0.2.53")])
     assert wire.answer_chain(data[:-8]) == wire.answer_chain(data)
+
+
+def test_international_names_map_like_list_entries():
+    from plugins.firewall.lists import normalize_entry, to_wire
+
+    for name in ("faß.de", "bücher.example", "ÄÖÜ.example."):
+        assert wire.text_to_wire(name) == to_wire(normalize_entry(name))
+    assert wire.text_to_wire("faß.de") != wire.text_to_wire("fass.de")  # IDNA 2003 would merge them
