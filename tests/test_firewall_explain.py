@@ -208,3 +208,17 @@ def test_through_the_dnsfw_command(conf: Path):
     assert result.returncode == 0, result.stderr
     assert "query: gmail.com. MX from 10.9.9.9" in result.stdout
     assert "decision: ALLOW by rule allow-google (group egress, list google)" in result.stdout
+
+
+def test_explain_maps_international_names_like_list_entries(tmp_path):
+    from tests.conftest import run_cli
+
+    conf = tmp_path / "Corefile"
+    conf.write_text(
+        ".:53 {\n firewall {\n  list idn domains faß.de\n  group g 1 {\n"
+        "   rule r 1 BLOCK idn\n  }\n }\n}\n"
+    )
+    result = run_cli("explain", "-conf", str(conf), "faß.de", "A")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("query: xn--fa-hia.de. A from 127.0.0.1")
+    assert "decision: BLOCK by rule r (group g, list idn)" in result.stdout

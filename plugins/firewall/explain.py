@@ -23,11 +23,12 @@ from typing import IO, TYPE_CHECKING, Any
 
 import dns.rdatatype
 
+from proxy import wire
 from proxy.config import load
 from proxy.corefile import CorefileError
 from proxy.server import Router
 
-from .lists import ListError, to_wire, wire_suffixes
+from .lists import ListError, wire_suffixes
 from .policy import ALLOW, BLOCK, NotLoaded, Rule, Step
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         qtype = int(dns.rdatatype.from_text(args.type.upper()))
-        qname = to_wire(args.name.rstrip(".")) if args.name.strip(".") else b"\x00"
+        qname = wire.text_to_wire(args.name)  # international names as list entries map them
     except dns.rdatatype.UnknownRdatatype:
         print(f"dnsfw explain: unknown query type '{args.type}'", file=sys.stderr)
         return 1
@@ -89,8 +90,8 @@ def main(argv: list[str]) -> int:
         print(err, file=sys.stderr)
         return 1
     out = sys.stdout
-    name_text = args.name if args.name.endswith(".") else args.name + "."
-    print(f"query: {name_text.lower()} {dns.rdatatype.to_text(qtype)} from {args.client}", file=out)
+    name_text = wire.name_to_text(qname)
+    print(f"query: {name_text} {dns.rdatatype.to_text(qtype)} from {args.client}", file=out)
     for key, zones in config.listeners.items():
         block = Router(zones).route(qname, qtype)
         if block is None:
