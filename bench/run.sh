@@ -38,6 +38,7 @@ mkdir -p "$OUT/raw" "$OUT/run"
 declare -A PID PORTOF
 started_peers=()
 next_port=5320
+own_upstream=0
 cleanup() {
   for t in "${!PID[@]}"; do
     [ "$t" = knot ] && continue  # the upstream: stopped below
@@ -45,11 +46,17 @@ cleanup() {
     kill "${PID[$t]}" 2>/dev/null || true
   done
   for p in "${started_peers[@]:-}"; do [ -n "$p" ] && "$SHARED/peers.sh" stop "$p" "$DATA" || true; done
-  "$SHARED/upstream.sh" stop "$DATA" || true
+  if [ "$own_upstream" = 1 ]; then "$SHARED/upstream.sh" stop "$DATA" || true; fi
 }
 trap cleanup EXIT
 trap 'cleanup; exit 130' INT TERM
-"$SHARED/upstream.sh" start "$DATA" 5301 >/dev/null
+# an upstream someone else started (an earlier run, a profiling session) is used, not stopped
+if [ -f "$DATA/knot/knotd.pid" ] && kill -0 "$(cat "$DATA/knot/knotd.pid")" 2>/dev/null; then
+  echo "using the Knot upstream already running (pid $(cat "$DATA/knot/knotd.pid"))" >&2
+else
+  "$SHARED/upstream.sh" start "$DATA" 5301 >/dev/null
+  own_upstream=1
+fi
 
 start_dnsfw() {  # name -> starts dnsfw with bench/corefiles/NAME.Corefile
   local name=$1 port=$next_port conf="$OUT/run/$1.Corefile"
