@@ -156,7 +156,7 @@ async def test_full_queue_drops_and_counts(tmp_path):
     plugin = file_log(tmp_path, " buffer 3")
     await plugin.start()
     await serve(plugin, 10)  # one loop step: the writer cannot run in between
-    assert len(plugin.sink.queue) == 3
+    assert len(plugin.sink.lines) == 3
     assert plugin.sink.dropped == 7
     assert ((str(tmp_path / "q.log"),), 7) in output.dropped_samples()
     with structlog.testing.capture_logs() as logs:
@@ -197,9 +197,9 @@ async def test_a_stuck_output_never_delays_queries(tmp_path, monkeypatch):
     await plugin.start()
     await serve(plugin, 50)
     await asyncio.sleep(0.3)  # the writer took those 50 and is now stuck in the write
-    assert not plugin.sink.queue
+    assert not plugin.sink.lines
     await serve(plugin, 500, prefix="late")  # answered at once, whatever the output does
-    assert len(plugin.sink.queue) == 100
+    assert len(plugin.sink.lines) == 100
     assert plugin.sink.dropped == 400
     release.set()
     await plugin.stop()
@@ -728,3 +728,21 @@ def test_default_log_is_coredns_common_on_stdout(dnsfw):
         r"qr,aa,rd \d+ \d+(\.\d+)?s",
         lines[0],
     ), lines[0]
+
+
+async def test_a_line_that_cannot_be_rendered_is_counted_and_the_query_still_answered(
+    tmp_path, monkeypatch
+):
+    plugin = file_log(tmp_path, "")
+    await plugin.start()
+
+    def broken(req, resp):
+        raise ValueError("bad record")
+
+    monkeypatch.setattr(plugin, "_render", broken)
+    with structlog.testing.capture_logs() as logs:
+        await serve(plugin, 3)  # serve() asserts every reply came back NOERROR
+    await plugin.stop()
+    assert plugin.sink.failed == 3 and plugin.sink.written == 0
+    warnings = [e for e in logs if e["event"] == "query_log_format_failed"]
+    assert len(warnings) == 1 and "bad record" in warnings[0]["error"]  # rate-limited

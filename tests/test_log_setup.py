@@ -299,11 +299,11 @@ def test_response_classes(rcode, answers, authority, kind, cls):
 def test_class_filter_in_the_renderer():
     plugin = logplugin.Log(settings("log {\n class denial\n}"))
     req = make_request()
-    assert plugin._render_text(req, make_reply(req, answers=("x. 1 IN A 192.0.2.1",)), 0, 0) is None
-    text = plugin._render_text(req, make_reply(req, dns.rcode.NXDOMAIN), req.start, 0)
+    assert plugin._render_text(req, make_reply(req, answers=("x. 1 IN A 192.0.2.1",))) is None
+    text = plugin._render_text(req, make_reply(req, dns.rcode.NXDOMAIN))
     assert text is not None and text.startswith('[INFO] [::1]:50759 - 29008 "A IN')
     to_file = logplugin.Log(settings("log {\n output /tmp/x.log\n}"))
-    assert to_file._render_text(req, make_reply(req), req.start, 0).startswith("[::1]:50759 - ")
+    assert to_file._render_text(req, make_reply(req)).startswith("[::1]:50759 - ")
 
 
 def test_name_scopes():
@@ -367,7 +367,8 @@ def test_route53_cname_chain_line_is_byte_identical_to_route53():
         ),
     )
     resp.info = resp.answer_info()  # as forward computes it once per upstream answer
-    assert fmt.line(req, resp, offset_for(req, "2021-12-11T22:48:33Z")) == ROUTE53_CNAME
+    fmt.wall_offset = offset_for(req, "2021-12-11T22:48:33Z")
+    assert fmt.line(req, resp) == ROUTE53_CNAME
     assert list(json.loads(ROUTE53_CNAME)) == [
         "version", "account_id", "region", "vpc_id", "query_timestamp", "query_name",
         "query_type", "query_class", "rcode", "answers", "srcaddr", "srcport", "transport",
@@ -382,7 +383,8 @@ def test_route53_block_line_is_byte_identical_to_route53():
         "BLOCK", "rslvr-frg-xxxxxxxxxxxxxxxx", "block-all", "rslvr-fdl-xxxxxxxxxxxxxxxx"
     )
     resp = make_reply(req)  # NODATA built locally: no AnswerInfo yet
-    assert fmt.line(req, resp, offset_for(req, "2026-07-10T19:09:28Z")) == ROUTE53_BLOCK
+    fmt.wall_offset = offset_for(req, "2026-07-10T19:09:28Z")
+    assert fmt.line(req, resp) == ROUTE53_BLOCK
     assert resp.info is None  # an empty answer is never parsed
 
 
@@ -390,7 +392,8 @@ def test_route53_servfail_line_is_byte_identical_to_route53():
     fmt = route53(("111111111", "us-west-2", "vpc-thevpc"))
     req = make_request("preprod-dmz.example.com.", client=("10.100.51.140", 38214))
     resp = make_reply(req, dns.rcode.SERVFAIL)
-    assert fmt.line(req, resp, offset_for(req, "2023-09-11T19:01:45Z")) == ROUTE53_SERVFAIL
+    fmt.wall_offset = offset_for(req, "2023-09-11T19:01:45Z")
+    assert fmt.line(req, resp) == ROUTE53_SERVFAIL
 
 
 def test_route53_firewall_fields_only_for_alert_and_block_unless_allow_is_asked():
@@ -398,13 +401,13 @@ def test_route53_firewall_fields_only_for_alert_and_block_unless_allow_is_asked(
     resp = make_reply(req, answers=("gmail.com. 300 IN MX 5 gmail-smtp-in.l.google.com.",))
     allow = Decision("ALLOW", "Scenario", "allow-google", "Google")
     req.meta["firewall"] = allow
-    plain = json.loads(route53(("1", "r", "v")).line(req, resp, 0.0))
+    plain = json.loads(route53(("1", "r", "v")).line(req, resp))
     assert "firewall_rule_action" not in plain
     assert plain["transport"] == "TCP" and plain["query_type"] == "MX"
     assert plain["answers"] == [
         {"Rdata": "5 gmail-smtp-in.l.google.com.", "Type": "MX", "Class": "IN"}
     ]
-    logged = json.loads(route53(("1", "r", "v"), allow=True).line(req, resp, 0.0))
+    logged = json.loads(route53(("1", "r", "v"), allow=True).line(req, resp))
     assert list(logged)[-3:] == [
         "firewall_rule_action",
         "firewall_rule_group_id",
@@ -415,7 +418,7 @@ def test_route53_firewall_fields_only_for_alert_and_block_unless_allow_is_asked(
         "Scenario",
     )
     req.meta["firewall"] = Decision("ALERT", "Trial", "alert-rest", "All-Domains")
-    alert = json.loads(route53(("1", "r", "v")).line(req, resp, 0.0))
+    alert = json.loads(route53(("1", "r", "v")).line(req, resp))
     assert alert["firewall_rule_action"] == "ALERT"
     assert alert["firewall_domain_list_id"] == "All-Domains"
 
@@ -424,7 +427,7 @@ def test_route53_escapes_and_types():
     fmt = route53(('acct"1', "r", "v"))
     req = make_request('we\\"ird.example.', "TYPE65280", client=("2001:db8::1", 5))
     resp = make_reply(req, answers=('we\\"ird.example. 60 IN TXT "caf\\195\\169" "a\\"b"',))
-    text = fmt.line(req, resp, 0.0)
+    text = fmt.line(req, resp)
     assert text.isascii()
     obj = json.loads(text)
     assert obj["account_id"] == 'acct"1'
@@ -451,9 +454,9 @@ def test_route53_answers_are_serialised_once_per_answer_info(monkeypatch):
     resp = make_reply(req, answers=("abcd.example.com. 60 IN A 192.0.2.1",))
     info = resp.answer_info()
     hit = Response(resp.wire, 0, "cache", info)  # a cache hit shares the AnswerInfo
-    first = fmt.line(req, resp, 0.0)
-    assert fmt.line(req, hit, 0.0) == first
-    assert fmt.line(req, hit, 0.0) == first
+    first = fmt.line(req, resp)
+    assert fmt.line(req, hit) == first
+    assert fmt.line(req, hit) == first
     assert len(calls) == 1
 
 
@@ -491,7 +494,7 @@ def test_answers_read_from_the_wire_as_dnspython_shows_them(rdtype, records):
         assert [(r.lower(), t, c) for r, t, c in fast] == [
             (r.lower(), t, c) for r, t, c in expected
         ]
-    line = json.loads(route53(("1", "r", "v")).line(req, Response(resp.wire, 0, "local"), 0.0))
+    line = json.loads(route53(("1", "r", "v")).line(req, Response(resp.wire, 0, "local")))
     assert [(a["Rdata"].lower(), a["Type"]) for a in line["answers"]] == [
         (r.lower(), t) for r, t, _ in expected
     ]

@@ -24,7 +24,6 @@ from proxy.request import Request, Response
 
 from . import answers
 
-Record = tuple[Request, Response, float]  # (query, reply, time.monotonic() when answered)
 Getter = Callable[[Request, Response, float], str]
 
 EMPTY = "-"  # CoreDNS's value for a placeholder with no value (replacer.EmptyValue)
@@ -379,6 +378,9 @@ class Route53Format:
         self._tails = {t: _tail(t) for t in ("udp", "tcp")}
         self._prefix = ""
         self._decisions: dict[int, tuple[object, str]] = {}
+        # UTC seconds minus monotonic seconds, turning a request's receive time into the
+        # query_timestamp; the log refreshes it at every writer turn (the wall clock may step)
+        self.wall_offset = time.time() - time.monotonic()
 
     def set_identity(self, account_id: str, region: str, vpc_id: str) -> None:
         self.identity = (account_id, region, vpc_id)
@@ -387,18 +389,16 @@ class Route53Format:
             f'"region":{_dumps(region)},"vpc_id":{_dumps(vpc_id)},"query_timestamp":"'
         )
 
-    def line(self, req: Request, resp: Response, wall_offset: float) -> str:
-        """One JSON object; ``wall_offset`` turns the monotonic receive time into UTC time."""
-        return self.record(req, resp, 0.0, wall_offset)
+    def refresh_clock(self) -> None:
+        self.wall_offset = time.time() - time.monotonic()
 
-    def record(self, req: Request, resp: Response, _end: float, wall_offset: float) -> str:
-        """:meth:`line` with the writer's render signature (the end time is not logged), so the
-        writer calls it with no wrapper in between.
+    def line(self, req: Request, resp: Response) -> str:
+        """One JSON object, stamped with the request's receive time (see ``wall_offset``).
 
         Every piece that repeats (the name, the firewall decision, the answers) is rendered
         once and remembered: a line is then one f-string over memoised fragments.
         """
-        second = int(req.start + wall_offset)
+        second = int(req.start + self.wall_offset)
         if second != self._second:
             self._second = second
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))

@@ -1,11 +1,18 @@
-"""The query-log writer: a bounded queue filled on the query path, drained in batches.
+"""The query-log writer: a bounded list of lines filled on the query path, written in batches.
 
-``Log.serve`` only appends ``(request, response, time)`` to :attr:`Sink.queue` when it holds
-fewer than ``limit`` records, or counts a drop: O(1), no formatting, no I/O. A writer task on
-the event loop wakes every :data:`FLUSH_INTERVAL`, formats what is queued in slices of
-:data:`SLICE` records (yielding to DNS between slices), and hands each slice's bytes to the
-output's writer thread, so a slow disk or a stalled stdout pipe blocks that thread, never the
-event loop. While a write is stuck the queue fills and further records are dropped and counted.
+``Log.serve`` renders its line as soon as the reply is known and appends it to
+:attr:`Sink.lines` while that holds fewer than ``limit`` lines, or counts a drop: no I/O on the
+query path. Rendering at once, rather than queueing the request and the reply for a writer to
+format later, is a measured choice: the line is built while the request is still in the CPU's
+cache (a memoised JSON line costs under a microsecond then), and only the line is kept. Keeping
+the request, the reply and their parts alive until the writer's next turn left thousands of
+records cold in memory, and allocating past them cost more than formatting did (bench figures
+in the README).
+
+A writer task on the event loop wakes every :data:`FLUSH_INTERVAL` (or when :data:`BATCH`
+lines wait), joins what is pending and hands the bytes to the output's writer thread, so a slow
+disk or a stalled stdout pipe blocks that thread, never the event loop. While a write is stuck
+the list fills and further lines are dropped and counted.
 
 Each output (``stdout``, ``stderr`` or a file path) has one daemon writer thread shared by every
 sink writing there, so the sinks of an old and a new configuration (during a reload) never
@@ -22,27 +29,18 @@ import queue
 import select
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import structlog
 
-from proxy.request import Request, Response
-
-from .formats import Record
-
 FLUSH_INTERVAL = 0.05  # seconds between writer wake-ups
-SLICE = 256  # records formatted per step before the loop serves DNS again
-BATCH = 4096  # lines per write at most: fewer hand-offs to the writer thread
-DEFAULT_BUFFER = 65536  # records queued at most before drops
+BATCH = 16384  # pending lines that wake the writer before its interval is up
+DEFAULT_BUFFER = 65536  # lines pending at most before drops
 WARN_EVERY = 10.0  # seconds between two warnings about drops or write errors
 STOP_TIMEOUT = 5.0  # how long stop() waits for the last lines to be written
 
 log = structlog.get_logger("dnsfw.log")
-
-# (request, response, monotonic end, wall-clock offset) -> line without newline, or None
-Render = Callable[[Request, Response, float, float], str | None]
 
 
 class _WriterThread:
@@ -113,20 +111,27 @@ def _samples(index: int) -> list[tuple[tuple[str, ...], float]]:
 
 
 class Sink:
-    """The queue and writer of one ``log`` directive.
+    """The pending lines and the writer of one ``log`` directive.
 
-    ``output`` is ``stdout``, ``stderr`` or an absolute file path. ``queue`` and ``limit``
-    are read by the query path directly; ``dropped`` is bumped there.
+    ``output`` is ``stdout``, ``stderr`` or an absolute file path. ``lines`` (never replaced,
+    so the query path may hold it) and ``limit`` are read by the query path directly;
+    ``dropped`` is bumped there. ``on_wake`` runs at every writer turn (the log refreshes its
+    clock there).
     """
 
-    def __init__(self, output: str, render: Render, limit: int = DEFAULT_BUFFER) -> None:
+    def __init__(
+        self,
+        output: str,
+        limit: int = DEFAULT_BUFFER,
+        on_wake: Callable[[], None] | None = None,
+    ) -> None:
         self.output = output
-        self.render = render
         self.limit = limit
-        self.queue: deque[Record] = deque()
-        self.dropped = 0  # records not written: queue full, or the write failed
+        self.on_wake = on_wake
+        self.lines: list[str] = []
+        self.dropped = 0  # lines not written: the list was full, or the write failed
         self.written = 0  # lines written
-        self.failed = 0  # records that could not be formatted (a bug: logged)
+        self.failed = 0  # queries whose line could not be rendered (a bug: logged)
         self._fd = -1
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Future[None] | None = None
@@ -159,11 +164,11 @@ class Sink:
             log.error(
                 "query_log_stop_timeout",
                 output=self.output,
-                unwritten=len(self.queue),
+                unwritten=len(self.lines),
                 timeout=STOP_TIMEOUT,
             )
-            self.dropped += len(self.queue)
-            self.queue.clear()
+            self.dropped += len(self.lines)
+            self.lines.clear()
         self._report_drops(force=True)
         _live.discard(self)
         counts = _retired.setdefault(self.output, [0, 0])
@@ -188,6 +193,16 @@ class Sink:
         old, self._fd = self._fd, fd
         os.close(old)
 
+    # --- the query path ------------------------------------------------------------
+    def wake_early(self) -> None:
+        """Called by the query path when :data:`BATCH` lines wait: write them now."""
+        self._kick()
+
+    def render_failed(self, exc: Exception) -> None:
+        """A line could not be rendered (a bug): counted, warned about at most every 10 s."""
+        self.failed += 1
+        self._warn("query_log_format_failed", error=repr(exc), total=self.failed)
+
     # --- the writer task ---------------------------------------------------------------
     def _kick(self) -> None:
         if self._wake is not None and not self._wake.done():
@@ -196,6 +211,8 @@ class Sink:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while not self._closing:
+            if self.on_wake is not None:
+                self.on_wake()
             self._wake = loop.create_future()
             timer = loop.call_later(FLUSH_INTERVAL, self._kick)
             await self._wake
@@ -205,34 +222,12 @@ class Sink:
         await self._flush()
 
     async def _flush(self) -> None:
-        """Format everything queued, :data:`SLICE` records per loop step, and write it in
-        batches of up to :data:`BATCH` lines (one hand-off to the writer thread each)."""
-        pending = self.queue
-        lines: list[str] = []
+        """Write every pending line, in one hand-off to the writer thread."""
+        pending = self.lines
         while pending:
-            self._format_slice(lines)
-            if len(lines) >= BATCH:
-                await self._write_lines(lines)
-                lines = []
-            elif pending:
-                await asyncio.sleep(0)  # let DNS run between slices
-        if lines:
-            await self._write_lines(lines)
-
-    def _format_slice(self, lines: list[str]) -> None:
-        pending = self.queue
-        render = self.render
-        offset = time.time() - time.monotonic()
-        for _ in range(min(len(pending), SLICE)):
-            req, resp, end = pending.popleft()
-            try:
-                line = render(req, resp, end, offset)
-            except Exception as exc:  # noqa: BLE001 - one bad record must not stop the log
-                self.failed += 1
-                self._warn("query_log_format_failed", error=repr(exc), total=self.failed)
-                continue
-            if line is not None:
-                lines.append(line)
+            batch = pending[:]
+            pending.clear()  # in place: the query path holds this list
+            await self._write_lines(batch)
 
     async def _write_lines(self, lines: list[str]) -> None:
         count = len(lines)
