@@ -1,7 +1,8 @@
 """Where a cache hit's time goes, in process: the full chain of a Corefile, no sockets.
 
     python bench/profile_hit.py [--corefile bench/corefiles/full.Corefile] [--blocklist FILE]
-                                [-n 200000] [--profile]
+                                [-n 200000] [--profile] [--gc default|tuned|off]
+                                [--queries /tmp/dnsbench-data/hit.txt --upstream 127.0.0.1:5301]
 
 Starts the test upstream fixture (tests/upstream.py) in a thread, sets the Corefile up (its
 lists loaded synchronously), warms the cache with one pass over a set of names, then times
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import os
 import pstats
@@ -45,13 +47,27 @@ class Sink:
         pass
 
 
+def load_queries(path: str | None) -> list[bytes]:
+    """Query wires: NAMES (A, EDNS) by default, else a dnsperf query file (``name TYPE``,
+    no EDNS, as dnsperf sends them)."""
+    if path is None:
+        return [dns.message.make_query(n, "A", use_edns=0).to_wire() for n in NAMES]
+    queries = []
+    with open(path) as f:
+        for line in dict.fromkeys(f):  # each distinct query once
+            name, _, qtype = line.strip().partition(" ")
+            queries.append(dns.message.make_query(name, qtype or "A").to_wire())
+    return queries
+
+
 async def run(args: argparse.Namespace) -> None:
-    with Upstream() as upstream:
+    fixture = Upstream() if args.upstream is None else contextlib.nullcontext()
+    with fixture as upstream:
         with open(args.corefile) as f:
             text = f.read()
         text = (
             text.replace("{PORT}", "0")
-            .replace("{UPSTREAM}", upstream.address)
+            .replace("{UPSTREAM}", args.upstream or upstream.address)
             .replace("{BLOCKLIST}", args.blocklist)
             .replace("{LOGDIR}", tempfile.mkdtemp())
         )
@@ -67,7 +83,7 @@ async def run(args: argparse.Namespace) -> None:
         await _run_hooks(config.blocks, "start")
         key, zones = next(iter(config.listeners.items()))
         listener = Listener(key, Router(zones), server)
-        queries = [dns.message.make_query(n, "A", use_edns=0).to_wire() for n in NAMES]
+        queries = load_queries(args.queries)
         sink = Sink()
         client = ("127.0.0.1", 40000)
         # warm the cache: real upstream round trips
@@ -77,6 +93,7 @@ async def run(args: argparse.Namespace) -> None:
         for q in queries:
             await block.chain(parse(q, client, "udp", listener.label))
         n = args.n
+        count = len(queries)
         query = listener.query
         if args.gc == "tuned":
             from proxy.runtime import tune_gc
@@ -91,7 +108,7 @@ async def run(args: argparse.Namespace) -> None:
             # in slices, as the event loop would run them, so the log writer gets its turns
             for start in range(0, n, 100):
                 for i in range(start, min(start + 100, n)):
-                    query(queries[i & 7], client, "udp", sink)
+                    query(queries[i % count], client, "udp", sink)
                 await asyncio.sleep(0)
 
         # CPU time of the whole process (the log writer thread included): steadier than wall
@@ -117,6 +134,8 @@ def main() -> None:
     ap.add_argument("--blocklist", default="/tmp/dnsbench-data/blocklist.txt")
     ap.add_argument("-n", type=int, default=200000)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--queries", help="a dnsperf query file (default: 8 names, A, EDNS)")
+    ap.add_argument("--upstream", help="ADDR:PORT to forward to (default: the test fixture)")
     ap.add_argument("--gc", choices=("default", "tuned", "off"), default="tuned")
     args = ap.parse_args()
     import uvloop
