@@ -460,6 +460,19 @@ def test_route53_answers_are_serialised_once_per_answer_info(monkeypatch):
     assert len(calls) == 1
 
 
+def test_route53_memo_of_an_answer_info_never_lends_its_text_to_another_question():
+    fmt = route53(("1", "r", "v"))
+    req = make_request("abcd.example.com.")
+    resp = make_reply(req, answers=("abcd.example.com. 60 IN A 192.0.2.1",))
+    info = resp.answer_info()
+    assert json.loads(fmt.line(req, resp))["query_name"] == "abcd.example.com."
+    other = make_request("other.example.com.", "AAAA")
+    logged = json.loads(fmt.line(other, Response(resp.wire, 0, "cache", info)))
+    assert (logged["query_name"], logged["query_type"]) == ("other.example.com.", "AAAA")
+    nx = json.loads(fmt.line(req, Response(resp.wire, 3, "cache", info)))
+    assert nx["rcode"] == "NXDOMAIN" and nx["query_name"] == "abcd.example.com."
+
+
 ANSWER_SETS = [
     ("A", ("x.example. 60 IN A 192.0.2.1", "x.example. 60 IN A 10.0.0.255")),
     ("AAAA", ("x.example. 60 IN AAAA 2001:db8::7", "x.example. 60 IN AAAA ::ffff:1.2.3.4",

@@ -346,6 +346,7 @@ _TRANSPORTS = {"udp": "UDP", "tcp": "TCP"}
 # compressed against the question carries the case of whichever client asked first (and a
 # cached answer is shared by later clients). Other Rdata (TXT, CAA...) is kept as it is.
 NAME_RDATA = frozenset({"CNAME", "DNAME", "NS", "PTR", "MX", "SRV", "SOA"})
+_MIDDLE = "log/route53"  # the key of a reply's rendered middle in AnswerInfo.derived
 _dumps = json.dumps  # ensure_ascii: every line is plain ASCII, as the real examples are
 
 
@@ -360,9 +361,9 @@ class Route53Format:
 
     ``answers`` is read from the reply's wire by :func:`.answers.summarise` (a few µs; the
     dnspython parse behind ``AnswerInfo.summary()``, its fallback for rarer types, costs about
-    a hundred), and its JSON text is memoised per AnswerInfo object (the one an upstream
-    answer gets, shared by its cache hits), so a popular cached name is serialised once, not
-    once per line.
+    a hundred), and the line's middle (name, type, class, rcode, answers) is memoised per
+    AnswerInfo object (the one an upstream answer gets, shared by its cache hits), so a
+    popular cached name is serialised once, not once per line.
     """
 
     MEMO = 65536  # names and decisions remembered (cleared when full)
@@ -388,6 +389,7 @@ class Route53Format:
             f'{{"version":"{VERSION}","account_id":{_dumps(account_id)},'
             f'"region":{_dumps(region)},"vpc_id":{_dumps(vpc_id)},"query_timestamp":"'
         )
+        self._second = -1  # the time prefix holds the head: build it again
 
     def refresh_clock(self) -> None:
         self.wall_offset = time.time() - time.monotonic()
@@ -395,24 +397,26 @@ class Route53Format:
     def line(self, req: Request, resp: Response) -> str:
         """One JSON object, stamped with the request's receive time (see ``wall_offset``).
 
-        Every piece that repeats (the name, the firewall decision, the answers) is rendered
-        once and remembered: a line is then one f-string over memoised fragments.
+        Everything from ``query_name`` to ``answers`` depends only on the question and the
+        reply, so it is rendered once per reply and kept with the reply's AnswerInfo (shared
+        by every cache hit of that answer): a line is then one f-string over the time prefix,
+        that fragment, the client and the firewall decision.
         """
         second = int(req.start + self.wall_offset)
         if second != self._second:
-            self._second = second
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
-            self._prefix = f'{self._head}{stamp}","query_name":'
-        name = self._names.get(req.qname_wire)
-        if name is None:
-            name = self._name_fragment(req.qname_wire)
-        kind = self._kinds.get((req.qtype << 20) | (req.qclass << 4) | resp.rcode)
-        if kind is None:
-            kind = self._kind_fragment(req.qtype, req.qclass, resp.rcode)
+            self._new_second(second)
+        code = (req.qtype << 20) | (req.qclass << 4) | resp.rcode
+        info = resp.info
+        derived = info.derived if info is not None else None
+        held = derived.get(_MIDDLE) if derived is not None else None
+        if held is not None and held[0] == code and held[1] == req.qname_wire:
+            middle = held[2]
+        else:
+            middle = self._middle(req, resp, code)
         client = req.client
         text = (
-            f'{self._prefix}{name}{kind}{self._answers_json(resp)},"srcaddr":"{client[0]}",'
-            f'"srcport":"{client[1]}",{self._tails.get(req.transport) or _tail(req.transport)}'
+            f'{self._prefix}{middle},"srcaddr":"{client[0]}","srcport":"{client[1]}",'
+            f"{self._tails.get(req.transport) or _tail(req.transport)}"
         )
         decision = req.meta.get("firewall")
         if decision is None:
@@ -424,6 +428,34 @@ class Route53Format:
                 self._decisions.clear()
             self._decisions[id(decision)] = held
         return text + held[1]
+
+    def _new_second(self, second: int) -> None:
+        self._second = second
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+        self._prefix = f'{self._head}{stamp}","query_name":'
+
+    def _middle(self, req: Request, resp: Response, code: int) -> str:
+        """``"NAME","query_type":…,"answers":[…]`` for this question and reply, kept with the
+        reply's AnswerInfo when it has one (keyed by question and rcode, so a shared
+        AnswerInfo can never lend its text to another question)."""
+        name = self._names.get(req.qname_wire)
+        if name is None:
+            name = self._name_fragment(req.qname_wire)
+        kind = self._kinds.get(code)
+        if kind is None:
+            kind = self._kind_fragment(req.qtype, req.qclass, resp.rcode)
+        info = resp.info
+        if info is None:  # a reply made here (a block answer...): read it, nothing to keep
+            data = resp.wire
+            if not (data[6] | data[7]):
+                return f"{name}{kind}[]"
+            return f"{name}{kind}{_answers_text(data, resp.answer_info)}"
+        answers = _answers_text(resp.wire, lambda: info) if info.ancount else "[]"
+        middle = f"{name}{kind}{answers}"
+        if info.derived is None:
+            info.derived = {}
+        info.derived[_MIDDLE] = (code, req.qname_wire, middle)
+        return middle
 
     def _kind_fragment(self, qtype: int, qclass: int, rcode: int) -> str:
         """``,"query_type":…,"query_class":…,"rcode":…,"answers":`` for one combination."""
@@ -450,22 +482,6 @@ class Route53Format:
             f'"firewall_rule_group_id":{_dumps(str(getattr(decision, "group", "")))},'
             f'"firewall_domain_list_id":{_dumps(str(getattr(decision, "list", "")))}}}'
         )
-
-    def _answers_json(self, resp: Response) -> str:
-        info = resp.info
-        if info is None:  # a reply made here (a block answer...): read it, nothing to keep
-            data = resp.wire
-            return "[]" if not (data[6] | data[7]) else _answers_text(data, resp.answer_info)
-        if not info.ancount:
-            return "[]"
-        # rendered once per upstream answer and kept with it (so with its cache entry)
-        derived = info.derived
-        if derived is None:
-            info.derived = derived = {}
-        text = derived.get("log/route53")
-        if text is None:
-            text = derived["log/route53"] = _answers_text(resp.wire, lambda: info)
-        return text  # type: ignore[return-value]
 
 
 def _tail(transport: str) -> str:
