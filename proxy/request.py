@@ -15,6 +15,7 @@ from . import wire
 from .wire import AnswerInfo, WireError
 
 _HEADER = struct.Struct("!HHHHHH")
+_HEADER_LEN = wire.HEADER_LEN
 _QTYPE_QCLASS = struct.Struct("!HH")
 
 
@@ -23,7 +24,6 @@ class Request:
 
     __slots__ = (
         "wire",
-        "id",
         "flags",
         "qname_wire",
         "qtype",
@@ -55,7 +55,6 @@ class Request:
         server: str,
     ) -> None:
         self.wire = data
-        self.id = (data[0] << 8) | data[1]
         self.flags = (data[2] << 8) | data[3]
         self.qname_wire = qname_wire
         self.qtype = qtype
@@ -71,6 +70,10 @@ class Request:
         # annotations for the stages that wrap this one (e.g. the firewall's decision for `log`)
         self.meta: dict[str, Any] = {}
         self._qname: str | None = None
+
+    @property
+    def id(self) -> int:
+        return (self.wire[0] << 8) | self.wire[1]
 
     @property
     def qname(self) -> str:
@@ -180,7 +183,7 @@ def parse(data: bytes, client: tuple[str, int], transport: str, server: str) -> 
         raise Malformed(_header_only(data, wire.NOTIMP), "opcode not supported")
     if qd != 1:
         raise Malformed(_header_only(data, wire.FORMERR), f"{qd} questions")
-    off = wire.HEADER_LEN
+    off = _HEADER_LEN
     try:
         length = data[off]
         while 0 < length < 64:  # 0 ends the name; above 63 is not a label
@@ -192,7 +195,7 @@ def parse(data: bytes, client: tuple[str, int], transport: str, server: str) -> 
     if length or qend > len(data) or off > 266:  # 266: a name longer than 255 bytes
         raise Malformed(_header_only(data, wire.FORMERR), "malformed question")
     qtype, qclass = _QTYPE_QCLASS.unpack_from(data, off + 1)
-    qname = data[wire.HEADER_LEN : off + 1].lower()
+    qname = data[_HEADER_LEN : off + 1].lower()
     if not ar:
         return Request(
             data, qname, qtype, qclass, qend, False, 512, False, client, transport, server

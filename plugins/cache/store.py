@@ -51,7 +51,7 @@ _T = TypeVar("_T")
 _U16 = struct.Struct("!H")
 _COUNTS = struct.Struct("!HHHH")
 _HIT_FLAGS = wire.QR | wire.AA | wire.RA | 0x000F  # kept from the stored reply
-_WORDS: dict[int, bytes] = {}  # rendered 16-bit header words (at most 2**16; a few in practice)
+WORDS: dict[int, bytes] = {}  # rendered 16-bit header words (at most 2**16; a few in practice)
 # Values most entries share (flag words, section counts): one object each instead of one per
 # entry, which saves about 140 bytes per entry.
 _SHARED: dict[object, object] = {}
@@ -66,9 +66,9 @@ def effective_capacity(requested: int) -> int:
 
 def word(value: int) -> bytes:
     """The 2-byte big-endian form of ``value`` (memoised: header flag words repeat)."""
-    rendered = _WORDS.get(value)
+    rendered = WORDS.get(value)
     if rendered is None:
-        rendered = _WORDS[value] = _U16.pack(value)
+        rendered = WORDS[value] = _U16.pack(value)
     return rendered
 
 

@@ -150,6 +150,9 @@ class Policy:
         # CNAME/DNAME targets need inspecting only if some rule could block or alert on them
         self.inspects = any(r.action != ALLOW for r, _ in self.walk)
         self.by_type = any(r.qtype is not None for r, _ in self.walk)
+        # the memo is keyed by the name alone unless rules depend on the type or the client:
+        # then the query path may look a name up itself (see Firewall.serve)
+        self.by_name_only = not (self.has_clients or self.by_type)
         self.memo: dict[object, Rule | None] = {}
 
     def decide(self, qname: bytes, qtype: int, client_ip: str) -> Rule | None:

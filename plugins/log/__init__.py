@@ -309,6 +309,9 @@ def _output(line: Directive) -> str:
     return path
 
 
+_BATCH = output.BATCH
+
+
 class Log:
     """One ``log`` line: takes the queries in its NAMES and renders their lines for its writer."""
 
@@ -351,7 +354,7 @@ class Log:
             else:
                 if line is not None:
                     lines.append(line)
-                    if len(lines) == output.BATCH:
+                    if len(lines) == _BATCH:
                         self.sink.wake_early()
         else:
             self.sink.dropped += 1
