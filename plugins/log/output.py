@@ -219,12 +219,18 @@ class Sink:
             timer.cancel()
             await self._flush()
             self._report_drops()
-        await self._flush()
+        while self.lines:  # stopping: whatever came in during the last writes too
+            await self._flush()
 
     async def _flush(self) -> None:
-        """Write every pending line, in one hand-off to the writer thread."""
+        """Write the lines pending now, in one hand-off to the writer thread.
+
+        Lines that arrive during the write wait for the next turn: writing them at once would
+        turn a busy log into a stream of small writes, each a round trip to the writer thread
+        (measured: 40-80 KB writes back to back cost the process ~2 us of CPU per query).
+        """
         pending = self.lines
-        while pending:
+        if pending:
             batch = pending[:]
             pending.clear()  # in place: the query path holds this list
             await self._write_lines(batch)
