@@ -317,8 +317,9 @@ class AnswerInfo:
     The cache keeps it with the entry, so a hit re-parses nothing: ``ttl_offsets`` age TTLs in
     place, ``chain`` (lower-case wire names of CNAME/DNAME targets in the answer, in order) feeds
     the firewall's redirection inspection, and ``summary()`` (for query logs) is built lazily
-    once and then shared. ``derived`` holds what a stage renders from it once (e.g. the query
-    log's JSON of the answers), keyed by the stage's name, for as long as the answer lives.
+    once and then shared. ``derived`` holds what a stage renders from it once (e.g. the Route 53
+    query log's text from the query name to the answers), keyed by the stage's name, for as
+    long as the answer lives.
     """
 
     __slots__ = (

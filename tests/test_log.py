@@ -746,3 +746,88 @@ async def test_a_line_that_cannot_be_rendered_is_counted_and_the_query_still_ans
     assert plugin.sink.failed == 3 and plugin.sink.written == 0
     warnings = [e for e in logs if e["event"] == "query_log_format_failed"]
     assert len(warnings) == 1 and "bad record" in warnings[0]["error"]  # rate-limited
+
+
+def _stuck_first_write(monkeypatch) -> tuple[threading.Event, threading.Event, list[int]]:
+    """Make the first write wait for ``release``; ``started`` is set when it began. The list
+    collects the line count of every write."""
+    release, started = threading.Event(), threading.Event()
+    sizes: list[int] = []
+    real_write = output.Sink._write
+
+    def write(self, data):
+        sizes.append(data.count(b"\n"))
+        if len(sizes) == 1:
+            started.set()
+            release.wait(10)
+        real_write(self, data)
+
+    monkeypatch.setattr(output.Sink, "_write", write)
+    return release, started, sizes
+
+
+async def _until(predicate, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_early_mark_wakes_the_writer_even_when_reached_during_a_write(tmp_path, monkeypatch):
+    monkeypatch.setattr(output, "FLUSH_INTERVAL", 30.0)  # only the early mark can wake it
+    release, started, sizes = _stuck_first_write(monkeypatch)
+    plugin = file_log(tmp_path, " buffer 10")
+    assert plugin.sink.early == 5
+    await plugin.start()
+    await serve(plugin, 5)  # the mark: the writer takes these five and gets stuck
+    await _until(started.is_set)
+    await serve(plugin, 6, prefix="during")  # the mark is passed while nobody waits
+    release.set()
+    await _until(lambda: plugin.sink.written == 11)  # long before the 30 s interval
+    assert sizes == [5, 6]
+    await plugin.stop()
+
+
+async def test_stop_writes_what_came_during_the_last_write_in_one_more_write(tmp_path, monkeypatch):
+    release, started, sizes = _stuck_first_write(monkeypatch)
+    plugin = file_log(tmp_path, "")
+    await plugin.start()
+    await serve(plugin, 40)
+    await _until(started.is_set)
+    for i in range(30):  # lines arriving one by one during the write
+        await serve(plugin, 1, prefix=f"late{i}-")
+    stopping = asyncio.ensure_future(plugin.stop())
+    await asyncio.sleep(0.1)
+    release.set()
+    await stopping
+    assert sizes == [40, 30]  # not one write per line that came in meanwhile
+    assert plugin.sink.written == 70 and plugin.sink.dropped == 0
+    assert len((tmp_path / "q.log").read_text().splitlines()) == 70
+
+
+async def test_each_writer_turn_refreshes_the_route53_clock(tmp_path):
+    plugin = file_log(tmp_path, " format route53")
+    await plugin.start()
+    plugin.route53.wall_offset = 0.0  # as if the wall clock had stepped since
+    await _until(lambda: plugin.route53.wall_offset != 0.0)
+    assert abs(plugin.route53.wall_offset - (time.time() - time.monotonic())) < 1.0
+    await plugin.stop()
+
+
+async def test_a_stop_that_gives_up_on_a_stuck_write_counts_its_lines_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(output, "STOP_TIMEOUT", 0.3)
+    release, started, sizes = _stuck_first_write(monkeypatch)
+    plugin = file_log(tmp_path, "")
+    await plugin.start()
+    await serve(plugin, 40)
+    await _until(started.is_set)
+    await serve(plugin, 7, prefix="late")
+    with structlog.testing.capture_logs() as logs:
+        await plugin.stop()
+    timeout = [e for e in logs if e["event"] == "query_log_stop_timeout"]
+    assert timeout and timeout[0]["unwritten"] == 47
+    assert plugin.sink.dropped == 47 and plugin.sink.written == 0
+    release.set()  # the stuck write ends after all: nothing is counted twice
+    await asyncio.sleep(0.2)
+    assert plugin.sink.dropped == 47 and plugin.sink.written == 0

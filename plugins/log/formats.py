@@ -1,9 +1,9 @@
 """Query-log line formats: CoreDNS's placeholder formats and Route 53 Resolver's JSON.
 
-Everything here runs in the log writer, off the query path: a record is the tuple
-``(request, response, monotonic time the reply was ready)`` that ``Log.serve`` queued, and a
-formatter turns a batch of records into text lines. See the package docstring for the
-placeholders and the JSON schema.
+``Log.serve`` calls a formatter once per query, as soon as the reply is known, with the
+request and the reply; the line it returns is all the writer keeps. So formatters memoise
+whatever repeats (names, answers, decisions) and keep the per-line work to one string build.
+See the package docstring for the placeholders and the JSON schema.
 """
 
 from __future__ import annotations
