@@ -356,10 +356,8 @@ def register_metrics(metrics: Registry, firewalls: list[Firewall]) -> None:
 
 
 def _chain(resp: Response) -> tuple[bytes, ...]:
-    """CNAME/DNAME targets of an answer: from its AnswerInfo when a cache (or anyone) made one,
-    else from a scan of the answer section only."""
-    if resp.info is not None:
-        return resp.info.chain
+    """CNAME/DNAME targets of a reply that has no AnswerInfo yet (a cache hit brings one):
+    a scan of the answer section only."""
     try:
         return wire.answer_chain(resp.wire)
     except (wire.WireError, IndexError):

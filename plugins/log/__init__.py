@@ -95,12 +95,11 @@ them twice.
 
 Performance: on the query path ``log`` renders the line and appends it to a bounded list.
 A Route 53 line for an answer seen before (every cache hit) is built from memoised fragments
-in under a microsecond; the first line of a new answer reads its records from the wire (a few
-µs; rare record types go through dnspython, about 100 µs). Joining, encoding and writing
-happen in batches every 50 ms in a writer thread (:mod:`plugins.log.output`), so a slow output
-never delays a reply. A clean stop writes every pending line before exiting. Route 53 ``answers`` are read
-from the reply's wire (:mod:`plugins.log.answers`) once per upstream answer and shared by its
-cache hits.
+in under a microsecond; the first line of a new answer reads its records from the wire once
+(:mod:`plugins.log.answers`, a few µs; rare record types go through dnspython, about 100 µs).
+Joining, encoding and writing happen in batches every 50 ms in a writer thread
+(:mod:`plugins.log.output`), so a slow output never delays a reply. A clean stop writes every
+pending line before exiting.
 
 Metrics: ``dnsfw_log_dropped_total{output}`` (lines not written: the list was full or the write
 failed) and ``dnsfw_log_lines_total{output}`` (lines written).

@@ -12,8 +12,8 @@ in the README).
 A writer task on the event loop wakes every :data:`FLUSH_INTERVAL` (or when ``early`` lines
 wait) and hands what is pending to the output's writer thread in one step; the thread joins,
 encodes and writes it :data:`CHUNK` lines at a time, so a slow disk or a stalled stdout pipe
-blocks that thread, never the event loop. While a write is stuck
-the list fills and further lines are dropped and counted.
+blocks that thread, never the event loop. While a write is stuck the list fills and further
+lines are dropped and counted.
 
 Each output (``stdout``, ``stderr`` or a file path) has one daemon writer thread shared by every
 sink writing there, so the sinks of an old and a new configuration (during a reload) never
@@ -262,13 +262,14 @@ class Sink:
         done = 0
         while done < len(lines):
             chunk = lines[done : done + CHUNK]
-            chunk.append("")
+            count = len(chunk)
+            chunk.append("")  # the last line's newline, without copying the joined text again
             data = "\n".join(chunk).encode("utf-8", "backslashreplace")
             try:
                 self._write(data)
             except OSError as err:
                 return done, err
-            done += len(chunk) - 1
+            done += count
         return done, None
 
     def _write(self, data: bytes) -> None:  # in the writer thread
