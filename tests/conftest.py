@@ -50,27 +50,45 @@ class Dnsfw:
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc: subprocess.Popen | None = None
 
-    def start(self, *, wait: bool = True, timeout: float = 20.0) -> Dnsfw:
+    def start(self, *, wait: bool | str = True, timeout: float = 20.0) -> Dnsfw:
+        """``wait``: True = until every plugin is ready (lists loaded) and the listener answers;
+        "listening" = until the listener answers (plugins may still be loading); False = not."""
         # the child keeps its own copies of the descriptors
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=out, stderr=err)
         if wait:
-            self.wait_ready(timeout)
+            self.wait_ready(timeout, plugins=wait != "listening")
         return self
 
-    def wait_ready(self, timeout: float = 20.0) -> None:
-        """Until the listener answers anything over UDP (any rcode)."""
+    def wait_ready(self, timeout: float = 20.0, *, plugins: bool = True) -> None:
+        """Until dnsfw logs `started` (listeners open) or, with ``plugins``, `ready` (every list
+        loaded), then until it answers a probe over UDP (any rcode). Queries are answered while
+        lists load (SERVFAIL when fail closed), so a test counting queries, answers or cache
+        entries must not probe earlier; and one probe with a long timeout is counted once,
+        where short timeouts could send it twice to a slow start."""
         deadline = time.monotonic() + timeout
+        event = "event='ready'" if plugins else "event='started'"
+        while event not in self.stderr:
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"dnsfw did not log {event} within {timeout}s:\n{self.stderr}")
+            time.sleep(0.02)
         probe = dns.message.make_query("ready.probe.invalid.", "A")
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"dnsfw exited with {self.proc.returncode}:\n{self.stderr}")
+        while True:
+            self._check_alive()
             try:
-                dns.query.udp(probe, "127.0.0.1", port=self.port, timeout=0.2)
+                dns.query.udp(probe, "127.0.0.1", port=self.port, timeout=2.0)
                 return
-            except (dns.exception.Timeout, OSError):
+            except (dns.exception.Timeout, OSError) as err:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"dnsfw did not answer within {timeout}s:\n{self.stderr}"
+                    ) from err
                 time.sleep(0.05)
-        raise RuntimeError(f"dnsfw did not answer within {timeout}s:\n{self.stderr}")
+
+    def _check_alive(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"dnsfw exited with {self.proc.returncode}:\n{self.stderr}")
 
     @property
     def stderr(self) -> str:

@@ -292,7 +292,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         while d.port in ports.values():
             d = Dnsfw("\n".join(blocks), workdir)
         ports[names[0]] = d.port
-        d.start()
+        d.start(wait="listening")  # some lists never load (fail open/closed profiles)
         try:
             yield Served(d, ports, upstream)
         finally:

@@ -214,7 +214,9 @@ def test_url_list_never_downloaded_fails_closed(dnsfw, upstream, state_dir: Path
     text = URL_COREFILE.replace("URL", "http://127.0.0.1:9/list.txt").replace(
         "UPSTREAM", upstream.address
     )
-    d = dnsfw(text, env={"DNSFW_STATE_DIR": str(state_dir), "STATE_DIRECTORY": ""})
+    d = dnsfw(
+        text, env={"DNSFW_STATE_DIR": str(state_dir), "STATE_DIRECTORY": ""}, wait="listening"
+    )
     wait_for(lambda: "list_load_failed" in d.stderr, "the failed download")
     assert verdict(d.port, "gmail.com") == "servfail"
 

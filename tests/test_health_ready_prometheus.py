@@ -68,6 +68,7 @@ def test_ready_waits_for_lists_then_metrics(dnsfw, upstream, tmp_path: Path) -> 
 }}
 """,
             env={"DNSFW_STATE_DIR": str(tmp_path / "state"), "NO_PROXY": "*"},
+            wait="listening",  # the list is held back
         )
         wait_http(http_port)
         assert lists.requested.wait(10)
@@ -89,7 +90,8 @@ def test_ready_waits_for_lists_then_metrics(dnsfw, upstream, tmp_path: Path) -> 
     assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
     server = f"dns://127.0.0.1:{d.port}"
     base = {"server": server, "zone": ".", "view": ""}
-    # the fixture's readiness probe (ready.probe.invalid, A over UDP) came first
+    # the fixture's readiness probe (ready.probe.invalid, A over UDP, answered while the list
+    # was held back) came first
     assert (
         sample(text, "coredns_dns_requests_total", **base, proto="udp", family="1", type="A") == 4
     )

@@ -259,7 +259,7 @@ def test_ready_after_listeners_and_lists_then_reload_and_stop(
 }}
 """
         env = {"NOTIFY_SOCKET": path, "DNSFW_STATE_DIR": str(tmp_path / "state"), "NO_PROXY": "*"}
-        d = dnsfw(corefile, env=env)  # returns once the listener answers
+        d = dnsfw(corefile, env=env, wait="listening")  # the list is held back
         assert lists.requested.wait(10)
         time.sleep(0.3)  # a READY=1 sent too early would be here by now
         # nothing but where the start-up stands: no READY=1 while the list is loading
