@@ -17,7 +17,8 @@ The order of lines in a Corefile never matters; repeated directives run in Coref
 * optionally ``ONCE = True`` when it may appear only once per server block.
 
 A plugin object has ``name`` and ``async def serve(req, next)``, and optionally
-``async start()``, ``async stop()`` and ``ready() -> bool``.
+``async start()``, ``async stop()``, ``ready() -> bool`` and ``replay(req, resp) -> Step | None``
+(its part when a UDP query is answered again without the chain, see :mod:`proxy.replay`).
 """
 
 ORDER: tuple[str, ...] = tuple(

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import os
 import stat
+from typing import Any
 
 import structlog
 
@@ -61,6 +62,7 @@ from proxy.config import SetupContext
 from proxy.corefile import Directive, Token
 from proxy.http import add_site, parse_address
 from proxy.pipeline import Handler
+from proxy.replay import Step
 from proxy.request import Request, Response
 
 ONCE = True
@@ -76,12 +78,33 @@ class Admin:
     name = "admin"
 
     def __init__(self, stats: QueryStats) -> None:
+        self.stats = stats
         self.observe = stats.observe
 
     async def serve(self, req: Request, next: Handler) -> Response:
         resp = await next(req)
         self.observe(req, resp)
         return resp
+
+    def replay(self, req: Request, resp: Response) -> Step:
+        """A replayed query is counted as this one was (see :mod:`proxy.replay`)."""
+        counted = Counted(self.stats, resp.rcode, req.meta.get("firewall"), req.qname_wire)
+        return Step(effect=counted.effect)
+
+
+class Counted:
+    """A replay effect: the query counted in the admin API's stats."""
+
+    __slots__ = ("count", "rcode", "decision", "qname_wire")
+
+    def __init__(self, stats: QueryStats, rcode: int, decision: Any, qname_wire: bytes) -> None:
+        self.count = stats.count
+        self.rcode = rcode
+        self.decision = decision
+        self.qname_wire = qname_wire
+
+    def effect(self, client: Any, now: float) -> None:
+        self.count(self.rcode, client[0], now, self.decision, self.qname_wire)
 
 
 def setup(directive: Directive, ctx: SetupContext) -> Admin:

@@ -46,6 +46,7 @@ from proxy.config import SetupContext
 from proxy.corefile import Directive
 from proxy.durations import parse_duration
 from proxy.pipeline import Handler
+from proxy.replay import PASS, Step
 from proxy.request import Request, Response
 
 ONCE = True
@@ -113,6 +114,10 @@ class Errors:
         if resp.error is not None:
             self.report(req, resp)
         return resp
+
+    def replay(self, req: Request, resp: Response) -> Step | None:
+        """A replayed answer is one without an error: nothing to report (proxy.replay)."""
+        return PASS if resp.error is None else None
 
     def report(self, req: Request, resp: Response) -> None:
         message = f"{resp.rcode} {req.qname} {dns.rdatatype.to_text(req.qtype)}: {resp.error}"

@@ -60,6 +60,7 @@ from proxy.corefile import Directive
 from proxy.http import add_site, parse_address, refuse_unless_get
 from proxy.metrics import Child, HistogramChild, Metric, Registry, exposition, exposition_registry
 from proxy.pipeline import Handler
+from proxy.replay import Step
 from proxy.request import Request, Response
 
 ONCE = True
@@ -149,6 +150,24 @@ class Prometheus:
         child.value += 1
         return resp
 
+    def replay(self, req: Request, resp: Response) -> Step:
+        """A replayed query is counted as this one was (see :mod:`proxy.replay`); only the
+        client's address family and the duration can differ."""
+        zone = self.zone or self._zone(req.qname_wire)
+        series = self.series.get((req.server, zone)) or self._series(req.server, zone)
+        rkey = (resp.rcode, resp.source)
+        req_size, resp_size = series.sizes[req.transport]
+        counted = Counted(
+            self,
+            series,
+            TYPE_INDEX.get(req.qtype, 0) << 2 | (req.transport == "tcp"),
+            req.transport,
+            series.do if req.do else None,
+            (req_size, len(req.wire), resp_size, len(resp.wire)),
+            series.responses.get(rkey) or self._response_child(series, rkey),
+        )
+        return Step(effect=counted.effect)
+
     def _zone(self, qname: bytes) -> str:
         """The longest of the block's zones that ``qname`` is in (routing chose this block)."""
         zones = self.zones
@@ -183,6 +202,50 @@ class Prometheus:
         )
         series.responses[rkey] = child  # type: ignore[assignment]
         return child  # type: ignore[return-value]
+
+
+class Counted:
+    """A replay effect: the CoreDNS request and response metrics of one replayed query."""
+
+    __slots__ = ("prometheus", "series", "key", "transport", "by_family", "do", "sizes", "answered")
+
+    def __init__(
+        self,
+        prometheus: Prometheus,
+        series: Series,
+        key: int,
+        transport: str,
+        do: Child | None,
+        sizes: tuple[HistogramChild, int, HistogramChild, int],
+        answered: Child,
+    ) -> None:
+        self.prometheus = prometheus
+        self.series = series
+        self.key = key  # the requests key without the client's family
+        self.transport = transport
+        # IPv4 and IPv6 clients' requests series, looked up (made) when first needed
+        self.by_family: list[Child | None] = [None, None]
+        self.do = do
+        self.sizes = sizes
+        self.answered = answered
+
+    def effect(self, client: Any, now: float) -> None:
+        family = ":" in client[0]
+        child = self.by_family[family]
+        if child is None:
+            key = self.key | family << 1
+            child = self.series.requests.get(key) or self.prometheus._request_child(
+                self.series, key, self.transport
+            )
+            self.by_family[family] = child
+        child.value += 1
+        if self.do is not None:
+            self.do.value += 1
+        req_size, req_len, resp_size, resp_len = self.sizes
+        req_size.observe(req_len)
+        resp_size.observe(resp_len)
+        self.series.duration.observe(_monotonic() - now)
+        self.answered.value += 1
 
 
 def _families(metrics: Registry) -> dict[str, Metric]:

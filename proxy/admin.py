@@ -157,26 +157,30 @@ class QueryStats:
         self.blocks = [0] * RATE_WINDOW
 
     def observe(self, req: Request, resp: Response) -> None:
+        self.count(resp.rcode, req.client[0], req.start, req.meta.get("firewall"), req.qname_wire)
+
+    def count(
+        self, rcode: int, client_ip: str, start: float, decision: Any, qname_wire: bytes
+    ) -> None:
+        """One answered query: its rcode, client, monotonic receive time, firewall decision."""
         self.total += 1
-        rcode = resp.rcode
         self.rcodes[rcode] = self.rcodes.get(rcode, 0) + 1
-        self.clients.add(req.client[0])
-        now = int(req.start)
+        self.clients.add(client_ip)
+        now = int(start)
         slot = now % RATE_WINDOW
         if self.second[slot] != now:
             self.second[slot] = now
             self.queries[slot] = self.blocks[slot] = 0
         self.queries[slot] += 1
-        decision = req.meta.get("firewall")
         if decision is not None:
             action = decision.action
             self.actions[action] = self.actions.get(action, 0) + 1
             # the wire name: its text is built only for the names reported
             if action == "BLOCK":
                 self.blocks[slot] += 1
-                self.blocked.add(decision.name or req.qname_wire)
+                self.blocked.add(decision.name or qname_wire)
             elif action == "ALERT":
-                self.alerted.add(decision.name or req.qname_wire)
+                self.alerted.add(decision.name or qname_wire)
 
     def rate(self, counts: list[int], seconds: int, now: float | None = None) -> float:
         """Per second over the last ``seconds`` whole seconds before ``now`` (default: the

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -114,6 +115,8 @@ class Block:
     file: str
     line: int
     timeouts: dict[str, float] = field(default_factory=dict)
+    # the leading plugins that can take part in a replay (see proxy.replay)
+    replayers: tuple[Any, ...] = ()
 
     @property
     def names(self) -> list[str]:
@@ -212,6 +215,7 @@ def setup_block(block: ServerBlock, app: AppContext) -> Block:
         file=block.file,
         line=block.line,
         timeouts=dict(ctx.block.timeouts),
+        replayers=tuple(itertools.takewhile(lambda p: hasattr(p, "replay"), plugins)),
     )
 
 

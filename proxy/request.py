@@ -129,10 +129,12 @@ class Response:
     ``source`` says who made it: ``upstream``, ``cache``, ``firewall``, ``local``, ``error``.
     ``info`` is the shared, computed-once view of an upstream answer (None for local replies
     unless a stage asks for it via :meth:`answer_info`). ``error`` is a message for the
-    ``errors`` stage when the chain failed (CoreDNS's returned ``err``).
+    ``errors`` stage when the chain failed (CoreDNS's returned ``err``). ``replay`` is the
+    plugin that made this reply when it can answer the same query again without the chain
+    (see :mod:`proxy.replay`).
     """
 
-    __slots__ = ("wire", "rcode", "source", "info", "error")
+    __slots__ = ("wire", "rcode", "source", "info", "error", "replay")
 
     def __init__(
         self,
@@ -141,12 +143,14 @@ class Response:
         source: str,
         info: AnswerInfo | None = None,
         error: str | None = None,
+        replay: Any = None,
     ) -> None:
         self.wire = data
         self.rcode = rcode
         self.source = source
         self.info = info
         self.error = error
+        self.replay = replay
 
     def answer_info(self) -> AnswerInfo:
         """The computed facts of this reply (computed now if nobody did yet)."""

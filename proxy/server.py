@@ -23,6 +23,8 @@ from . import wire
 from .config import Block, Config, ListenerKey
 from .metrics import Registry
 from .pipeline import Continuation
+from .replay import MAX_REPLAYS, Replay
+from .replay import build as build_replay
 from .request import Malformed, Request, Response, parse
 from .systemd import SocketPool
 
@@ -70,6 +72,8 @@ class Listener:
         self.label = str(key)
         self.router = router
         self.server = server
+        # UDP queries (their bytes after the id) the chain answered in a replayable way
+        self.replays: dict[bytes, Replay] = {}
         self.udp: list[asyncio.DatagramTransport] = []
         self.tcp: list[asyncio.base_events.Server] = []
         self.connections: set[TCPConnection] = set()
@@ -91,7 +95,10 @@ class Listener:
         try:
             awaited = coro.send(None)
         except StopIteration as stop:
-            return server.complete(req, stop.value, None)
+            resp = stop.value
+            if proto == "udp" and type(resp) is Response and resp.replay is not None:
+                self._remember(data, req, resp, block)
+            return server.complete(req, resp, None)
         except Exception as exc:  # noqa: BLE001 - a plugin bug must not take the listener down
             return server.complete(req, None, exc)
         if server.inflight >= server.max_inflight:
@@ -101,6 +108,21 @@ class Listener:
         server.inflight += 1
         Continuation(coro, awaited, req, sink, server.loop)
         return None
+
+    def _remember(self, data: bytes, req: Request, resp: Response, block: Block) -> None:
+        """Keep a replay of this UDP query when every stage in front of the answer allows it.
+
+        Only for names asked in lower case, as stub resolvers ask: a resolver randomising the
+        case (DNS 0x20) sends bytes that never come again, whose replays would only churn the
+        table. And not when the reply is truncated for this client."""
+        if len(resp.wire) > req.udp_size or data[12 : req.qend - 4] != req.qname_wire:
+            return
+        replay = build_replay(block.replayers, req, resp)
+        if replay is not None:
+            replays = self.replays
+            if len(replays) >= MAX_REPLAYS:
+                replays.clear()
+            replays[data[2:]] = replay
 
     def stop_accepting(self) -> None:
         """Take no new queries: UDP datagrams are ignored, the TCP sockets stop accepting,
@@ -145,9 +167,17 @@ class UDPProtocol(asyncio.DatagramProtocol):
         self.sendto = transport.sendto  # type: ignore[attr-defined]
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        if self.listener.closing:
+        listener = self.listener
+        if listener.closing:
             return
-        reply = self.listener.query(data, addr, "udp", self)
+        replay = listener.replays.get(data[2:])
+        if replay is not None:
+            reply = replay.run(data, addr)
+            if reply is not None:
+                self.sendto(reply, addr)
+                return
+            listener.replays.pop(data[2:], None)  # something changed: the chain decides again
+        reply = listener.query(data, addr, "udp", self)
         if reply is not None:
             self.sendto(reply, addr)
 
@@ -458,6 +488,7 @@ class Server:
         for key, zones in new.listeners.items():
             listener = self.listeners[key]
             listener.router = Router(zones)
+            listener.replays.clear()  # they hold the old configuration's plugins
             listener.timeouts = listener_timeouts(listener.router)
         for key in [k for k in self.listeners if k not in new.listeners]:
             await self._close_listener(key)

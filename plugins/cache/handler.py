@@ -20,6 +20,7 @@ from proxy import wire
 from proxy.config import zone_wire
 from proxy.metrics import Registry
 from proxy.pipeline import Handler
+from proxy.replay import Step
 from proxy.request import Request, Response
 from proxy.wire import AnswerInfo, WireError
 
@@ -149,17 +150,21 @@ class Cache:
                     counters.denial_hits += 1
                 else:
                     counters.success_hits += 1
-                if self.prefetch and self._should_prefetch(entry, now, remaining):
-                    self._refresh_later(req, next, entry, counters)
-                return self._hit(req, entry, entry.ttl if self.keepttl else remaining)
+                if self.prefetch:
+                    if self._should_prefetch(entry, now, remaining):
+                        self._refresh_later(req, next, entry, counters)
+                    # prefetch counts every hit: no replays, which would not call here
+                    return self._hit(req, entry, entry.ttl if self.keepttl else remaining)
+                return self._hit(req, entry, entry.ttl if self.keepttl else remaining, self)
             if -remaining < self.stale_up_to:
                 return await self._stale(req, next, entry, counters)
             (self.denial if entry.kind else self.success).remove(key)
         counters.misses += 1
         return self._store(req, await next(req), counters)
 
-    def _hit(self, req: Request, entry: Entry, ttl: int) -> Response:
-        """The entry as a reply to ``req``: its id, RD/CD, question and EDNS; TTLs ``ttl``."""
+    def _hit(self, req: Request, entry: Entry, ttl: int, replay: Cache | None = None) -> Response:
+        """The entry as a reply to ``req``: its id, RD/CD, question and EDNS; TTLs ``ttl``.
+        ``replay``: this cache, when the hit may be replayed (see :meth:`replay`)."""
         body = entry.body if ttl == entry.body_ttl else entry.aged_body(ttl)
         data = req.wire
         flags = req.flags
@@ -179,7 +184,26 @@ class Cache:
             )
         else:
             data = b"".join((data[:2], head, entry.counts, data[12 : req.qend], body))
-        return Response(data, entry.rcode, "cache", entry.info)
+        return Response(data, entry.rcode, "cache", entry.info, None, replay)
+
+    def replay(self, req: Request, resp: Response) -> Step | None:
+        """The answer step of a replay of the hit ``resp`` (see :mod:`proxy.replay`)."""
+        if resp.replay is not self:
+            return None
+        key = (req.qname_wire, req.qtype, req.qclass, (req.flags & _CD) | req.do)
+        get = self._success_get
+        entry = get(key)
+        if entry is None:  # a key lives in one of the two stores
+            get = self._denial_get
+            entry = get(key)
+        if entry is None or entry.info is not resp.info:
+            return None
+        counters = self.counters[req.server]
+        # the reply up to the records (header, counts, the client's question) and after them
+        # (OPT) are fixed for these query bytes; only the TTLs in the records age
+        head = resp.wire[2 : req.qend]
+        tail = (OPT_DO if req.do else OPT_PLAIN) if req.edns else b""
+        return Step(answer=HitReplay(self, key, get, entry, counters, head, tail).answer)
 
     async def _stale(
         self, req: Request, next: Handler, entry: Entry, counters: Counters
@@ -363,6 +387,47 @@ class Cache:
                     yield (server, kind, *labels), getattr(counters, f"{kind}_{field}")
             else:
                 yield (server, *labels), getattr(counters, field)
+
+
+class HitReplay:
+    """A cache hit answered again for the same query bytes (see :meth:`Cache.replay`)."""
+
+    __slots__ = ("key", "get", "entry", "counters", "head", "tail", "keepttl")
+
+    def __init__(
+        self,
+        cache: Cache,
+        key: tuple,
+        get: Callable[[tuple], Entry | None],
+        entry: Entry,
+        counters: Counters,
+        head: bytes,
+        tail: bytes,
+    ) -> None:
+        self.key = key
+        self.get = get
+        self.entry = entry
+        self.counters = counters
+        self.head = head
+        self.tail = tail
+        self.keepttl = cache.keepttl
+
+    def answer(self, data: bytes, now: float) -> bytes | None:
+        """The reply, TTLs aged; None once the entry expired or is no longer the stored one
+        (flushed, evicted, refreshed): the chain then decides (stale, refetch...)."""
+        entry = self.entry
+        if self.get(self.key) is not entry:
+            return None
+        remaining = entry.ttl - int(now - entry.stored)
+        if remaining <= 0:
+            return None
+        if entry.kind:
+            self.counters.denial_hits += 1
+        else:
+            self.counters.success_hits += 1
+        ttl = entry.ttl if self.keepttl else remaining
+        body = entry.body if ttl == entry.body_ttl else entry.aged_body(ttl)
+        return b"".join((data[:2], self.head, body, self.tail))
 
 
 def _clamp(msg_ttl: int, ttls: TTLs) -> int:

@@ -20,6 +20,7 @@ import structlog
 from proxy import wire
 from proxy.metrics import Registry
 from proxy.pipeline import Handler
+from proxy.replay import PASS, Step
 from proxy.request import Request, Response
 
 from .config import FirewallSpec
@@ -108,6 +109,28 @@ class Firewall:
             if chain:
                 return await self._inspect_chain(req, resp, next, rule, chain)
         return resp
+
+    def replay(self, req: Request, resp: Response) -> Step | None:
+        """This stage's part in a replay of ``req`` (see :mod:`proxy.replay`): a guard that no
+        list changed since, and the rule match to count again. Only where the decision cannot
+        depend on the client (client groups), and only when a CNAME target did not change it.
+        """
+        if not self.all_zones and not any(s in self.zones for s in wire_suffixes(req.qname_wire)):
+            return PASS
+        policy = self.policy
+        if policy.has_clients:
+            return None
+        try:
+            rule = policy.decide(req.qname_wire, req.qtype, req.client[0])  # remembered
+        except NotLoaded:
+            return None
+        if req.meta.get("firewall") is not (rule.decision if rule is not None else None):
+            return None  # a CNAME target decided (or this is not what serve saw)
+        if rule is not None and rule.action == BLOCK:
+            return None
+        guard = ListsUnchanged(self, policy)
+        count = RuleMatch(self.matches, rule).effect if rule is not None else None
+        return Step(guard=guard.guard, effect=count)
 
     async def _inspect_chain(
         self,
@@ -353,6 +376,34 @@ def register_metrics(metrics: Registry, firewalls: list[Firewall]) -> None:
         lambda: combined(((mode,), n) for fw in firewalls for mode, n in fw.fail_counts.items()),
         kind="counter",
     )
+
+
+class ListsUnchanged:
+    """A replay guard: the firewall still has the policy and lists a decision was made with."""
+
+    __slots__ = ("firewall", "policy", "generation")
+
+    def __init__(self, firewall: Firewall, policy: Policy) -> None:
+        self.firewall = firewall
+        self.policy = policy
+        self.generation = policy.generation
+
+    def guard(self) -> bool:
+        policy = self.policy
+        return self.firewall.policy is policy and policy.generation == self.generation
+
+
+class RuleMatch:
+    """A replay effect: one more match of ``rule`` (an ALLOW or ALERT that let the query on)."""
+
+    __slots__ = ("matches", "rule")
+
+    def __init__(self, matches: dict[Rule, int], rule: Rule) -> None:
+        self.matches = matches
+        self.rule = rule
+
+    def effect(self, client: Any, now: float) -> None:
+        self.matches[self.rule] += 1
 
 
 def _chain(resp: Response) -> tuple[bytes, ...]:

@@ -154,6 +154,9 @@ class Policy:
         # then the query path may look a name up itself (see Firewall.serve)
         self.by_name_only = not (self.has_clients or self.by_type)
         self.memo: dict[object, Rule | None] = {}
+        # counts list swaps (see forget): what was decided under one generation holds until
+        # the next, which is how a replayed answer knows it still passes (proxy.replay)
+        self.generation = 0
 
     def decide(self, qname: bytes, qtype: int, client_ip: str) -> Rule | None:
         """The deciding rule for a lower-case wire name, remembered. Raises NotLoaded."""
@@ -198,6 +201,7 @@ class Policy:
     def forget(self) -> None:
         """Drop remembered decisions (a list changed)."""
         self.memo.clear()
+        self.generation += 1
 
     def evaluate(self, suffixes: Sequence[bytes], qtype: int, client_ip: str) -> Rule | None:
         """The deciding rule for a name (given as its wire suffixes), or None. Raises NotLoaded."""

@@ -90,8 +90,13 @@ with ``"firewall_rule_action"``, ``"firewall_rule_group_id"`` (the rule group's 
 
 Annotations: ``log`` reads ``req.meta["firewall"]`` (an object with ``action``, ``group``,
 ``rule`` and ``list`` attributes, set by the ``firewall`` plugin) and sets
-``req.meta["log"] = True`` on the queries a rule takes, so an inner ``log`` line does not log
-them twice.
+``req.meta["log"]`` (to itself) on the queries a rule takes, so an inner ``log`` line does not
+log them twice.
+
+Replays (:mod:`proxy.replay`): a UDP query answered again without the chain (a cache hit) gets
+its Route 53 line from the fragments kept for it plus the client and the time, like any other.
+A ``log`` with the CoreDNS text format or a ``class`` filter does not take part, so a block
+with one runs the chain for every query.
 
 Performance: on the query path ``log`` renders the line and appends it to a bounded list.
 A Route 53 line for an answer seen before (every cache hit) is built from memoised fragments
@@ -130,12 +135,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from time import monotonic
+from typing import Any
 
 import structlog
 
 from proxy.config import SetupContext, normalize_zone, zone_wire
 from proxy.corefile import Directive, Token
 from proxy.pipeline import Handler
+from proxy.replay import PASS, Step
 from proxy.request import Request, Response
 
 from . import identity, output
@@ -342,22 +349,39 @@ class Log:
         meta = req.meta
         if "log" in meta or (self._zones is not None and not self._takes(req.qname_wire)):
             return await next(req)
-        meta["log"] = True
+        meta["log"] = self
         resp = await next(req)
-        lines = self._lines
-        if len(lines) < self._limit:
+        if len(self._lines) < self._limit:
             try:
                 line = self._render(req, resp)
             except Exception as exc:  # noqa: BLE001 - a line that cannot be rendered is a bug
                 self.sink.render_failed(exc)  # to report, never a reason to fail the query
             else:
                 if line is not None:
-                    lines.append(line)
-                    if len(lines) == self._early:
-                        self.sink.wake_early()
+                    self.keep(line)
         else:
             self.sink.dropped += 1
         return resp
+
+    def keep(self, line: str) -> None:
+        """Queue ``line`` for the writer (or count it dropped when the queue is full)."""
+        lines = self._lines
+        if len(lines) < self._limit:
+            lines.append(line)
+            if len(lines) == self._early:
+                self.sink.wake_early()
+        else:
+            self.sink.dropped += 1
+
+    def replay(self, req: Request, resp: Response) -> Step | None:
+        """This stage's part in a replay of ``req``: the same line, stamped anew."""
+        if req.meta.get("log") is not self:
+            return PASS  # outside this log's names, or an outer log took it
+        route53 = self.route53
+        if route53 is None or self.settings.classes:
+            return None
+        middle, tail = route53.pieces(req, resp)
+        return Step(effect=LineReplay(self, route53, middle, tail).effect)
 
     def _takes(self, qname: bytes) -> bool:
         zones = self._zones
@@ -413,3 +437,18 @@ class Log:
             if fmt == text:
                 return name
         return fmt if fmt == ROUTE53 else "custom"
+
+
+class LineReplay:
+    """A replay effect: the Route 53 line of a replayed query (see :meth:`Log.replay`)."""
+
+    __slots__ = ("keep", "stamp", "middle", "tail")
+
+    def __init__(self, log: Log, route53: Route53Format, middle: str, tail: str) -> None:
+        self.keep = log.keep
+        self.stamp = route53.stamp
+        self.middle = middle
+        self.tail = tail
+
+    def effect(self, client: Any, now: float) -> None:
+        self.keep(self.stamp(now, self.middle, client, self.tail))

@@ -377,6 +377,7 @@ class Route53Format:
         self._names: dict[bytes, str] = {}
         self._kinds: dict[int, str] = {}
         self._tails = {t: _tail(t) for t in ("udp", "tcp")}
+        self._closed_tails = {t: _tail(t) + "}" for t in ("udp", "tcp")}  # no firewall decision
         self._prefix = ""
         self._decisions: dict[int, tuple[object, str]] = {}
         # UTC seconds minus monotonic seconds, turning a request's receive time into the
@@ -395,16 +396,26 @@ class Route53Format:
         self.wall_offset = time.time() - time.monotonic()
 
     def line(self, req: Request, resp: Response) -> str:
-        """One JSON object, stamped with the request's receive time (see ``wall_offset``).
+        """One JSON object, stamped with the request's receive time (see ``wall_offset``)."""
+        middle, tail = self.pieces(req, resp)
+        return self.stamp(req.start, middle, req.client, tail)
+
+    def stamp(self, start: float, middle: str, client: Any, tail: str) -> str:
+        """The line of a query received at monotonic time ``start`` from ``client``, around
+        the fragments :meth:`pieces` made for its question, reply and decision."""
+        second = int(start + self.wall_offset)
+        if second != self._second:
+            self._new_second(second)
+        return f'{self._prefix}{middle},"srcaddr":"{client[0]}","srcport":"{client[1]}",{tail}'
+
+    def pieces(self, req: Request, resp: Response) -> tuple[str, str]:
+        """(middle, tail): the parts of a line fixed by the question, the reply, the transport
+        and the firewall decision.
 
         Everything from ``query_name`` to ``answers`` depends only on the question and the
         reply, so it is rendered once per reply and kept with the reply's AnswerInfo (shared
-        by every cache hit of that answer): a line is then one f-string over the time prefix,
-        that fragment, the client and the firewall decision.
+        by every cache hit of that answer).
         """
-        second = int(req.start + self.wall_offset)
-        if second != self._second:
-            self._new_second(second)
         code = (req.qtype << 20) | (req.qclass << 4) | resp.rcode
         info = resp.info
         derived = info.derived if info is not None else None
@@ -413,21 +424,17 @@ class Route53Format:
             middle = held[2]
         else:
             middle = self._middle(req, resp, code)
-        client = req.client
-        text = (
-            f'{self._prefix}{middle},"srcaddr":"{client[0]}","srcport":"{client[1]}",'
-            f"{self._tails.get(req.transport) or _tail(req.transport)}"
-        )
+        transport = req.transport
         decision = req.meta.get("firewall")
         if decision is None:
-            return text + "}"
+            return middle, self._closed_tails.get(transport) or _tail(transport) + "}"
         held = self._decisions.get(id(decision))
         if held is None or held[0] is not decision:  # the object is held, so its id is not reused
             held = (decision, self._decision_fragment(decision))
             if len(self._decisions) >= self.MEMO:
                 self._decisions.clear()
             self._decisions[id(decision)] = held
-        return text + held[1]
+        return middle, (self._tails.get(transport) or _tail(transport)) + held[1]
 
     def _new_second(self, second: int) -> None:
         self._second = second
