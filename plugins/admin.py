@@ -88,11 +88,11 @@ class Admin:
 
     def replay(self, req: Request, resp: Response) -> Step:
         """A replayed query is counted as this one was (see :mod:`proxy.replay`)."""
-        counted = Counted(self.stats, resp.rcode, req.meta.get("firewall"), req.qname_wire)
+        counted = StatsCount(self.stats, resp.rcode, req.meta.get("firewall"), req.qname_wire)
         return Step(effect=counted.effect)
 
 
-class Counted:
+class StatsCount:
     """A replay effect: the query counted in the admin API's stats."""
 
     __slots__ = ("count", "rcode", "decision", "qname_wire")

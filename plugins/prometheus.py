@@ -157,7 +157,7 @@ class Prometheus:
         series = self.series.get((req.server, zone)) or self._series(req.server, zone)
         rkey = (resp.rcode, resp.source)
         req_size, resp_size = series.sizes[req.transport]
-        counted = Counted(
+        counted = MetricsCount(
             self,
             series,
             TYPE_INDEX.get(req.qtype, 0) << 2 | (req.transport == "tcp"),
@@ -204,7 +204,7 @@ class Prometheus:
         return child  # type: ignore[return-value]
 
 
-class Counted:
+class MetricsCount:
     """A replay effect: the CoreDNS request and response metrics of one replayed query."""
 
     __slots__ = ("prometheus", "series", "key", "transport", "by_family", "do", "sizes", "answered")

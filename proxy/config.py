@@ -215,7 +215,9 @@ def setup_block(block: ServerBlock, app: AppContext) -> Block:
         file=block.file,
         line=block.line,
         timeouts=dict(ctx.block.timeouts),
-        replayers=tuple(itertools.takewhile(lambda p: hasattr(p, "replay"), plugins)),
+        replayers=tuple(
+            itertools.takewhile(lambda p: getattr(p, "replay", None) is not None, plugins)
+        ),
     )
 
 

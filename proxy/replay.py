@@ -23,9 +23,12 @@ A plugin takes part by having ``replay(req, resp) -> Step | None``, called right
   write a query-log line), run once the reply is known.
 
 None from any stage (or a stage without ``replay`` in front of the answering one) means the
-query is not replayed; a replay whose guard or answer fails is dropped and the query runs the
-chain, which may make a new one. Replays live per listener, bounded, and are dropped whenever
-the listener gets a new configuration.
+query is not replayed; a stage whose configuration can never take part sets ``replay = None``
+(so blocks with it do not even try). A replay whose guard or answer fails, or that raises, is
+dropped and the query runs the chain, which may make a new one. Replays live per listener,
+bounded, and are dropped whenever the listener gets a new configuration. Only queries made of
+the header, the question and at most a bare OPT record are replayed: the key is then at most
+~270 bytes, and trailing bytes or EDNS options (cookies, padding) cannot mint keys.
 """
 
 from __future__ import annotations

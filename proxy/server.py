@@ -33,6 +33,7 @@ log = structlog.get_logger("dnsfw.server")
 TYPE_DS = 43
 UDP_RCVBUF = 4 << 20
 TCP_BACKLOG = 1024
+BARE_OPT = 11  # an OPT record without options: root name, type, class, TTL, RDLENGTH 0
 
 
 class Router:
@@ -114,8 +115,13 @@ class Listener:
 
         Only for names asked in lower case, as stub resolvers ask: a resolver randomising the
         case (DNS 0x20) sends bytes that never come again, whose replays would only churn the
-        table. And not when the reply is truncated for this client."""
-        if len(resp.wire) > req.udp_size or data[12 : req.qend - 4] != req.qname_wire:
+        table. Only for a query that is its question and at most a bare OPT record (the key's
+        size is bounded; see proxy.replay). And not when the reply is truncated for this client."""
+        if (
+            len(data) != req.qend + (BARE_OPT if req.edns else 0)
+            or len(resp.wire) > req.udp_size
+            or data[12 : req.qend - 4] != req.qname_wire
+        ):
             return
         replay = build_replay(block.replayers, req, resp)
         if replay is not None:
@@ -172,7 +178,11 @@ class UDPProtocol(asyncio.DatagramProtocol):
             return
         replay = listener.replays.get(data[2:])
         if replay is not None:
-            reply = replay.run(data, addr)
+            try:
+                reply = replay.run(data, addr)
+            except Exception as exc:  # noqa: BLE001 - a part's bug: report it, let the chain answer
+                listener.server.report_panic("replay_failed", repr(exc))
+                reply = None
             if reply is not None:
                 self.sendto(reply, addr)
                 return
@@ -394,18 +404,17 @@ class Server:
         return data
 
     def _chain_failed(self, req: Request, exc: BaseException | None, resp: object) -> None:
+        error = repr(exc) if exc is not None else f"chain returned {resp!r}"
+        self.report_panic("chain_failed", error, qname=req.qname, qtype=req.qtype)
+
+    def report_panic(self, event: str, error: str, **fields: Any) -> None:
+        """Count a plugin bug (``coredns_panics_total``) and log it, at most once a second so
+        a flood of bad queries cannot flood the journal."""
         self.panics += 1
-        # a plugin bug: log it, rate-limited so a flood of bad queries cannot flood the journal
         now = time.monotonic()
         if now - self._last_panic_log >= 1.0:
             self._last_panic_log = now
-            log.error(
-                "chain_failed",
-                qname=req.qname,
-                qtype=req.qtype,
-                error=repr(exc) if exc is not None else f"chain returned {resp!r}",
-                total=self.panics,
-            )
+            log.error(event, **fields, error=error, total=self.panics)
 
     # --- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:

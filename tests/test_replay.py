@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import dns.asyncquery
+import dns.edns
 import dns.flags
 import dns.message
 import dns.rcode
@@ -59,7 +62,7 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def running(tmp_path: Path, body: str) -> AsyncIterator[Running]:
+async def running(tmp_path: Path, body: str, *, ready: bool = True) -> AsyncIterator[Running]:
     port = free_port()
     conf = tmp_path / "Corefile"
     conf.write_text(f".:{port} {{\n    bind 127.0.0.1\n{body}\n}}\n")
@@ -70,11 +73,11 @@ async def running(tmp_path: Path, body: str) -> AsyncIterator[Running]:
     server = Server(config)
     await server.start()
     try:
-        for _ in range(200):  # lists load in the background
+        for _ in range(200 if ready else 0):  # lists load in the background
             if server.ready():
                 break
             await asyncio.sleep(0.02)
-        assert server.ready()
+        assert server.ready() or not ready
         yield Running(server, port)
     finally:
         await server.stop()
@@ -309,3 +312,89 @@ async def test_replays_count_in_the_metrics_and_admin_stats(tmp_path, upstream):
         assert stats["firewall_actions"] == {"ALERT": 5}
         assert stats["top"]["alerted"] == [{"name": "mail.example.com.", "count": 5}]
         assert stats["top"]["clients"] == [{"name": "127.0.0.1", "count": 10}]
+
+
+async def test_only_plain_queries_make_replays(tmp_path, upstream):
+    """Trailing bytes and EDNS options are answered as usual, but never kept as replay keys."""
+    async with running(tmp_path, f"    cache\n    forward . {upstream.address}") as d:
+        plain = query("example.com.")
+        for _ in range(2):
+            await d.ask(plain)
+        assert d.replayed(plain)
+        padded = query("example.com.", use_edns=0, options=[dns.edns.GenericOption(12, b"\0" * 64)])
+        cookie = query("example.com.", use_edns=0, options=[dns.edns.GenericOption(10, b"c" * 8)])
+        for q in (padded, cookie):
+            for _ in range(3):
+                assert (await d.ask(q)).answer
+        junk = plain.to_wire() + b"\xff" * 4000  # ARCOUNT 0: the parser stops at the question
+        for _ in range(3):
+            reply = dns.message.from_wire(await asyncio.to_thread(raw_udp, d.port, junk))
+            assert reply.answer and reply.id == plain.id
+        assert list(d.listener.replays) == [plain.to_wire()[2:]]
+
+
+def raw_udp(port: int, data: bytes) -> bytes:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(3)
+        s.sendto(data, ("127.0.0.1", port))
+        return s.recv(65535)
+
+
+async def test_fail_open_counts_every_query(tmp_path, upstream):
+    """A CNAME target that reaches an unloaded list: fail open, counted for every query."""
+    body = f"""
+    firewall {{
+        list ok domains a.example
+        list missing file {tmp_path / "missing.txt"}
+        fail open
+        group g 10 {{
+            rule allow-a 10 ALLOW ok
+            rule block-missing 20 BLOCK missing
+        }}
+    }}
+    cache
+    forward . {upstream.address}"""
+    async with running(tmp_path, body, ready=False) as d:
+        q = query("a.example.")  # a.example -> b.tracker.example -> c.cdn.example
+        for _ in range(6):
+            assert (await d.ask(q)).rcode() == dns.rcode.NOERROR
+        assert d.plugin(Firewall).fail_counts == {"open": 6, "closed": 0}
+        assert not d.listener.replays
+
+
+async def test_a_replay_that_raises_is_dropped_and_the_chain_answers(tmp_path, upstream):
+    out = tmp_path / "query.log"
+    body = (
+        f"    log {{\n        format route53\n        output {out}\n    }}\n"
+        f"    cache\n    forward . {upstream.address}"
+    )
+    async with running(tmp_path, body) as d:
+        q = query("example.com.")
+        for _ in range(2):
+            await d.ask(q)
+        assert d.replayed(q)
+
+        def broken(second: int) -> None:
+            raise RuntimeError("a bug in a replay part")
+
+        route53 = d.plugin(Log).route53
+        route53._new_second, route53._second = broken, -1
+        for _ in range(3):
+            assert (await d.ask(q)).rcode() == dns.rcode.NOERROR  # the chain answered
+        assert d.server.panics == 3  # each replay failed, was reported and dropped
+
+
+async def test_eviction_ends_a_replay_and_frees_its_entry(tmp_path, upstream):
+    async with running(tmp_path, f"    cache\n    forward . {upstream.address}") as d:
+        q = query("example.com.")
+        for _ in range(2):
+            await d.ask(q)
+        replay = d.listener.replays[q.to_wire()[2:]]
+        hit = replay.answer.__self__
+        assert hit.entry() is not None
+        d.plugin(Cache).success.capacity = 1
+        await d.ask(query("mail.example.com."))  # stored: example.com is evicted
+        gc.collect()
+        assert hit.entry() is None  # the replay did not keep the evicted entry alive
+        assert (await d.ask(q)).answer
+        assert asked(upstream, "example.com.") == 2

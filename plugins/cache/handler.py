@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import struct
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -134,6 +135,9 @@ class Cache:
         self.counters: dict[str, Counters] = {}
         self.clock: Callable[[], float] = time.monotonic
         self.tasks: set[asyncio.Task[None]] = set()
+        if self.prefetch:
+            # prefetch needs every hit of an entry counted through serve: no replays
+            self.replay = None  # type: ignore[assignment]
 
     # --- the query path --------------------------------------------------------------
     async def serve(self, req: Request, next: Handler) -> Response:
@@ -150,11 +154,8 @@ class Cache:
                     counters.denial_hits += 1
                 else:
                     counters.success_hits += 1
-                if self.prefetch:
-                    if self._should_prefetch(entry, now, remaining):
-                        self._refresh_later(req, next, entry, counters)
-                    # prefetch counts every hit: no replays, which would not call here
-                    return self._hit(req, entry, entry.ttl if self.keepttl else remaining)
+                if self.prefetch and self._should_prefetch(entry, now, remaining):
+                    self._refresh_later(req, next, entry, counters)
                 return self._hit(req, entry, entry.ttl if self.keepttl else remaining, self)
             if -remaining < self.stale_up_to:
                 return await self._stale(req, next, entry, counters)
@@ -390,9 +391,12 @@ class Cache:
 
 
 class HitReplay:
-    """A cache hit answered again for the same query bytes (see :meth:`Cache.replay`)."""
+    """A cache hit answered again for the same query bytes (see :meth:`Cache.replay`).
 
-    __slots__ = ("key", "get", "entry", "counters", "head", "tail", "keepttl")
+    It holds its entry weakly: an entry flushed, evicted or replaced is freed at once, not
+    kept alive (outside the cache's memory bound) until its replay is next asked for."""
+
+    __slots__ = ("cache", "key", "get", "entry", "counters", "head", "tail")
 
     def __init__(
         self,
@@ -404,28 +408,29 @@ class HitReplay:
         head: bytes,
         tail: bytes,
     ) -> None:
+        self.cache = cache
         self.key = key
         self.get = get
-        self.entry = entry
+        self.entry = weakref.ref(entry)
         self.counters = counters
         self.head = head
         self.tail = tail
-        self.keepttl = cache.keepttl
 
     def answer(self, data: bytes, now: float) -> bytes | None:
-        """The reply, TTLs aged; None once the entry expired or is no longer the stored one
-        (flushed, evicted, refreshed): the chain then decides (stale, refetch...)."""
-        entry = self.entry
-        if self.get(self.key) is not entry:
+        """The reply, TTLs aged as a hit ages them; None once the entry expired or is no longer
+        the stored one (flushed, evicted, refreshed): the chain then decides (stale, refetch)."""
+        entry = self.entry()
+        if entry is None or self.get(self.key) is not entry:
             return None
-        remaining = entry.ttl - int(now - entry.stored)
+        cache = self.cache
+        remaining = entry.ttl - int(cache.clock() - entry.stored)
         if remaining <= 0:
             return None
         if entry.kind:
             self.counters.denial_hits += 1
         else:
             self.counters.success_hits += 1
-        ttl = entry.ttl if self.keepttl else remaining
+        ttl = entry.ttl if cache.keepttl else remaining
         body = entry.body if ttl == entry.body_ttl else entry.aged_body(ttl)
         return b"".join((data[:2], self.head, body, self.tail))
 

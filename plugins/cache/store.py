@@ -125,6 +125,7 @@ class Entry:
     """One stored answer, ready to be replayed (see the module docstring)."""
 
     __slots__ = (
+        "__weakref__",  # replays hold entries weakly (plugins.cache.handler.HitReplay)
         "key",
         "kind",
         "rcode",

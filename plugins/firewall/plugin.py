@@ -75,6 +75,8 @@ class Firewall:
         }
         self.matches = dict.fromkeys(self.ede, 0)
         self.fail_counts = {"open": 0, "closed": 0}
+        if self.policy.has_clients:
+            self.replay = None  # type: ignore[assignment]  # decisions per client: no replays
         self.tasks: list[asyncio.Task] = []
         self._last_fail_log = 0.0
 
@@ -112,14 +114,15 @@ class Firewall:
 
     def replay(self, req: Request, resp: Response) -> Step | None:
         """This stage's part in a replay of ``req`` (see :mod:`proxy.replay`): a guard that no
-        list changed since, and the rule match to count again. Only where the decision cannot
-        depend on the client (client groups), and only when a CNAME target did not change it.
+        list changed since, and the rule match to count again. Not while a list is not loaded
+        (serve failed open or closed, which it counts each time), and not when a CNAME target
+        changed the decision. (Firewalls with client groups take no part: see __init__.)
         """
         if not self.all_zones and not any(s in self.zones for s in wire_suffixes(req.qname_wire)):
             return PASS
-        policy = self.policy
-        if policy.has_clients:
+        if not self.ready():
             return None
+        policy = self.policy
         try:
             rule = policy.decide(req.qname_wire, req.qtype, req.client[0])  # remembered
         except NotLoaded:
@@ -128,7 +131,7 @@ class Firewall:
             return None  # a CNAME target decided (or this is not what serve saw)
         if rule is not None and rule.action == BLOCK:
             return None
-        guard = ListsUnchanged(self, policy)
+        guard = ListsUnchanged(policy)
         count = RuleMatch(self.matches, rule).effect if rule is not None else None
         return Step(guard=guard.guard, effect=count)
 
@@ -379,18 +382,16 @@ def register_metrics(metrics: Registry, firewalls: list[Firewall]) -> None:
 
 
 class ListsUnchanged:
-    """A replay guard: the firewall still has the policy and lists a decision was made with."""
+    """A replay guard: no list of the policy was swapped since a decision was made."""
 
-    __slots__ = ("firewall", "policy", "generation")
+    __slots__ = ("policy", "generation")
 
-    def __init__(self, firewall: Firewall, policy: Policy) -> None:
-        self.firewall = firewall
+    def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self.generation = policy.generation
 
     def guard(self) -> bool:
-        policy = self.policy
-        return self.firewall.policy is policy and policy.generation == self.generation
+        return self.policy.generation == self.generation
 
 
 class RuleMatch:

@@ -344,6 +344,8 @@ class Log:
         self._early = self.sink.early
         zones = frozenset(zone_wire(n) for n in settings.names)
         self._zones = None if b"\x00" in zones else zones
+        if self.route53 is None or settings.classes:
+            self.replay = None  # type: ignore[assignment]  # only unfiltered Route 53 lines
 
     async def serve(self, req: Request, next: Handler) -> Response:
         meta = req.meta
@@ -378,8 +380,7 @@ class Log:
         if req.meta.get("log") is not self:
             return PASS  # outside this log's names, or an outer log took it
         route53 = self.route53
-        if route53 is None or self.settings.classes:
-            return None
+        assert route53 is not None  # see __init__
         middle, tail = route53.pieces(req, resp)
         return Step(effect=LineReplay(self, route53, middle, tail).effect)
 
