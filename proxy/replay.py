@@ -27,8 +27,8 @@ query is not replayed; a stage whose configuration can never take part sets ``re
 (so blocks with it do not even try). A replay whose guard or answer fails, or that raises, is
 dropped and the query runs the chain, which may make a new one. Replays live per listener,
 bounded, and are dropped whenever the listener gets a new configuration. Only queries made of
-the header, the question and at most a bare OPT record are replayed: the key is then at most
-~270 bytes, and trailing bytes or EDNS options (cookies, padding) cannot mint keys.
+the header, the question and at most a bare OPT record are replayed: the key is then under 300
+bytes, and trailing bytes or EDNS options (cookies, padding) cannot mint keys.
 """
 
 from __future__ import annotations
@@ -84,8 +84,8 @@ class Replay:
 
 def build(replayers: Sequence[Any], req: Request, resp: Response) -> Replay | None:
     """A replay of ``req`` answered with ``resp`` by ``resp.replay``, or None when a stage in
-    front of it cannot replay it. ``replayers``: the block's leading plugins that have
-    ``replay``, in chain order (a stage without it ends the part of the chain that can)."""
+    front of it cannot replay it. ``replayers``: the block's leading plugins whose ``replay``
+    is not None, in chain order (a stage without one ends the part of the chain that can)."""
     if resp.replay not in replayers:
         return None
     guards: list[Guard] = []

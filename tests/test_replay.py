@@ -60,6 +60,12 @@ class Running:
     def replayed(self, q: dns.message.Message) -> bool:
         return q.to_wire()[2:] in self.listener.replays
 
+    async def make_replay(self, q: dns.message.Message, *, asks: int = 2) -> None:
+        """Ask ``q`` ``asks`` times (a miss, then the chain's hit keeps a replay of it)."""
+        for _ in range(asks):
+            await self.ask(q)
+        assert self.replayed(q)
+
 
 @contextlib.asynccontextmanager
 async def running(tmp_path: Path, body: str, *, ready: bool = True) -> AsyncIterator[Running]:
@@ -264,9 +270,7 @@ async def test_only_whole_udp_answers_are_replayed(tmp_path, upstream):
 async def test_a_reload_drops_the_replays(tmp_path, upstream):
     async with running(tmp_path, f"    cache\n    forward . {upstream.address}") as d:
         q = query("example.com.")
-        for _ in range(3):
-            await d.ask(q)
-        assert d.replayed(q)
+        await d.make_replay(q, asks=3)
         conf = tmp_path / "Corefile"
         new = build(
             parse_file(str(conf), directives=plugins.ORDER),
@@ -318,9 +322,7 @@ async def test_only_plain_queries_make_replays(tmp_path, upstream):
     """Trailing bytes and EDNS options are answered as usual, but never kept as replay keys."""
     async with running(tmp_path, f"    cache\n    forward . {upstream.address}") as d:
         plain = query("example.com.")
-        for _ in range(2):
-            await d.ask(plain)
-        assert d.replayed(plain)
+        await d.make_replay(plain)
         padded = query("example.com.", use_edns=0, options=[dns.edns.GenericOption(12, b"\0" * 64)])
         cookie = query("example.com.", use_edns=0, options=[dns.edns.GenericOption(10, b"c" * 8)])
         for q in (padded, cookie):
@@ -370,9 +372,7 @@ async def test_a_replay_that_raises_is_dropped_and_the_chain_answers(tmp_path, u
     )
     async with running(tmp_path, body) as d:
         q = query("example.com.")
-        for _ in range(2):
-            await d.ask(q)
-        assert d.replayed(q)
+        await d.make_replay(q)
 
         def broken(second: int) -> None:
             raise RuntimeError("a bug in a replay part")
