@@ -144,7 +144,7 @@ class Cache:
         if self.check_zones and not in_zones(req.qname_wire, self.zone_wires):
             return await next(req)
         counters = self.counters.get(req.server) or self._counters(req.server)
-        key = (req.qname_wire, req.qtype, req.qclass, (req.flags & _CD) | req.do)
+        key = (req.qname_wire, req.qtype, req.qclass, (req.flags & _CD) | req.do)  # _key, inline
         entry = self._success_get(key) or self._denial_get(key)
         if entry is not None:
             now = self.clock()
@@ -191,7 +191,7 @@ class Cache:
         """The answer step of a replay of the hit ``resp`` (see :mod:`proxy.replay`)."""
         if resp.replay is not self:
             return None
-        key = (req.qname_wire, req.qtype, req.qclass, (req.flags & _CD) | req.do)
+        key = _key(req)
         get = self._success_get
         entry = get(key)
         if entry is None:  # a key lives in one of the two stores
@@ -230,7 +230,7 @@ class Cache:
         if admitted is None:
             return self._clear_ad(req, resp)
         kind, ttl, info = admitted
-        key = (req.qname_wire, req.qtype, req.qclass, (req.flags & wire.CD) | req.do)
+        key = _key(req)
         entry = make_entry(key, kind, resp.wire, info, ttl, self.clock())
         if entry is None:
             return self._clear_ad(req, resp)
@@ -433,6 +433,11 @@ class HitReplay:
         ttl = entry.ttl if cache.keepttl else remaining
         body = entry.body if ttl == entry.body_ttl else entry.aged_body(ttl)
         return b"".join((data[:2], self.head, body, self.tail))
+
+
+def _key(req: Request) -> tuple[bytes, int, int, int]:
+    """An entry's key: the lower-case name, type, class, and the CD and DO bits."""
+    return (req.qname_wire, req.qtype, req.qclass, (req.flags & _CD) | req.do)
 
 
 def _clamp(msg_ttl: int, ttls: TTLs) -> int:

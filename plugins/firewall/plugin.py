@@ -82,7 +82,7 @@ class Firewall:
 
     # --- the query path -----------------------------------------------------------------
     async def serve(self, req: Request, next: Handler) -> Response:
-        if not self.all_zones and not any(s in self.zones for s in wire_suffixes(req.qname_wire)):
+        if not self.all_zones and not self._in_zones(req.qname_wire):
             return await next(req)
         if self.bypass_signals:
             signal = self._bypass_signal(req)
@@ -118,7 +118,7 @@ class Firewall:
         (serve failed open or closed, which it counts each time), and not when a CNAME target
         changed the decision. (Firewalls with client groups take no part: see __init__.)
         """
-        if not self.all_zones and not any(s in self.zones for s in wire_suffixes(req.qname_wire)):
+        if not self.all_zones and not self._in_zones(req.qname_wire):
             return PASS
         if not self.ready():
             return None
@@ -134,6 +134,9 @@ class Firewall:
         guard = ListsUnchanged(policy)
         count = RuleMatch(self.matches, rule).effect if rule is not None else None
         return Step(guard=guard.guard, effect=count)
+
+    def _in_zones(self, qname: bytes) -> bool:
+        return any(suffix in self.zones for suffix in wire_suffixes(qname))
 
     async def _inspect_chain(
         self,
