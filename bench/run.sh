@@ -5,7 +5,9 @@
 #                [-p "TARGET:WORKLOADS ..."] [--ref LABEL]
 #
 # TARGET is either a dnsfw variant, the name of a Corefile in bench/corefiles/ (NAME.Corefile,
-# started with `dnsfw run` on its own port), or a reference peer of ../shared/bench/peers.sh
+# started with `dnsfw run` on its own port; NAME@base starts it with $DNSFW_BASE instead, e.g. a
+# venv of an earlier commit, so before and after are measured in one interleaved run), or a
+# reference peer of ../shared/bench/peers.sh
 # (knot = the upstream itself, py-wire-1p = the bare-Python floor, unbound-bl, py-fwd-raw ...).
 # WORKLOADS are the harness's (hit, blocked, miss, mix; comma separated).
 # Default: "fwd:hit,miss knot:hit,miss" (the forward path against its upstream).
@@ -58,13 +60,14 @@ else
   own_upstream=1
 fi
 
-start_dnsfw() {  # name -> starts dnsfw with bench/corefiles/NAME.Corefile
-  local name=$1 port=$next_port conf="$OUT/run/$1.Corefile"
+start_dnsfw() {  # name [binary] -> starts dnsfw with bench/corefiles/${name%@base}.Corefile
+  local name=$1 binary=${2:-$DNSFW} port=$next_port conf="$OUT/run/$1.Corefile"
   next_port=$((next_port + 1))
   sed -e "s#{PORT}#$port#g" -e "s#{UPSTREAM}#127.0.0.1:5301#g" \
-      -e "s#{BLOCKLIST}#$DATA/blocklist.txt#g" -e "s#{LOGDIR}#$OUT/run#g" \
-      "$HERE/corefiles/$name.Corefile" > "$conf"
-  "$DNSFW" run -conf "$conf" -quiet >"$OUT/run/$name.out" 2>&1 &
+      -e "s#{BLOCKLIST}#$DATA/blocklist.txt#g" -e "s#{LOGDIR}#$OUT/run/$name#g" \
+      "$HERE/corefiles/${name%@base}.Corefile" > "$conf"
+  mkdir -p "$OUT/run/$name"
+  "$binary" run -conf "$conf" -quiet >"$OUT/run/$name.out" 2>&1 &
   PID[$name]=$!
   PORTOF[$name]=$port
   local t0=$SECONDS
@@ -78,7 +81,10 @@ start_dnsfw() {  # name -> starts dnsfw with bench/corefiles/NAME.Corefile
 
 for spec in $TARGETS; do
   t=${spec%%:*}
-  if [ -f "$HERE/corefiles/$t.Corefile" ]; then
+  if [ "${t%@base}" != "$t" ] && [ -f "$HERE/corefiles/${t%@base}.Corefile" ]; then
+    [ -x "${DNSFW_BASE:-}" ] || { echo "$t needs DNSFW_BASE=/path/to/an/earlier/dnsfw" >&2; exit 1; }
+    start_dnsfw "$t" "$DNSFW_BASE"
+  elif [ -f "$HERE/corefiles/$t.Corefile" ]; then
     start_dnsfw "$t"
   elif [ "$t" = knot ]; then
     PID[$t]=$(cat "$DATA/knot/knotd.pid"); PORTOF[$t]=5301

@@ -9,16 +9,35 @@ dnsfw does not implement is refused at setup with ``plugin/NAME: not supported b
 
 The order of lines in a Corefile never matters; repeated directives run in Corefile order.
 
-``IMPLEMENTED`` maps a directive to the module that provides it. A plugin module has:
+``IMPLEMENTED`` maps a directive to the module that provides it.
+
+Writing a plugin (the contract; :mod:`proxy.pipeline` and :mod:`proxy.replay` hold the types).
+A plugin module has:
 
 * a docstring with its Corefile syntax, options, defaults and examples;
 * ``setup(directive, ctx) -> plugin | None`` that validates its tokens and raises
   ``proxy.corefile.CorefileError`` with file and line (None: it only configures the block);
 * optionally ``ONCE = True`` when it may appear only once per server block.
 
-A plugin object has ``name`` and ``async def serve(req, next)``, and optionally
-``async start()``, ``async stop()``, ``ready() -> bool`` and ``replay(req, resp) -> Step | None``
-(its part when a UDP query is answered again without the chain, see :mod:`proxy.replay`).
+A plugin object subclasses :class:`proxy.pipeline.Plugin` (setup refuses one that does not
+meet it) and has:
+
+* ``name``, and ``replays``: ``proxy.replay.TAKES_PART``, or
+  ``proxy.replay.not_replayed("why")`` when the stage cannot take part in replays (every query
+  through it then runs the whole chain; the server logs ``replays_off`` with the reason);
+* ``async def serve(req, next) -> Response`` that does one job. Its per-query behaviour
+  (count something, write a line) is an :class:`proxy.replay.Effect` object run with
+  ``req.run(effect)``; a decision that can go stale records a :class:`proxy.replay.Guard`
+  with ``req.record(guard)``; a stage that answers from state it keeps (the cache) puts an
+  :class:`proxy.replay.Answer` on its Response. That is all it takes for a replayed query
+  to get the same behaviour: the replay runs the recorded objects again, in the same order.
+  ``req.no_replay()`` keeps one query from being replayed;
+* optionally ``async start()``, ``async stop()`` and ``ready() -> bool`` (defaults: nothing,
+  nothing, True).
+
+``serve`` runs without a current asyncio Task (the chain is driven by hand): never use
+``asyncio.timeout()`` or ``asyncio.wait_for()`` there (they raise from Python 3.12 on); use
+``proxy.pipeline.deadline(awaitable, seconds)``.
 """
 
 ORDER: tuple[str, ...] = tuple(

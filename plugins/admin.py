@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -61,8 +62,8 @@ from proxy.admin import STATS_KEY, AdminSite, QueryStats
 from proxy.config import SetupContext
 from proxy.corefile import Directive, Token
 from proxy.http import add_site, parse_address
-from proxy.pipeline import Handler
-from proxy.replay import Step
+from proxy.pipeline import Handler, Plugin
+from proxy.replay import TAKES_PART, Effect
 from proxy.request import Request, Response
 
 ONCE = True
@@ -72,39 +73,36 @@ MIN_TOKEN = 16
 log = structlog.get_logger("dnsfw.admin")
 
 
-class Admin:
+class Admin(Plugin):
     """The chain side of the stage: feeds the process's :class:`proxy.admin.QueryStats`."""
 
     name = "admin"
+    replays = TAKES_PART
 
     def __init__(self, stats: QueryStats) -> None:
-        self.stats = stats
-        self.observe = stats.observe
+        self.count = stats.count
 
     async def serve(self, req: Request, next: Handler) -> Response:
         resp = await next(req)
-        self.observe(req, resp)
+        req.run(StatsCount(self.count, resp.rcode, req.meta.get("firewall"), req.qname_wire))
         return resp
 
-    def replay(self, req: Request, resp: Response) -> Step:
-        """A replayed query is counted as this one was (see :mod:`proxy.replay`)."""
-        counted = StatsCount(self.stats, resp.rcode, req.meta.get("firewall"), req.qname_wire)
-        return Step(effect=counted.effect)
 
-
-class StatsCount:
-    """A replay effect: the query counted in the admin API's stats."""
+class StatsCount(Effect):
+    """One answered query, counted in the admin API's stats."""
 
     __slots__ = ("count", "rcode", "decision", "qname_wire")
 
-    def __init__(self, stats: QueryStats, rcode: int, decision: Any, qname_wire: bytes) -> None:
-        self.count = stats.count
+    def __init__(
+        self, count: Callable[..., None], rcode: int, decision: Any, qname_wire: bytes
+    ) -> None:
+        self.count = count
         self.rcode = rcode
         self.decision = decision
         self.qname_wire = qname_wire
 
-    def effect(self, client: Any, now: float) -> None:
-        self.count(self.rcode, client[0], now, self.decision, self.qname_wire)
+    def __call__(self, client: Any, start: float) -> None:
+        self.count(self.rcode, client[0], start, self.decision, self.qname_wire)
 
 
 def setup(directive: Directive, ctx: SetupContext) -> Admin:

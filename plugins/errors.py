@@ -45,8 +45,8 @@ import structlog
 from proxy.config import SetupContext
 from proxy.corefile import Directive
 from proxy.durations import parse_duration
-from proxy.pipeline import Handler
-from proxy.replay import PASS, Step
+from proxy.pipeline import Handler, Plugin
+from proxy.replay import TAKES_PART
 from proxy.request import Request, Response
 
 ONCE = True
@@ -102,8 +102,9 @@ def _consolidation(line: Directive) -> Consolidation:
     return Consolidation(pattern, every, line.args[0].text, level, show_first)
 
 
-class Errors:
+class Errors(Plugin):
     name = "errors"
+    replays = TAKES_PART  # it acts on failed queries only, which are never replayed
 
     def __init__(self, rules: list[Consolidation]) -> None:
         self.rules = rules
@@ -112,12 +113,9 @@ class Errors:
     async def serve(self, req: Request, next: Handler) -> Response:
         resp = await next(req)
         if resp.error is not None:
+            req.no_replay()
             self.report(req, resp)
         return resp
-
-    def replay(self, req: Request, resp: Response) -> Step | None:
-        """A replayed answer is one without an error: nothing to report (proxy.replay)."""
-        return PASS if resp.error is None else None
 
     def report(self, req: Request, resp: Response) -> None:
         message = f"{resp.rcode} {req.qname} {dns.rdatatype.to_text(req.qtype)}: {resp.error}"

@@ -59,8 +59,8 @@ from proxy.config import SetupContext, zone_wire
 from proxy.corefile import Directive
 from proxy.http import add_site, parse_address, refuse_unless_get
 from proxy.metrics import Child, HistogramChild, Metric, Registry, exposition, exposition_registry
-from proxy.pipeline import Handler
-from proxy.replay import Step
+from proxy.pipeline import Handler, Plugin
+from proxy.replay import TAKES_PART, Effect
 from proxy.request import Request, Response
 
 ONCE = True
@@ -116,8 +116,9 @@ class Series:
         }
 
 
-class Prometheus:
+class Prometheus(Plugin):
     name = "prometheus"
+    replays = TAKES_PART
 
     def __init__(self, zones: tuple[str, ...], metrics: Registry) -> None:
         self.zones = {zone_wire(z): z for z in zones}
@@ -128,45 +129,21 @@ class Prometheus:
     async def serve(self, req: Request, next: Handler) -> Response:
         resp = await next(req)
         zone = self.zone or self._zone(req.qname_wire)
-        series = self.series.get((req.server, zone))
-        if series is None:
-            series = self._series(req.server, zone)
-        tcp = req.transport == "tcp"
-        key = TYPE_INDEX.get(req.qtype, 0) << 2 | (":" in req.client[0]) << 1 | tcp
-        child = series.requests.get(key)
-        if child is None:
-            child = self._request_child(series, key, req.transport)
-        child.value += 1
-        if req.do:
-            series.do.value += 1
-        req_size, resp_size = series.sizes[req.transport]
-        req_size.observe(len(req.wire))
-        resp_size.observe(len(resp.wire))
-        series.duration.observe(_monotonic() - req.start)
-        rkey = (resp.rcode, resp.source)
-        child = series.responses.get(rkey)
-        if child is None:
-            child = self._response_child(series, rkey)
-        child.value += 1
-        return resp
-
-    def replay(self, req: Request, resp: Response) -> Step:
-        """A replayed query is counted as this one was (see :mod:`proxy.replay`); only the
-        client's address family and the duration can differ."""
-        zone = self.zone or self._zone(req.qname_wire)
         series = self.series.get((req.server, zone)) or self._series(req.server, zone)
         rkey = (resp.rcode, resp.source)
-        req_size, resp_size = series.sizes[req.transport]
-        counted = MetricsCount(
-            self,
-            series,
-            TYPE_INDEX.get(req.qtype, 0) << 2 | (req.transport == "tcp"),
-            req.transport,
-            series.do if req.do else None,
-            (req_size, len(req.wire), resp_size, len(resp.wire)),
-            series.responses.get(rkey) or self._response_child(series, rkey),
+        req.run(
+            Count(
+                self,
+                series,
+                TYPE_INDEX.get(req.qtype, 0) << 2 | (req.transport == "tcp"),
+                req.transport,
+                series.do if req.do else None,
+                len(req.wire),
+                len(resp.wire),
+                series.responses.get(rkey) or self._response_child(series, rkey),
+            )
         )
-        return Step(effect=counted.effect)
+        return resp
 
     def _zone(self, qname: bytes) -> str:
         """The longest of the block's zones that ``qname`` is in (routing chose this block)."""
@@ -204,8 +181,9 @@ class Prometheus:
         return child  # type: ignore[return-value]
 
 
-class MetricsCount:
-    """A replay effect: the CoreDNS request and response metrics of one replayed query."""
+class Count(Effect):
+    """The CoreDNS request and response metrics of one answered query: everything but the
+    client's address family and the duration is fixed by the question and the reply."""
 
     __slots__ = ("prometheus", "series", "key", "transport", "by_family", "do", "sizes", "answered")
 
@@ -216,7 +194,8 @@ class MetricsCount:
         key: int,
         transport: str,
         do: Child | None,
-        sizes: tuple[HistogramChild, int, HistogramChild, int],
+        req_len: int,
+        resp_len: int,
         answered: Child,
     ) -> None:
         self.prometheus = prometheus
@@ -226,10 +205,11 @@ class MetricsCount:
         # IPv4 and IPv6 clients' requests series, looked up (made) when first needed
         self.by_family: list[Child | None] = [None, None]
         self.do = do
-        self.sizes = sizes
+        req_size, resp_size = series.sizes[transport]
+        self.sizes = (req_size, req_len, resp_size, resp_len)
         self.answered = answered
 
-    def effect(self, client: Any, now: float) -> None:
+    def __call__(self, client: Any, start: float) -> None:
         family = ":" in client[0]
         child = self.by_family[family]
         if child is None:
@@ -244,7 +224,7 @@ class MetricsCount:
         req_size, req_len, resp_size, resp_len = self.sizes
         req_size.observe(req_len)
         resp_size.observe(resp_len)
-        self.series.duration.observe(_monotonic() - now)
+        self.series.duration.observe(_monotonic() - start)
         self.answered.value += 1
 
 

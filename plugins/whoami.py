@@ -24,7 +24,8 @@ import struct
 from proxy import wire
 from proxy.config import SetupContext
 from proxy.corefile import Directive
-from proxy.pipeline import Handler
+from proxy.pipeline import Handler, Plugin
+from proxy.replay import TAKES_PART
 from proxy.request import Request, Response
 
 
@@ -34,8 +35,9 @@ def setup(directive: Directive, ctx: SetupContext) -> Whoami:
     return Whoami()
 
 
-class Whoami:
+class Whoami(Plugin):
     name = "whoami"
+    replays = TAKES_PART  # its answers name the client: never offered for replay
 
     async def serve(self, req: Request, next: Handler) -> Response:
         host, port = req.client[0], req.client[1]

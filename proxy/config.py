@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -110,17 +109,19 @@ class Block:
 
     keys: tuple[ServerKey, ...]
     bind: tuple[str, ...]
-    plugins: list[Any]  # every plugin object, chain order (lifecycle hooks run on these)
+    plugins: list[Plugin]  # every plugin object, chain order (lifecycle hooks run on these)
     chain: Handler
     file: str
     line: int
     timeouts: dict[str, float] = field(default_factory=dict)
-    # the leading plugins that can take part in a replay (see proxy.replay)
-    replayers: tuple[Any, ...] = ()
 
     @property
     def names(self) -> list[str]:
         return [p.name for p in self.plugins]
+
+    def replays_off(self) -> list[tuple[str, str]]:
+        """(plugin, reason) of the stages that keep their queries from being replayed."""
+        return [(p.name, p.replays.reason) for p in self.plugins if not p.replays.takes_part]
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,11 @@ def setup_block(block: ServerBlock, app: AppContext) -> Block:
         except CorefileError as err:
             raise err if err.plugin else err.with_plugin(name) from None
         if plugin is not None:
+            if not isinstance(plugin, Plugin):
+                raise directive.error(
+                    f"{type(plugin).__name__} does not meet the plugin contract "
+                    "(plugins/__init__.py: name, replays, serve)"
+                ).with_plugin(name)
             plugins.append(plugin)
     return Block(
         keys=block.keys,
@@ -215,9 +221,6 @@ def setup_block(block: ServerBlock, app: AppContext) -> Block:
         file=block.file,
         line=block.line,
         timeouts=dict(ctx.block.timeouts),
-        replayers=tuple(
-            itertools.takewhile(lambda p: getattr(p, "replay", None) is not None, plugins)
-        ),
     )
 
 

@@ -8,19 +8,26 @@ extra loop iteration. Only a query that waits on I/O gets a :class:`Continuation
 what ``asyncio.Task.__step`` does (resume the coroutine when the awaited future is done) at a
 fraction of the cost.
 
-Consequences for plugin code: ``serve`` must not rely on ``asyncio.current_task()`` (so no
-``asyncio.timeout()``); use futures with ``loop.call_later`` for deadlines. Awaiting a real
-Task (``await asyncio.ensure_future(...)``) works.
+Consequences for plugin code: ``serve`` must not rely on ``asyncio.current_task()``, so
+neither ``asyncio.timeout()`` nor (from Python 3.12 on) ``asyncio.wait_for()`` work there; use
+:func:`deadline`. Awaiting a real Task (``await asyncio.ensure_future(...)``) works.
+
+:class:`Plugin` is the contract every stage meets (see ``plugins/__init__.py`` for the whole
+of it): ``name``, ``replays`` (its declared part in :mod:`proxy.replay`), ``serve``, and the
+optional lifecycle hooks, which default to doing nothing when a plugin subclasses it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from .replay import Replays
 from .request import Request, Response
 from .wire import SERVFAIL
+
+T = TypeVar("T")
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
@@ -31,19 +38,39 @@ class Sink(Protocol):
     def finish(self, req: Request, resp: Response | None, exc: BaseException | None) -> None: ...
 
 
+@runtime_checkable
 class Plugin(Protocol):
-    """A stage of the chain. Optional hooks: ``async start()``, ``async stop()``, ``ready() -> bool``."""
+    """A stage of the chain. Subclass it to inherit the default hooks."""
 
     name: str
+    # declared at setup: whether the stage takes part in replays (proxy.replay.TAKES_PART) or
+    # not (proxy.replay.not_replayed(reason)); set per instance when options decide it
+    replays: Replays
 
     async def serve(self, req: Request, next: Handler) -> Response: ...
 
+    async def start(self) -> None:
+        """Called before the configuration serves (lists load, sockets open); may raise."""
+
+    async def stop(self) -> None:
+        """Called when the configuration is retired or the server stops."""
+
+    def ready(self) -> bool:
+        """False while the stage cannot serve as configured yet (``/ready`` says 503)."""
+        return True
+
 
 def build_chain(plugins: Sequence[Plugin]) -> Handler:
-    """Fold ``plugins`` (outermost first) into one handler; past the last one is SERVFAIL."""
+    """Fold ``plugins`` (outermost first) into one handler; past the last one is SERVFAIL.
+
+    A stage that takes no part in replays marks the queries that reach it (and so every answer
+    it or a stage behind it makes for them) as not replayable."""
     handler: Handler = _no_next(plugins[-1].name if plugins else "")
     for plugin in reversed(plugins):
-        handler = _link(plugin.serve, handler)
+        if plugin.replays.takes_part:
+            handler = _link(plugin.serve, handler)
+        else:
+            handler = _link_unreplayed(plugin.serve, handler)
     return handler
 
 
@@ -51,6 +78,16 @@ def _link(
     serve: Callable[[Request, Handler], Coroutine[Any, Any, Response]], nxt: Handler
 ) -> Handler:
     return lambda req: serve(req, nxt)
+
+
+def _link_unreplayed(
+    serve: Callable[[Request, Handler], Coroutine[Any, Any, Response]], nxt: Handler
+) -> Handler:
+    def link(req: Request) -> Coroutine[Any, Any, Response]:
+        req.trail = None
+        return serve(req, nxt)
+
+    return link
 
 
 def _no_next(name: str) -> Handler:
@@ -115,3 +152,35 @@ class Continuation:
             self.sink.finish(self.req, None, exc)
         else:
             self._wait(awaited)
+
+
+async def deadline(awaitable: Awaitable[T], seconds: float) -> T:
+    """``await awaitable`` for at most ``seconds``, else cancel it and raise TimeoutError.
+
+    For plugin code in ``serve``: it needs no current Task (the chain is driven by hand), where
+    ``asyncio.timeout()`` raises and ``asyncio.wait_for()`` does too from Python 3.12 on. A
+    coroutine runs as a Task of its own; a future is awaited as it is.
+    """
+    loop = asyncio.get_running_loop()
+    inner = asyncio.ensure_future(awaitable)
+    if not inner.done():
+        waiter = loop.create_future()
+
+        def wake(_: object) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        inner.add_done_callback(wake)
+        timer = loop.call_later(seconds, wake, None)
+        try:
+            await waiter
+        except BaseException:  # the chain was closed or cancelled: so is what it waited for
+            inner.cancel()
+            raise
+        finally:
+            timer.cancel()
+            inner.remove_done_callback(wake)
+        if not inner.done():
+            inner.cancel()
+            raise TimeoutError(f"no result within {seconds:g} s")
+    return inner.result()

@@ -1,70 +1,108 @@
-"""Replays: a UDP query answered again without running the chain, when nothing it depends on
-has changed since the chain answered the very same query.
+"""Replays: a UDP query answered again without running the chain, from what the chain recorded
+when it answered the very same query, until anything that answer depended on changes.
 
 Most of what a DNS proxy sees is the same few thousand questions asked again and answered
 from the cache. Running the chain for each (a Request, a coroutine per stage, each stage's
-checks) costs several times what the reply itself costs. So when the chain finished a UDP
-query at once and the stage that answered it says the answer can be replayed, the listener
-asks every stage in front of it, in chain order, for a :class:`Step`, and keeps the steps
-under the query's bytes after its id (question with the client's case, flags, EDNS): the
-same bytes from any client are then answered by :meth:`Replay.run` -- guards, the answer,
-effects -- with no Request and no stage call.
+checks) costs several times what the reply itself costs. So each stage writes its per-query
+behaviour once, as small objects that ``serve`` itself uses, and the request records them as
+the chain runs them (:meth:`proxy.request.Request.record` and :meth:`~proxy.request.Request.run`):
 
-A plugin takes part by having ``replay(req, resp) -> Step | None``, called right after
-``serve`` finished that query:
+* a :class:`Guard` -- True while the stage would still decide as it did (the firewall: no list
+  swapped since). Recorded, not run: ``serve`` has just decided.
+* an :class:`Effect` -- what the stage does for every query it sees, called with the client's
+  address and the query's monotonic receive time (count a rule match, write a query-log line,
+  count the query in the metrics). ``serve`` runs it through ``req.run(effect)``, which also
+  records it, so the replay does exactly what the chain did, in the same order.
+* an :class:`Answer` -- the reply for the query bytes at a monotonic time, or None once it no
+  longer holds (the cache: the entry expired, was flushed or replaced). The stage that answered
+  puts it on its Response (``Response(..., replay=answer)``) after using it for the reply itself.
 
-* ``guard()``: True while the stage would still decide as it did (e.g. the firewall: no list
-  changed since). Guards run first and must have no side effects.
-* ``answer(data, now)``: only for the stage that answered (``resp.replay is plugin``): the
-  reply for query ``data`` at monotonic time ``now``, or None when it no longer holds (e.g.
-  the cache entry expired or was replaced); it may count the hit, since nothing can fail
-  after it.
-* ``effect(client, now)``: what the stage does for every query it sees (count a rule match,
-  write a query-log line), run once the reply is known.
+When the chain finished a UDP query at once with an Answer, the listener keeps
+:class:`Replay` (guards, answer, effects) under the query's bytes after its id; the same bytes
+from any client are then answered by :meth:`Replay.run` with no Request and no stage call.
 
-None from any stage (or a stage without ``replay`` in front of the answering one) means the
-query is not replayed; a stage whose configuration can never take part sets ``replay = None``
-(so blocks with it do not even try). A replay whose guard or answer fails, or that raises, is
-dropped and the query runs the chain, which may make a new one. Replays live per listener,
-bounded, and are dropped whenever the listener gets a new configuration. Only queries made of
-the header, the question and at most a bare OPT record are replayed: the key is then under 300
-bytes, and trailing bytes or EDNS options (cookies, padding) cannot mint keys.
+Whether a stage can take part is declared at setup, not discovered per query: every plugin
+has ``replays`` (:data:`TAKES_PART`, or :func:`not_replayed` with the reason). A stage that
+takes part and has nothing to do for an answered query (``errors``) records nothing and costs
+nothing. A stage that cannot take part (a text-format ``log`` renders the query id and duration
+into each line) makes the core mark every query that passes through it as not replayable (see
+:func:`proxy.pipeline.build_chain`), and the server logs that once per block at start
+(``replays_off``), so the fast path is never lost silently. A stage may also refuse one query
+with ``req.no_replay()`` (the firewall failing open counts each query).
+
+A replay whose guard or answer fails, or that raises, is dropped and the query runs the chain,
+which may record a new one. Replays live per listener, bounded, and are dropped whenever the
+listener gets a new configuration. Only queries made of the header, the question and at most a
+bare OPT record are replayed: the key is then under 300 bytes, and trailing bytes or EDNS
+options (cookies, padding) cannot mint keys.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from .request import Request, Response
-
-Guard = Callable[[], bool]
-Answer = Callable[[bytes, float], "bytes | None"]
-Effect = Callable[[Any, float], None]
 
 MAX_REPLAYS = 16384  # per listener; cleared when full (the working set refills it at once)
 
 
+class Guard:
+    """Recorded by a stage whose decision can go stale: ``guard()`` is True while it holds.
+    It must have no side effects (guards run before the answer is known)."""
+
+    __slots__ = ()
+
+    def __call__(self) -> bool:
+        raise NotImplementedError
+
+
+class Effect:
+    """Per-query behaviour of a stage: ``effect(client, start)`` for a query from ``client``
+    (address, port) received at monotonic time ``start``. ``serve`` runs it with
+    ``req.run(effect)``; a replay runs the recorded one again."""
+
+    __slots__ = ()
+
+    def __call__(self, client: Any, start: float) -> None:
+        raise NotImplementedError
+
+
+class Answer:
+    """The reply a stage made, made again: ``answer(data, now)`` for the query bytes ``data``
+    at monotonic time ``now``, or None when it no longer holds. It may count what the stage
+    counts when it answers (a cache hit): nothing can fail after it."""
+
+    __slots__ = ()
+
+    def __call__(self, data: bytes, now: float) -> bytes | None:
+        raise NotImplementedError
+
+
 @dataclass(frozen=True, slots=True)
-class Step:
-    """What one stage contributes to a replay (any part may be None)."""
+class Replays:
+    """A plugin's declared part in replays (its ``replays`` attribute)."""
 
-    guard: Guard | None = None
-    answer: Answer | None = None
-    effect: Effect | None = None
+    takes_part: bool
+    reason: str = ""  # why not, when it does not: logged at start and by `dnsfw check`
 
 
-PASS = Step()  # the stage neither decides nor does anything for this query
+TAKES_PART = Replays(True)
+
+
+def not_replayed(reason: str) -> Replays:
+    """A stage that cannot take part: queries it sees are not replayed, for ``reason``."""
+    return Replays(False, reason)
 
 
 class Replay:
-    """The steps of one query's stages, run without the chain."""
+    """What the chain recorded for one query, run without the chain."""
 
     __slots__ = ("guards", "answer", "effects")
 
-    def __init__(self, guards: tuple[Guard, ...], answer: Answer, effects: tuple[Effect, ...]):
+    def __init__(
+        self, guards: tuple[Guard, ...], answer: Answer, effects: tuple[Effect, ...]
+    ) -> None:
         self.guards = guards
         self.answer = answer
         self.effects = effects
@@ -82,25 +120,8 @@ class Replay:
         return reply
 
 
-def build(replayers: Sequence[Any], req: Request, resp: Response) -> Replay | None:
-    """A replay of ``req`` answered with ``resp`` by ``resp.replay``, or None when a stage in
-    front of it cannot replay it. ``replayers``: the block's leading plugins whose ``replay``
-    is not None, in chain order (a stage without one ends the part of the chain that can)."""
-    if resp.replay not in replayers:
-        return None
-    guards: list[Guard] = []
-    effects: list[Effect] = []
-    for plugin in replayers:
-        step = plugin.replay(req, resp)
-        if step is None:
-            return None
-        if step.guard is not None:
-            guards.append(step.guard)
-        if step.effect is not None:
-            effects.append(step.effect)
-        if plugin is resp.replay:
-            if step.answer is None:
-                return None
-            # an outer stage's effect (the query log) comes after the inner ones (its rule count)
-            return Replay(tuple(guards), step.answer, tuple(reversed(effects)))
-    return None
+def build(trail: Sequence[Guard | Effect], answer: Answer) -> Replay:
+    """A replay from a query's recorded ``trail`` (in the order the chain ran it)."""
+    guards = tuple(step for step in trail if isinstance(step, Guard))
+    effects = tuple(step for step in trail if not isinstance(step, Guard))
+    return Replay(guards, answer, effects)

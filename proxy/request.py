@@ -37,6 +37,7 @@ class Request:
         "server",
         "start",
         "meta",
+        "trail",
         "_qname",
     )
 
@@ -69,7 +70,27 @@ class Request:
         self.start = time.monotonic()
         # annotations for the stages that wrap this one (e.g. the firewall's decision for `log`)
         self.meta: dict[str, Any] = {}
+        # what the stages ran for this query, for a replay (None: it will not be replayed;
+        # only UDP queries are, see proxy.replay)
+        self.trail: list[Any] | None = [] if transport == "udp" else None
         self._qname: str | None = None
+
+    def record(self, step: Any) -> None:
+        """Keep a stage's :class:`~proxy.replay.Guard` (or Effect) for a replay of this query."""
+        trail = self.trail
+        if trail is not None:
+            trail.append(step)
+
+    def run(self, effect: Any) -> None:
+        """Do a stage's per-query :class:`~proxy.replay.Effect` for this query, and record it."""
+        effect(self.client, self.start)
+        trail = self.trail
+        if trail is not None:
+            trail.append(effect)
+
+    def no_replay(self) -> None:
+        """This query's answer must not be replayed (a stage decided in a way it cannot record)."""
+        self.trail = None
 
     @property
     def id(self) -> int:
@@ -130,8 +151,8 @@ class Response:
     ``info`` is the shared, computed-once view of an upstream answer (None for local replies
     unless a stage asks for it via :meth:`answer_info`). ``error`` is a message for the
     ``errors`` stage when the chain failed (CoreDNS's returned ``err``). ``replay`` is the
-    plugin that made this reply when it can answer the same query again without the chain
-    (see :mod:`proxy.replay`).
+    :class:`~proxy.replay.Answer` that made this reply, when it can answer the same query again
+    without the chain (see :mod:`proxy.replay`).
     """
 
     __slots__ = ("wire", "rcode", "source", "info", "error", "replay")

@@ -97,8 +97,8 @@ class Listener:
             awaited = coro.send(None)
         except StopIteration as stop:
             resp = stop.value
-            if proto == "udp" and type(resp) is Response and resp.replay is not None:
-                self._remember(data, req, resp, block)
+            if type(resp) is Response and resp.replay is not None:
+                self._remember(data, req, resp)
             return server.complete(req, resp, None)
         except Exception as exc:  # noqa: BLE001 - a plugin bug must not take the listener down
             return server.complete(req, None, exc)
@@ -110,25 +110,25 @@ class Listener:
         Continuation(coro, awaited, req, sink, server.loop)
         return None
 
-    def _remember(self, data: bytes, req: Request, resp: Response, block: Block) -> None:
-        """Keep a replay of this UDP query when every stage in front of the answer allows it.
+    def _remember(self, data: bytes, req: Request, resp: Response) -> None:
+        """Keep a replay of this UDP query from what its chain recorded (see proxy.replay).
 
         Only for names asked in lower case, as stub resolvers ask: a resolver randomising the
         case (DNS 0x20) sends bytes that never come again, whose replays would only churn the
         table. Only for a query that is its question and at most a bare OPT record (the key's
         size is bounded; see proxy.replay). And not when the reply is truncated for this client."""
+        trail = req.trail
         if (
-            len(data) != req.qend + (BARE_OPT if req.edns else 0)
+            trail is None
+            or len(data) != req.qend + (BARE_OPT if req.edns else 0)
             or len(resp.wire) > req.udp_size
             or data[12 : req.qend - 4] != req.qname_wire
         ):
             return
-        replay = build_replay(block.replayers, req, resp)
-        if replay is not None:
-            replays = self.replays
-            if len(replays) >= MAX_REPLAYS:
-                replays.clear()
-            replays[data[2:]] = replay
+        replays = self.replays
+        if len(replays) >= MAX_REPLAYS:
+            replays.clear()
+        replays[data[2:]] = build_replay(trail, resp.replay)
 
     def stop_accepting(self) -> None:
         """Take no new queries: UDP datagrams are ignored, the TCP sockets stop accepting,
@@ -419,6 +419,7 @@ class Server:
     # --- lifecycle ------------------------------------------------------------------
     async def start(self) -> None:
         await _run_hooks(self.config.blocks, "start")
+        _log_replays_off(self.config.blocks)
         try:
             for key, zones in self.config.listeners.items():
                 await self._open(key, Router(zones))
@@ -438,12 +439,7 @@ class Server:
 
     def not_ready(self) -> list[str]:
         """Names of the plugins whose ``ready()`` is false (e.g. lists still loading)."""
-        return [
-            p.name
-            for b in self.config.blocks
-            for p in b.plugins
-            if hasattr(p, "ready") and not p.ready()
-        ]
+        return [p.name for b in self.config.blocks for p in b.plugins if not p.ready()]
 
     async def _open(self, key: ListenerKey, router: Router) -> None:
         listener = Listener(key, router, self)
@@ -502,6 +498,7 @@ class Server:
         for key in [k for k in self.listeners if k not in new.listeners]:
             await self._close_listener(key)
         self.config = new
+        _log_replays_off(new.blocks)
         # queries in flight finish on the old chains; stop the old plugins once they had time to
         self.loop.call_later(self.shutdown_grace, lambda: asyncio.ensure_future(self._retire(old)))
 
@@ -546,15 +543,21 @@ class Server:
 async def _run_hooks(blocks: Iterable[Block], hook: str) -> None:
     for block in blocks:
         for plugin in block.plugins:
-            method = getattr(plugin, hook, None)
-            if method is None:
-                continue
             try:
-                await method()
+                await (plugin.start() if hook == "start" else plugin.stop())
             except Exception as exc:
                 if hook == "start":
                     raise
                 log.warning("plugin_stop_failed", plugin=plugin.name, error=repr(exc))
+
+
+def _log_replays_off(blocks: Iterable[Block]) -> None:
+    """Say once per block when a stage keeps its queries off the fast path (proxy.replay)."""
+    for block in blocks:
+        for plugin, reason in block.replays_off():
+            log.info(
+                "replays_off", block=f"{block.file}:{block.line}", plugin=plugin, reason=reason
+            )
 
 
 def _zone_text(zone: bytes) -> str:

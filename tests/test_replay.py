@@ -30,7 +30,7 @@ from plugins.firewall.plugin import Firewall
 from plugins.log import Log
 from proxy.admin import STATS_KEY
 from proxy.config import AppContext, build
-from proxy.corefile import parse_file
+from proxy.corefile import CorefileError, parse_file
 from proxy.metrics import exposition, exposition_registry
 from proxy.server import Listener, Server
 from tests.conftest import free_port
@@ -381,7 +381,8 @@ async def test_a_replay_that_raises_is_dropped_and_the_chain_answers(tmp_path, u
         route53._new_second, route53._second = broken, -1
         for _ in range(3):
             assert (await d.ask(q)).rcode() == dns.rcode.NOERROR  # the chain answered
-        assert d.server.panics == 3  # each replay failed, was reported and dropped
+        assert d.server.panics == 1  # the replay failed, was reported and dropped
+        assert not d.replayed(q)  # and the chain, whose line failed too, kept no new one
 
 
 async def test_eviction_ends_a_replay_and_frees_its_entry(tmp_path, upstream):
@@ -390,7 +391,7 @@ async def test_eviction_ends_a_replay_and_frees_its_entry(tmp_path, upstream):
         for _ in range(2):
             await d.ask(q)
         replay = d.listener.replays[q.to_wire()[2:]]
-        hit = replay.answer.__self__
+        hit = replay.answer
         assert hit.entry() is not None
         d.plugin(Cache).success.capacity = 1
         await d.ask(query("mail.example.com."))  # stored: example.com is evicted
@@ -398,3 +399,69 @@ async def test_eviction_ends_a_replay_and_frees_its_entry(tmp_path, upstream):
         assert hit.entry() is None  # the replay did not keep the evicted entry alive
         assert (await d.ask(q)).answer
         assert asked(upstream, "example.com.") == 2
+
+
+@pytest.fixture
+def with_counter(monkeypatch):
+    """The test plugin ``counter`` (tests/counter_plugin.py) placed right before ``cache``."""
+    order = list(plugins.ORDER)
+    order.insert(order.index("cache"), "counter")
+    monkeypatch.setattr(plugins, "ORDER", tuple(order))
+    monkeypatch.setitem(plugins.IMPLEMENTED, "counter", "tests.counter_plugin")
+
+
+async def test_a_new_plugin_takes_part_with_only_its_effect(tmp_path, upstream, with_counter):
+    from tests.counter_plugin import Counter
+
+    body = f"{FIREWALL}\n    counter\n    cache\n    forward . {upstream.address}"
+    async with running(tmp_path, body) as d:
+        q = query("example.com.")
+        for _ in range(6):
+            assert (await d.ask(q)).rcode() == dns.rcode.NOERROR
+        blocked = query("blocked.example.")
+        for _ in range(2):
+            assert (await d.ask(blocked)).rcode() == dns.rcode.NXDOMAIN
+        assert d.replayed(q) and not d.replayed(blocked)
+        # 4 of the 6 were replays; the counter (behind the firewall) never saw the blocked ones
+        assert d.plugin(Counter).tally == {dns.rcode.NOERROR: 6}
+        assert d.plugin(Cache).stats().success_hits == 5
+
+
+async def test_a_plugin_that_cannot_take_part_says_so(
+    tmp_path, upstream, with_counter, monkeypatch
+):
+    import structlog.testing
+
+    from proxy.replay import not_replayed
+    from tests.counter_plugin import Counter
+
+    body = f"    counter\n    cache\n    forward . {upstream.address}"
+    monkeypatch.setattr(Counter, "replays", not_replayed("it counts by client"))
+    with structlog.testing.capture_logs() as logs:
+        async with running(tmp_path, body) as d:
+            q = query("example.com.")
+            for _ in range(4):
+                await d.ask(q)
+            assert not d.listener.replays and d.plugin(Counter).tally[0] == 4
+    (said,) = [e for e in logs if e["event"] == "replays_off"]
+    assert said["plugin"] == "counter" and said["reason"] == "it counts by client"
+    assert said["block"] == f"{tmp_path / 'Corefile'}:1"
+
+
+async def test_a_plugin_without_the_contract_is_refused_at_setup(
+    tmp_path, with_counter, monkeypatch
+):
+    import tests.counter_plugin
+
+    class Bare:  # serves, but declares nothing about replays
+        name = "counter"
+
+        async def serve(self, req, next):
+            return await next(req)
+
+    monkeypatch.setattr(tests.counter_plugin, "setup", lambda directive, ctx: Bare())
+    conf = tmp_path / "Corefile"
+    conf.write_text(".:53 {\n    counter\n}\n")
+    with pytest.raises(CorefileError) as err:
+        build(parse_file(str(conf), directives=plugins.ORDER), AppContext(conf_path=str(conf)))
+    assert f"{conf}:2" in str(err.value) and "does not meet the plugin contract" in str(err.value)

@@ -56,10 +56,11 @@ Behaviour
   the client's DO bit) only when the query had one. AD is cleared unless the client set DO or
   AD; AA is kept as stored. The hit carries the entry's AnswerInfo (``Response.info``),
   computed once when the reply arrived, so later stages parse nothing again.
-* Replays (``proxy.replay``): a UDP hit may be answered again for the same query bytes without
-  the chain; the cache's part checks that the entry is still the stored one and not expired,
-  counts the hit and ages the TTLs as a hit does. Not with ``prefetch`` (it counts every hit
-  of an entry through ``serve``).
+* Replays (``proxy.replay``): a hit is made by one object (``HitAnswer``) that the cache puts
+  on its reply; a UDP query with the same bytes is answered again by it without the chain: it
+  checks that the entry is still the stored one and not expired, counts the hit and ages the
+  TTLs, exactly as the first hit did. Not with ``prefetch`` (it counts every hit of an entry
+  through ``serve``).
 * Memory: each cache holds at most its capacity in entries and capacity x 1 KiB of reply bytes
   (each entry counts the reply it was stored from plus its TTL-aged copy); when either bound
   is reached the oldest stored entries are evicted first (CoreDNS evicts at random) and

@@ -20,8 +20,8 @@ import structlog
 from proxy import wire
 from proxy.config import zone_wire
 from proxy.metrics import Registry
-from proxy.pipeline import Handler
-from proxy.replay import Step
+from proxy.pipeline import Handler, Plugin
+from proxy.replay import TAKES_PART, Answer, not_replayed
 from proxy.request import Request, Response
 from proxy.wire import AnswerInfo, WireError
 
@@ -109,7 +109,7 @@ class CacheStats:
     denial_evictions: int
 
 
-class Cache:
+class Cache(Plugin):
     """One ``cache`` directive of a server block."""
 
     name = "cache"
@@ -135,9 +135,11 @@ class Cache:
         self.counters: dict[str, Counters] = {}
         self.clock: Callable[[], float] = time.monotonic
         self.tasks: set[asyncio.Task[None]] = set()
-        if self.prefetch:
-            # prefetch needs every hit of an entry counted through serve: no replays
-            self.replay = None  # type: ignore[assignment]
+        self.replays = (
+            not_replayed("prefetch counts every hit of an entry as it is served")
+            if self.prefetch
+            else TAKES_PART
+        )
 
     # --- the query path --------------------------------------------------------------
     async def serve(self, req: Request, next: Handler) -> Response:
@@ -150,61 +152,33 @@ class Cache:
             now = self.clock()
             remaining = entry.ttl - int(now - entry.stored)
             if remaining > 0:
-                if entry.kind:
-                    counters.denial_hits += 1
-                else:
-                    counters.success_hits += 1
                 if self.prefetch and self._should_prefetch(entry, now, remaining):
                     self._refresh_later(req, next, entry, counters)
-                return self._hit(req, entry, entry.ttl if self.keepttl else remaining, self)
+                hit = self._hit(req, key, entry, counters)
+                data = hit.hit(req.wire, entry, remaining)
+                return Response(data, entry.rcode, "cache", entry.info, None, hit)
             if -remaining < self.stale_up_to:
                 return await self._stale(req, next, entry, counters)
             (self.denial if entry.kind else self.success).remove(key)
         counters.misses += 1
         return self._store(req, await next(req), counters)
 
-    def _hit(self, req: Request, entry: Entry, ttl: int, replay: Cache | None = None) -> Response:
-        """The entry as a reply to ``req``: its id, RD/CD, question and EDNS; TTLs ``ttl``.
-        ``replay``: this cache, when the hit may be replayed (see :meth:`replay`)."""
-        body = entry.body if ttl == entry.body_ttl else entry.aged_body(ttl)
-        data = req.wire
+    def _hit(self, req: Request, key: tuple, entry: Entry, counters: Counters) -> HitAnswer:
+        """The entry as the answer to ``req``'s bytes: its id, RD/CD, question and EDNS."""
         flags = req.flags
         do = req.do
         header = (entry.flags_ad if do or flags & _AD else entry.flags) | (flags & _RD_CD)
-        head = WORDS.get(header) or word(header)  # word(), without a call on the hit path
         if req.edns:
-            data = b"".join(
-                (
-                    data[:2],
-                    head,
-                    entry.counts_edns,
-                    data[12 : req.qend],
-                    body,
-                    OPT_DO if do else OPT_PLAIN,
-                )
-            )
+            counts = entry.counts_edns
+            tail = OPT_DO if do else OPT_PLAIN
         else:
-            data = b"".join((data[:2], head, entry.counts, data[12 : req.qend], body))
-        return Response(data, entry.rcode, "cache", entry.info, None, replay)
-
-    def replay(self, req: Request, resp: Response) -> Step | None:
-        """The answer step of a replay of the hit ``resp`` (see :mod:`proxy.replay`)."""
-        if resp.replay is not self:
-            return None
-        key = _key(req)
-        get = self._success_get
-        entry = get(key)
-        if entry is None:  # a key lives in one of the two stores
-            get = self._denial_get
-            entry = get(key)
-        if entry is None or entry.info is not resp.info:
-            return None
-        counters = self.counters[req.server]
+            counts = entry.counts
+            tail = b""
         # the reply up to the records (header, counts, the client's question) and after them
         # (OPT) are fixed for these query bytes; only the TTLs in the records age
-        head = resp.wire[2 : req.qend]
-        tail = (OPT_DO if req.do else OPT_PLAIN) if req.edns else b""
-        return Step(answer=HitReplay(self, key, get, entry, counters, head, tail).answer)
+        head = b"".join((WORDS.get(header) or word(header), counts, req.wire[12 : req.qend]))
+        get = self._denial_get if entry.kind else self._success_get
+        return HitAnswer(self, key, get, entry, counters, head, tail)
 
     async def _stale(
         self, req: Request, next: Handler, entry: Entry, counters: Counters
@@ -221,7 +195,8 @@ class Cache:
         else:
             self._refresh_later(req, next, entry, counters)
         counters.served_stale += 1
-        return self._hit(req, entry, 0)
+        data = self._hit(req, _key(req), entry, counters).reply(req.wire, entry, 0)
+        return Response(data, entry.rcode, "cache", entry.info)
 
     def _store(self, req: Request, resp: Response, counters: Counters) -> Response:
         """Cache ``resp`` if it qualifies; return it with the cache TTL in every record (when
@@ -390,8 +365,9 @@ class Cache:
                 yield (server, *labels), getattr(counters, field)
 
 
-class HitReplay:
-    """A cache hit answered again for the same query bytes (see :meth:`Cache.replay`).
+class HitAnswer(Answer):
+    """A cache hit as the reply to one query's bytes: made by :meth:`Cache.serve` for the hit
+    itself and kept by a replay (see :mod:`proxy.replay`) for the same bytes asked again.
 
     It holds its entry weakly: an entry flushed, evicted or replaced is freed at once, not
     kept alive (outside the cache's memory bound) until its replay is next asked for."""
@@ -416,21 +392,28 @@ class HitReplay:
         self.head = head
         self.tail = tail
 
-    def answer(self, data: bytes, now: float) -> bytes | None:
-        """The reply, TTLs aged as a hit ages them; None once the entry expired or is no longer
-        the stored one (flushed, evicted, refreshed): the chain then decides (stale, refetch)."""
+    def __call__(self, data: bytes, now: float) -> bytes | None:
+        """The reply, the hit counted and TTLs aged; None once the entry expired or is no
+        longer the stored one (flushed, evicted, refreshed): the chain then decides (stale,
+        refetch)."""
         entry = self.entry()
         if entry is None or self.get(self.key) is not entry:
             return None
-        cache = self.cache
-        remaining = entry.ttl - int(cache.clock() - entry.stored)
+        remaining = entry.ttl - int(self.cache.clock() - entry.stored)
         if remaining <= 0:
             return None
+        return self.hit(data, entry, remaining)
+
+    def hit(self, data: bytes, entry: Entry, remaining: int) -> bytes:
+        """The reply to ``data`` from ``entry`` with ``remaining`` seconds left, counted."""
         if entry.kind:
             self.counters.denial_hits += 1
         else:
             self.counters.success_hits += 1
-        ttl = entry.ttl if cache.keepttl else remaining
+        return self.reply(data, entry, entry.ttl if self.cache.keepttl else remaining)
+
+    def reply(self, data: bytes, entry: Entry, ttl: int) -> bytes:
+        """The reply to query ``data`` with every record's TTL ``ttl``."""
         body = entry.body if ttl == entry.body_ttl else entry.aged_body(ttl)
         return b"".join((data[:2], self.head, body, self.tail))
 

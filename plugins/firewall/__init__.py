@@ -67,10 +67,12 @@ NXDOMAIN (Firefox then keeps its built-in DoH off) and ``_dns.resolver.arpa`` NO
 Discovery of Designated Resolvers, RFC 9462). dnsfw ships ``data/doh-dot-endpoints.txt``, a
 list of public DoH/DoT endpoint names to use in a BLOCK rule.
 
-**Replays** (``proxy.replay``): a cache hit answered again without the chain carries the
-firewall's decision as it was made, guarded by the list generation: any list swap (a reload,
-a url refresh, an admin edit) sends the next query through the firewall again, so a change
-still applies at once. Firewalls with client groups (decisions per client) take no part.
+**Replays** (``proxy.replay``): for each query it decides, the firewall records a guard (the
+list generation) and runs its rule count (:class:`RuleMatch`) as a recorded effect, so a cache
+hit answered again without the chain counts the same rules, CNAME targets included, while any
+list swap (a reload, a url refresh, an admin edit) sends the next query through the firewall
+again: a change still applies at once. Firewalls with client groups (decisions per client)
+take no part.
 
 **Metrics.** ``dnsfw_firewall_rule_matches_total{group,rule,list,action}``,
 ``dnsfw_firewall_list_entries{list}``, ``dnsfw_firewall_list_load_timestamp_seconds{list}``,

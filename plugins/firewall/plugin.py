@@ -19,14 +19,14 @@ import structlog
 
 from proxy import wire
 from proxy.metrics import Registry
-from proxy.pipeline import Handler
-from proxy.replay import PASS, Step
+from proxy.pipeline import Handler, Plugin
+from proxy.replay import TAKES_PART, Effect, Guard, not_replayed
 from proxy.request import Request, Response
 
 from .config import FirewallSpec
 from .explain import FirewallExplanation, describe_rules, explain_firewall
 from .lists import to_wire, wire_suffixes
-from .policy import ALERT, ALLOW, BLOCK, Decision, NotLoaded, Policy, Rule
+from .policy import ALERT, ALLOW, BLOCK, Decision, NotLoaded, Policy, Rule, Verdict
 from .sources import ListEditError, ListSlot, ListStatus
 
 log = structlog.get_logger("dnsfw.firewall")
@@ -37,12 +37,13 @@ EDE_BLOCKED = 15
 _NOERROR = wire.NOERROR
 _NXDOMAIN = wire.NXDOMAIN
 _UNKNOWN = object()  # not in the decision memo
+OUTSIDE = Verdict(None, inside=False)  # a name outside the firewall's zones: not filtered
 EDE_NOT_READY = 14
 BYPASS_NXDOMAIN = to_wire("use-application-dns.net")
 BYPASS_NODATA = to_wire("_dns.resolver.arpa")
 
 
-class Firewall:
+class Firewall(Plugin):
     name = "firewall"
 
     def __init__(self, spec: FirewallSpec, *, reloading: bool = False) -> None:
@@ -74,113 +75,143 @@ class Firewall:
             for rule, _ in self.policy.walk
         }
         self.matches = dict.fromkeys(self.ede, 0)
+        self.rule_matches = {rule: RuleMatch(self.matches, rule) for rule in self.ede}
         self.fail_counts = {"open": 0, "closed": 0}
-        if self.policy.has_clients:
-            self.replay = None  # type: ignore[assignment]  # decisions per client: no replays
+        # a replay is keyed by the query's bytes, not its client
+        self.replays = (
+            not_replayed("a rule group with clients decides per client address")
+            if self.policy.has_clients
+            else TAKES_PART
+        )
+        self._unchanged = ListsUnchanged(self.policy)
+        # the verdicts of the query name, made once (a chain target's is made when it decides)
+        inspects = self.policy.inspects
+        self._no_rule = Verdict(None, inspects_chain=inspects)
+        self._verdicts = {
+            rule: Verdict(rule, inspects_chain=inspects and rule.action != BLOCK and not rule.trust)
+            for rule in self.ede
+        }
         self.tasks: list[asyncio.Task] = []
         self._last_fail_log = 0.0
 
     # --- the query path -----------------------------------------------------------------
     async def serve(self, req: Request, next: Handler) -> Response:
-        if not self.all_zones and not self._in_zones(req.qname_wire):
+        qname = req.qname_wire
+        if not self.all_zones and not self._in_zones(qname):
             return await next(req)
         if self.bypass_signals:
             signal = self._bypass_signal(req)
             if signal is not None:
                 return signal
+        verdict = self.decide(qname, req.qtype, req.client[0])
+        if verdict.not_loaded is not None:
+            return await self._failed(req, next, verdict.not_loaded)
         policy = self.policy
-        # a name decided before costs one look-up here, without a call
-        rule = policy.memo.get(req.qname_wire, _UNKNOWN) if policy.by_name_only else _UNKNOWN
-        if rule is _UNKNOWN:
-            try:
-                rule = policy.decide(req.qname_wire, req.qtype, req.client[0])
-            except NotLoaded as err:
-                return await self._failed(req, next, err)
+        unchanged = self._unchanged
+        if unchanged.generation != policy.generation:
+            unchanged = self._unchanged = ListsUnchanged(policy)
+        req.record(unchanged)  # what follows holds while no list changes
+        rule = verdict.rule
         if rule is not None:
-            self.matches[rule] += 1
+            req.run(self.rule_matches[rule])
             req.meta["firewall"] = rule.decision
             if rule.action == BLOCK:
                 return await self.block(req, rule, next)
-            if rule.trust:
-                return await next(req)
         resp = await next(req)
         # an NXDOMAIN answer can hold a chain too (a CNAME to a name that does not exist)
-        if self.inspects and (resp.rcode == _NOERROR or resp.rcode == _NXDOMAIN):
+        if verdict.inspects_chain and (resp.rcode == _NOERROR or resp.rcode == _NXDOMAIN):
             info = resp.info
             chain = info.chain if info is not None else _chain(resp)
             if chain:
-                return await self._inspect_chain(req, resp, next, rule, chain)
+                return await self._chain_decided(req, resp, next, verdict, chain)
         return resp
 
-    def replay(self, req: Request, resp: Response) -> Step | None:
-        """This stage's part in a replay of ``req`` (see :mod:`proxy.replay`): a guard that no
-        list changed since, and the rule match to count again. Not while a list is not loaded
-        (serve failed open or closed, which it counts each time), and not when a CNAME target
-        changed the decision. (Firewalls with client groups take no part: see __init__.)
-        """
-        if not self.all_zones and not self._in_zones(req.qname_wire):
-            return PASS
-        if not self.ready():
-            return None
+    def verdict(
+        self, qname: bytes, qtype: int, client_ip: str, chain: Sequence[bytes] | None = None
+    ) -> Verdict:
+        """What this firewall does with a query for the lower-case wire name ``qname``: the
+        rule that decides on the name, then (``chain``: the CNAME/DNAME targets of the answer,
+        in order) on the targets. Without a chain, ``inspects_chain`` says whether the answer's
+        targets would still be evaluated. Pure but for the decision memo."""
+        if not self.all_zones and not self._in_zones(qname):
+            return OUTSIDE
+        verdict = self.decide(qname, qtype, client_ip)
+        if chain and verdict.inspects_chain:
+            return self._decide_chain(verdict, chain, qtype, client_ip)
+        return verdict
+
+    def decide(self, qname: bytes, qtype: int, client_ip: str) -> Verdict:
+        """The verdict on the query name alone, for a name inside the firewall's zones."""
         policy = self.policy
-        try:
-            rule = policy.decide(req.qname_wire, req.qtype, req.client[0])  # remembered
-        except NotLoaded:
-            return None
-        if req.meta.get("firewall") is not (rule.decision if rule is not None else None):
-            return None  # a CNAME target decided (or this is not what serve saw)
-        if rule is not None and rule.action == BLOCK:
-            return None
-        guard = ListsUnchanged(policy)
-        count = RuleMatch(self.matches, rule).effect if rule is not None else None
-        return Step(guard=guard.guard, effect=count)
+        # a name decided before costs one look-up here, without a call
+        rule = policy.memo.get(qname, _UNKNOWN) if policy.by_name_only else _UNKNOWN
+        if rule is _UNKNOWN:
+            try:
+                rule = policy.decide(qname, qtype, client_ip)
+            except NotLoaded as err:
+                return Verdict(None, not_loaded=err.list_name)
+        return self._no_rule if rule is None else self._verdicts[rule]  # type: ignore[index]
 
     def _in_zones(self, qname: bytes) -> bool:
         return any(suffix in self.zones for suffix in wire_suffixes(qname))
 
-    async def _inspect_chain(
+    def _decide_chain(
+        self, decided: Verdict, chain: Sequence[bytes], qtype: int, client_ip: str
+    ) -> Verdict:
+        try:
+            found = self.policy.inspect_chain(chain, qtype, client_ip, decided.rule)
+        except NotLoaded as err:
+            return Verdict(decided.rule, not_loaded=err.list_name)
+        if found is None:
+            return decided
+        rule, target = found
+        return Verdict(rule, target)
+
+    async def _chain_decided(
         self,
         req: Request,
         resp: Response,
         next: Handler,
-        decided: Rule | None,
+        decided: Verdict,
         chain: tuple[bytes, ...],
     ) -> Response:
-        try:
-            found = self.policy.inspect_chain(chain, req.qtype, req.client[0], decided)
-        except NotLoaded as err:
-            return await self._failed(req, next, err, resp)
-        if found is None:
+        verdict = self._decide_chain(decided, chain, req.qtype, req.client[0])
+        if verdict is decided:
             return resp
-        rule, target = found
-        self.matches[rule] += 1
+        if verdict.not_loaded is not None:
+            return await self._failed(req, next, verdict.not_loaded, resp)
+        rule = verdict.rule
+        assert rule is not None
+        req.run(self.rule_matches[rule])
         req.meta["firewall"] = Decision(
-            rule.action, rule.group, rule.name, rule.list, wire.name_to_text(target), True
+            rule.action, rule.group, rule.name, rule.list, wire.name_to_text(verdict.target), True
         )
         if rule.action == BLOCK:
             return await self.block(req, rule, next)
         return resp
 
     async def _failed(
-        self, req: Request, next: Handler, err: NotLoaded, answer: Response | None = None
+        self, req: Request, next: Handler, list_name: str, answer: Response | None = None
     ) -> Response:
         """Fail open (``answer``, the upstream's reply when there is one already) or closed."""
         mode = "open" if self.spec.fail_open else "closed"
         self.fail_counts[mode] += 1
+        error = str(NotLoaded(list_name))
+        req.no_replay()  # counted per query until every list is loaded
         now = time.monotonic()
         if now - self._last_fail_log >= 5.0:
             self._last_fail_log = now
             log.warning(
                 "firewall_cannot_evaluate",
                 mode=f"fail {mode}",
-                error=str(err),
+                error=error,
                 total=self.fail_counts[mode],
             )
         if self.spec.fail_open:
             return answer if answer is not None else await next(req)
-        options = wire.ede_option(EDE_NOT_READY, str(err)) if self.spec.ede else b""
+        options = wire.ede_option(EDE_NOT_READY, error) if self.spec.ede else b""
         return req.reply(
-            wire.SERVFAIL, options=options, source="firewall", error=f"plugin/firewall: {err}"
+            wire.SERVFAIL, options=options, source="firewall", error=f"plugin/firewall: {error}"
         )
 
     def _bypass_signal(self, req: Request) -> Response | None:
@@ -322,12 +353,6 @@ class Firewall:
             raise ListEditError(f"no domain list named '{name}'", 404)
         return slot
 
-    def decide(self, name: str, qtype: int, client_ip: str) -> Rule | None:
-        """The deciding rule for a query name (text), as the query path would decide it."""
-        return self.policy.evaluate(
-            wire_suffixes(to_wire(name.rstrip(".") or ".")), qtype, client_ip
-        )
-
 
 def register_metrics(metrics: Registry, firewalls: list[Firewall]) -> None:
     """Firewall metrics over every firewall of the configuration (one per server block).
@@ -384,8 +409,9 @@ def register_metrics(metrics: Registry, firewalls: list[Firewall]) -> None:
     )
 
 
-class ListsUnchanged:
-    """A replay guard: no list of the policy was swapped since a decision was made."""
+class ListsUnchanged(Guard):
+    """True while no list of the policy was swapped since a decision was made (one object per
+    list generation, shared by every query decided under it)."""
 
     __slots__ = ("policy", "generation")
 
@@ -393,12 +419,12 @@ class ListsUnchanged:
         self.policy = policy
         self.generation = policy.generation
 
-    def guard(self) -> bool:
+    def __call__(self) -> bool:
         return self.policy.generation == self.generation
 
 
-class RuleMatch:
-    """A replay effect: one more match of ``rule`` (an ALLOW or ALERT that let the query on)."""
+class RuleMatch(Effect):
+    """One more match of ``rule`` (made once per rule, at setup)."""
 
     __slots__ = ("matches", "rule")
 
@@ -406,7 +432,7 @@ class RuleMatch:
         self.matches = matches
         self.rule = rule
 
-    def effect(self, client: Any, now: float) -> None:
+    def __call__(self, client: Any, start: float) -> None:
         self.matches[self.rule] += 1
 
 

@@ -39,6 +39,31 @@ class Decision:
     via_chain: bool = False
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class Verdict:
+    """What a firewall does with one query (:meth:`plugins.firewall.Firewall.verdict`): the one
+    decision the query path acts on and ``dnsfw explain``, ``dnsfw audit --policy`` and the
+    admin API show.
+
+    ``rule`` decides (None: no rule matched, the query resolves). ``target`` is the CNAME/DNAME
+    target (wire) that ``rule`` matched, ``b""`` when it matched the query name. ``inside`` is
+    False when the name is outside the firewall's zones (not filtered at all). ``not_loaded``
+    names a list the walk needed that has no content: the fail mode answers instead.
+    ``inspects_chain``: the CNAME/DNAME targets of the answer are evaluated after this decision
+    (it is not a BLOCK, not ``redirection trust``, and some rule could block or alert on them).
+    """
+
+    rule: Rule | None
+    target: bytes = b""
+    inside: bool = True
+    not_loaded: str | None = None
+    inspects_chain: bool = False
+
+    @property
+    def action(self) -> str | None:
+        return self.rule.action if self.rule is not None else None
+
+
 @dataclass(frozen=True, slots=True)
 class BlockResponse:
     kind: str = "nodata"  # nodata | nxdomain | override

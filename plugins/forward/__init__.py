@@ -105,7 +105,8 @@ from proxy import wire
 from proxy.config import SetupContext
 from proxy.corefile import Directive
 from proxy.metrics import Child
-from proxy.pipeline import Handler
+from proxy.pipeline import Handler, Plugin
+from proxy.replay import TAKES_PART
 from proxy.request import Request, Response
 
 from . import options, policy
@@ -150,8 +151,9 @@ class UpstreamStatus:
     avg_latency: float | None  # seconds, mean over every valid reply so far
 
 
-class Forward:
+class Forward(Plugin):
     name = "forward"
+    replays = TAKES_PART  # upstream answers are never offered for replay (the cache replays)
 
     def __init__(self, cfg: ForwardConfig, ctx: SetupContext) -> None:
         metrics = ctx.app.metrics

@@ -93,10 +93,12 @@ Annotations: ``log`` reads ``req.meta["firewall"]`` (an object with ``action``, 
 ``req.meta["log"]`` (to itself) on the queries a rule takes, so an inner ``log`` line does not
 log them twice.
 
-Replays (:mod:`proxy.replay`): a UDP query answered again without the chain (a cache hit) gets
-its Route 53 line from the fragments kept for it plus the client and the time, like any other.
-A ``log`` with the CoreDNS text format or a ``class`` filter does not take part, so a block
-with one runs the chain for every query.
+Replays (:mod:`proxy.replay`): a query's Route 53 line is an object holding the fragments
+fixed by its question, reply and firewall decision, stamped with the client and the time when
+kept; a UDP query answered again without the chain (a cache hit) gets its line from the same
+object. A ``class`` filter takes part too (a replayed answer is of the same class). A ``log``
+with a CoreDNS text format does not (each line holds the query's own id and duration), so the
+queries it takes run the whole chain; the server says so at start (``replays_off``).
 
 Performance: on the query path ``log`` renders the line and appends it to a bounded list.
 A Route 53 line for an answer seen before (every cache hit) is built from memoised fragments
@@ -133,6 +135,7 @@ Examples::
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from time import monotonic
 from typing import Any
@@ -141,8 +144,8 @@ import structlog
 
 from proxy.config import SetupContext, normalize_zone, zone_wire
 from proxy.corefile import Directive, Token
-from proxy.pipeline import Handler
-from proxy.replay import PASS, Step
+from proxy.pipeline import Handler, Plugin
+from proxy.replay import TAKES_PART, Effect, not_replayed
 from proxy.request import Request, Response
 
 from . import identity, output
@@ -317,7 +320,7 @@ def _output(line: Directive) -> str:
     return path
 
 
-class Log:
+class Log(Plugin):
     """One ``log`` line: takes the queries in its NAMES and renders their lines for its writer."""
 
     name = "log"
@@ -326,26 +329,28 @@ class Log:
         self.settings = settings
         self.route53: Route53Format | None = None
         refresh_clock = None
+        self.replays = TAKES_PART
         if settings.format == ROUTE53:
             route53 = self.route53 = Route53Format(log_allow=settings.firewall_allow)
             route53.set_identity(settings.account_id, settings.region, settings.vpc_id)
-            # without a class filter every reply gets a line: no wrapper call per query
-            self._render = self._render_route53 if settings.classes else route53.line
+            self._line = self._route53_line
             refresh_clock = route53.refresh_clock
         else:
             self._text = TextFormat(settings.format)
             console = settings.output in ("stdout", "stderr")
             self._prefix = CONSOLE_PREFIX if console else ""
-            self._render = self._render_text
+            self._line = self._text_line
+            self.replays = not_replayed(
+                f"log format {self._format_name()} prints each query's own id and duration"
+            )
         self.sink = output.Sink(settings.output, settings.buffer, on_wake=refresh_clock)
         # the query path reads these directly
         self._lines = self.sink.lines
         self._limit = settings.buffer
         self._early = self.sink.early
+        self._classes = settings.classes
         zones = frozenset(zone_wire(n) for n in settings.names)
         self._zones = None if b"\x00" in zones else zones
-        if self.route53 is None or settings.classes:
-            self.replay = None  # type: ignore[assignment]  # only unfiltered Route 53 lines
 
     async def serve(self, req: Request, next: Handler) -> Response:
         meta = req.meta
@@ -353,16 +358,18 @@ class Log:
             return await next(req)
         meta["log"] = self
         resp = await next(req)
-        if len(self._lines) < self._limit:
-            try:
-                line = self._render(req, resp)
-            except Exception as exc:  # noqa: BLE001 - a line that cannot be rendered is a bug
-                self.sink.render_failed(exc)  # to report, never a reason to fail the query
-            else:
-                if line is not None:
-                    self.keep(line)
-        else:
-            self.sink.dropped += 1
+        if len(self._lines) >= self._limit:
+            self.sink.dropped += 1  # the writer is behind: not even rendered
+            req.no_replay()  # a replay could not tell the drop from a line
+            return resp
+        classes = self._classes
+        if classes and response_class(resp) not in classes:
+            return resp  # a replayed answer is of the same class: nothing to record either
+        try:
+            req.run(self._line(req, resp))
+        except Exception as exc:  # noqa: BLE001 - a line that cannot be rendered is a bug
+            self.sink.render_failed(exc)  # to report, never a reason to fail the query
+            req.no_replay()
         return resp
 
     def keep(self, line: str) -> None:
@@ -375,14 +382,12 @@ class Log:
         else:
             self.sink.dropped += 1
 
-    def replay(self, req: Request, resp: Response) -> Step | None:
-        """This stage's part in a replay of ``req``: the same line, stamped anew."""
-        if req.meta.get("log") is not self:
-            return PASS  # outside this log's names, or an outer log took it
-        route53 = self.route53
-        assert route53 is not None  # see __init__
-        middle, tail = route53.pieces(req, resp)
-        return Step(effect=LineReplay(self, route53, middle, tail).effect)
+    def _route53_line(self, req: Request, resp: Response) -> Route53Line:
+        middle, tail = self.route53.pieces(req, resp)  # type: ignore[union-attr]
+        return Route53Line(self.keep, self.route53.stamp, middle, tail)  # type: ignore[union-attr]
+
+    def _text_line(self, req: Request, resp: Response) -> TextLine:
+        return TextLine(self.keep, self._prefix + self._text.line(req, resp, monotonic()))
 
     def _takes(self, qname: bytes) -> bool:
         zones = self._zones
@@ -394,18 +399,6 @@ class Log:
             if length == 0:
                 return False
             off += length + 1
-
-    def _render_text(self, req: Request, resp: Response) -> str | None:
-        classes = self.settings.classes
-        if classes and response_class(resp) not in classes:
-            return None
-        return self._prefix + self._text.line(req, resp, monotonic())
-
-    def _render_route53(self, req: Request, resp: Response) -> str | None:
-        classes = self.settings.classes
-        if classes and response_class(resp) not in classes:
-            return None
-        return self.route53.line(req, resp)  # type: ignore[union-attr]
 
     async def start(self) -> None:
         if self.route53 is not None and self.settings.identity_ec2:
@@ -440,16 +433,33 @@ class Log:
         return fmt if fmt == ROUTE53 else "custom"
 
 
-class LineReplay:
-    """A replay effect: the Route 53 line of a replayed query (see :meth:`Log.replay`)."""
+class Route53Line(Effect):
+    """A query's Route 53 line: the fragments fixed by its question, reply and firewall
+    decision, stamped with its client and receive time when it is kept."""
 
     __slots__ = ("keep", "stamp", "middle", "tail")
 
-    def __init__(self, log: Log, route53: Route53Format, middle: str, tail: str) -> None:
-        self.keep = log.keep
-        self.stamp = route53.stamp
+    def __init__(
+        self, keep: Callable[[str], None], stamp: Callable[..., str], middle: str, tail: str
+    ) -> None:
+        self.keep = keep
+        self.stamp = stamp
         self.middle = middle
         self.tail = tail
 
-    def effect(self, client: Any, now: float) -> None:
-        self.keep(self.stamp(now, self.middle, client, self.tail))
+    def __call__(self, client: Any, start: float) -> None:
+        self.keep(self.stamp(start, self.middle, client, self.tail))
+
+
+class TextLine(Effect):
+    """A query's line in a CoreDNS text format, rendered whole (such a log takes no part in
+    replays: the line holds the query's own id and duration)."""
+
+    __slots__ = ("keep", "line")
+
+    def __init__(self, keep: Callable[[str], None], line: str) -> None:
+        self.keep = keep
+        self.line = line
+
+    def __call__(self, client: Any, start: float) -> None:
+        self.keep(self.line)
