@@ -4,7 +4,7 @@
                                 [-n 200000] [--profile] [--gc default|tuned|off]
                                 [--queries /tmp/dnsbench-data/hit.txt --upstream 127.0.0.1:5301]
 
-Starts the test upstream fixture (tests/upstream.py) in a thread, sets the Corefile up (its
+Starts the test upstream fixture (tests/kit/upstream.py) in a thread, sets the Corefile up (its
 lists loaded synchronously), warms the cache with one pass over a set of names, then times
 ``Listener.query`` -- parse, routing, the chain driven by hand, reply post-processing -- on
 cache hits. Prints process CPU µs per query (threads included); with --profile, a cProfile summary of the same loop.
@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from proxy.config import load  # noqa: E402
 from proxy.server import Listener, Router, Server  # noqa: E402
-from tests.upstream import Upstream  # noqa: E402
+from tests.kit.upstream import Upstream  # noqa: E402
 
 NAMES = [
     "example.com.",

@@ -4,102 +4,26 @@ fixture)."""
 
 from __future__ import annotations
 
-import http.client
-import json
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import dns.rcode
 import pytest
 
-from tests.conftest import free_port, run_cli
+from tests.kit.api import TOKEN, Api
+from tests.kit.corefiles import ADMIN, BLOCK_WHOAMI, TOKEN_FILE, corefile
+from tests.kit.dnsfw import free_port, run_cli
 
-TOKEN = "test-token-0123456789abcdef"
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: http.client.HTTPMessage
-    body: bytes
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-class Api:
-    """A tiny client for the admin API (http.client: no proxy settings apply)."""
-
-    def __init__(self, port: int, token: str | None = TOKEN) -> None:
-        self.port = port
-        self.token = token
-
-    def call(
-        self,
-        method: str,
-        path: str,
-        body: bytes | str | dict | None = None,
-        *,
-        token: str | None | bool = True,
-        headers: dict[str, str] | None = None,
-        timeout: float = 30.0,
-    ) -> Reply:
-        sent = dict(headers or {})
-        token = self.token if token is True else token
-        if token:
-            sent["Authorization"] = f"Bearer {token}"
-        if isinstance(body, dict):
-            body = json.dumps(body)
-            sent.setdefault("Content-Type", "application/json")
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            conn.request(method, path, body=body, headers=sent)
-            resp = conn.getresponse()
-            return Reply(resp.status, resp.headers, resp.read())
-        finally:
-            conn.close()
-
-    def ok(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
-        reply = self.call(method, path, body, **kw)
-        assert reply.status == 200, (reply.status, reply.body)
-        return reply.json
-
-    def wait(self, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.call("GET", "/v1/lists", timeout=1)
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-
-def corefile(admin_port: int, upstream: str, token: bool = True, extra: str = "") -> str:
-    auth = "{\n        token_file token\n    }" if token else ""
-    return f"""
-.:{{PORT}} {{
-    bind 127.0.0.1
-    admin 127.0.0.1:{admin_port} {auth}
-    firewall {{
-        list blocked file blocked.txt
-        list hosts   file hosts.txt format hosts
-        list inline  domains inline.w.example.com
-        group main 10 {{
-            rule block-listed 10 BLOCK blocked response nxdomain
-            rule watch-inline 20 ALERT inline
-            rule block-hosts  30 BLOCK hosts
-        }}
-    }}
-    cache
-    forward . {upstream}
-    {extra}
-}}
+TWO_BLOCKS = """\
+a.example:$PORT {
+    admin 127.0.0.1:$ADMIN $AUTH
+    whoami
+}
+b.example:$PORT {
+    admin 127.0.0.1:$ADMIN $AUTH
+    whoami
+}
 """
 
 
@@ -115,7 +39,7 @@ def setup_files(tmp_path: Path) -> Path:
 def served(dnsfw, upstream, setup_files: Path):
     """(dnsfw, Api) with a token."""
     port = free_port()
-    d = dnsfw(corefile(port, upstream.address))
+    d = dnsfw(corefile(ADMIN, ADMIN=port, AUTH=TOKEN_FILE, UPSTREAM=upstream.address))
     api = Api(port)
     api.wait()
     return d, api
@@ -164,7 +88,7 @@ def test_every_endpoint_needs_the_token(served, setup_files: Path) -> None:
 
 def test_without_a_token_on_loopback(dnsfw, upstream, setup_files: Path) -> None:
     port = free_port()
-    dnsfw(corefile(port, upstream.address, token=False))
+    dnsfw(corefile(ADMIN, ADMIN=port, AUTH="", UPSTREAM=upstream.address))
     api = Api(port, token=None)
     api.wait()
     assert api.call("GET", "/v1/lists").status == 200
@@ -458,7 +382,7 @@ def test_openapi_describes_every_route(served) -> None:
 def test_setup_errors(tmp_path: Path, admin: str, message: str) -> None:
     (tmp_path / "short").write_text("abc\n")
     conf = tmp_path / "Corefile"
-    conf.write_text(f".:1053 {{\n    {admin}\n    whoami\n}}\n")
+    conf.write_text(corefile(BLOCK_WHOAMI, KEYS=".:1053", LINES=admin))
     result = run_cli("check", "-conf", str(conf))
     assert result.returncode == 1
     assert message in result.stderr
@@ -475,8 +399,7 @@ def test_token_on_every_address_passes_check(tmp_path: Path) -> None:
 
 def test_two_blocks_share_one_admin_listener(dnsfw, setup_files: Path) -> None:
     port = free_port()
-    block = f"    admin 127.0.0.1:{port} {{\n        token_file token\n    }}\n    whoami\n"
-    d = dnsfw(f"a.example:{{PORT}} {{\n{block}}}\nb.example:{{PORT}} {{\n{block}}}\n")
+    d = dnsfw(corefile(TWO_BLOCKS, ADMIN=port, AUTH=TOKEN_FILE))
     api = Api(port)
     api.wait()
     d.query("x.a.example")

@@ -16,8 +16,9 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from tests.conftest import free_port
-from tests.test_admin import TOKEN, Api, corefile
+from tests.kit.api import TOKEN, Api
+from tests.kit.corefiles import ADMIN, TOKEN_FILE, corefile
+from tests.kit.dnsfw import free_port
 
 EXAMPLES = 60  # per operation and generation mode
 
@@ -28,7 +29,7 @@ def live(dnsfw, upstream, tmp_path: Path) -> Api:
     (tmp_path / "blocked.txt").write_text("blocked.w.example.com\n")
     (tmp_path / "hosts.txt").write_text("0.0.0.0 hosted.w.example.com\n")
     port = free_port()
-    dnsfw(corefile(port, upstream.address))
+    dnsfw(corefile(ADMIN, ADMIN=port, AUTH=TOKEN_FILE, UPSTREAM=upstream.address))
     api = Api(port)
     api.wait()
     return api

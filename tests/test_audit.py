@@ -15,7 +15,7 @@ from plugins.firewall import audit
 from plugins.firewall.audit_names import Domains, flag_names, suggest
 from plugins.firewall.audit_scan import Inventory, TimeWindow, parse_stamp, parse_time_arg
 from plugins.firewall.lists import DomainList, to_wire
-from tests.conftest import run_cli
+from tests.kit.dnsfw import run_cli
 
 INSTANCE = "10.0.0.150"
 LAB = "10.0.1.5"

@@ -11,12 +11,32 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from tests.upstream import Upstream
+from tests.kit.corefiles import corefile
+from tests.kit.upstream import Upstream
+
+# CACHE (the cache directive) before a forward to the upstream
+CACHE_FORWARD = """\
+.:$PORT {
+    $CACHE
+    forward . $UPSTREAM
+}
+"""
+
+# the same with forward OPTIONS
+CACHE_FORWARD_WITH = """\
+.:$PORT {
+    $CACHE
+    forward . $UPSTREAM {
+        $OPTIONS
+    }
+}
+"""
 
 
-def corefile(upstream: Upstream, cache: str = "cache", forward: str = "") -> str:
-    block = f" {{\n        {forward}\n    }}" if forward else ""
-    return f".:{{PORT}} {{\n    {cache}\n    forward . {upstream.address}{block}\n}}\n"
+def cached(upstream: Upstream, cache: str = "cache", forward: str = "") -> str:
+    if forward:
+        return corefile(CACHE_FORWARD_WITH, CACHE=cache, UPSTREAM=upstream.address, OPTIONS=forward)
+    return corefile(CACHE_FORWARD, CACHE=cache, UPSTREAM=upstream.address)
 
 
 def asked(upstream: Upstream, name: str, qtype: str = "A") -> int:
@@ -30,7 +50,7 @@ def ttls(reply: dns.message.Message) -> list[int]:
 
 
 def test_hit_ages_ttl_and_never_reaches_upstream(upstream, dnsfw) -> None:
-    server = dnsfw(corefile(upstream, "cache {\n        success 9984 3600 1\n    }"))
+    server = dnsfw(cached(upstream, "cache {\n    success 9984 3600 1\n}"))
     first = server.query("short-ttl.example.com")
     assert ttls(first) == [2] and asked(upstream, "short-ttl.example.com") == 1
     time.sleep(1.05)
@@ -50,24 +70,22 @@ def test_hit_ages_ttl_and_never_reaches_upstream(upstream, dnsfw) -> None:
         ("cache", {"short-ttl.example.com": 5, "long-ttl.example.com": 3600}),
         ("cache 30", {"long-ttl.example.com": 30, "example.com": 30}),
         (
-            "cache {\n        success 9984 100 10\n    }",
+            "cache {\n    success 9984 100 10\n}",
             {"short-ttl.example.com": 10, "example.com": 100},
         ),
     ],
 )
 def test_ttl_is_clamped(upstream, dnsfw, cache: str, expected: dict[str, int]) -> None:
-    server = dnsfw(corefile(upstream, cache))
+    server = dnsfw(cached(upstream, cache))
     for name, ttl in expected.items():
         assert ttls(server.query(name)) == [ttl]
         assert ttls(server.query(name)) == [ttl]  # a hit within the same second
         assert asked(upstream, name) == 1
 
 
-@pytest.mark.parametrize(
-    ("cache", "ttl"), [("cache", 60), ("cache {\n        denial 9984 30\n    }", 30)]
-)
+@pytest.mark.parametrize(("cache", "ttl"), [("cache", 60), ("cache {\n    denial 9984 30\n}", 30)])
 def test_negative_answers_are_cached_from_the_soa(upstream, dnsfw, cache: str, ttl: int) -> None:
-    server = dnsfw(corefile(upstream, cache))
+    server = dnsfw(cached(upstream, cache))
     for name, qtype, rcode in (
         ("nope.example.com", "A", dns.rcode.NXDOMAIN),
         ("example.com", "SRV", dns.rcode.NOERROR),  # NODATA
@@ -83,7 +101,7 @@ def test_negative_answers_are_cached_from_the_soa(upstream, dnsfw, cache: str, t
 
 
 def test_do_and_cd_bits_are_separate_entries(upstream, dnsfw) -> None:
-    server = dnsfw(corefile(upstream))
+    server = dnsfw(cached(upstream))
     for _ in range(2):
         server.query("example.com")
         with_do = server.query("example.com", want_dnssec=True)
@@ -94,7 +112,7 @@ def test_do_and_cd_bits_are_separate_entries(upstream, dnsfw) -> None:
 
 
 def test_hit_keeps_the_client_case(upstream, dnsfw) -> None:
-    server = dnsfw(corefile(upstream))
+    server = dnsfw(cached(upstream))
     server.query("www.example.com")
     reply = server.query("wWw.ExAmple.COM")
     assert reply.question[0].name.to_text() == "wWw.ExAmple.COM."
@@ -103,7 +121,7 @@ def test_hit_keeps_the_client_case(upstream, dnsfw) -> None:
 
 
 def test_edns_and_plain_clients_share_one_entry(upstream, dnsfw) -> None:
-    server = dnsfw(corefile(upstream))
+    server = dnsfw(cached(upstream))
     assert server.query("mail.example.com", use_edns=0).edns == 0
     plain = server.query("mail.example.com")
     assert plain.edns == -1
@@ -113,7 +131,7 @@ def test_edns_and_plain_clients_share_one_entry(upstream, dnsfw) -> None:
 
 
 def test_tcp_client_hits_what_udp_stored_and_vice_versa(upstream, dnsfw) -> None:
-    server = dnsfw(corefile(upstream))
+    server = dnsfw(cached(upstream))
     medium = server.query("medium.example.com", "TXT", tcp=True)
     assert len(medium.answer[0]) == 12
     again = server.query("medium.example.com", "TXT", tcp=True)
@@ -125,7 +143,7 @@ def test_tcp_client_hits_what_udp_stored_and_vice_versa(upstream, dnsfw) -> None
 
 
 def test_servfail_is_cached(upstream, dnsfw) -> None:
-    server = dnsfw(corefile(upstream))
+    server = dnsfw(cached(upstream))
     upstream.faults.only_names = frozenset({"mail.example.com."})
     upstream.faults.servfail = True
     assert server.query("mail.example.com").rcode() == dns.rcode.SERVFAIL
@@ -135,7 +153,7 @@ def test_servfail_is_cached(upstream, dnsfw) -> None:
 
 
 def test_servfail_zero_is_not_cached(upstream, dnsfw) -> None:
-    server = dnsfw(corefile(upstream, "cache {\n        servfail 0\n    }"))
+    server = dnsfw(cached(upstream, "cache {\n    servfail 0\n}"))
     upstream.faults.only_names = frozenset({"mail.example.com."})
     upstream.faults.servfail = True
     assert server.query("mail.example.com").rcode() == dns.rcode.SERVFAIL
@@ -145,8 +163,8 @@ def test_servfail_zero_is_not_cached(upstream, dnsfw) -> None:
 
 
 def test_prefetch_refreshes_while_clients_keep_hitting(upstream, dnsfw) -> None:
-    cache = "cache {\n        success 9984 3 1\n        prefetch 2 1m 50%\n    }"
-    server = dnsfw(corefile(upstream, cache))
+    cache = "cache {\n    success 9984 3 1\n    prefetch 2 1m 50%\n}"
+    server = dnsfw(cached(upstream, cache))
     assert ttls(server.query("long-ttl.example.com")) == [3]
     time.sleep(1.05)  # 2 s left: within 50 %
     assert ttls(server.query("long-ttl.example.com")) == [2]  # first hit
@@ -162,8 +180,8 @@ def test_prefetch_refreshes_while_clients_keep_hitting(upstream, dnsfw) -> None:
 
 
 def test_serve_stale_while_upstream_is_down(upstream, dnsfw) -> None:
-    cache = "cache {\n        success 9984 1 1\n        serve_stale 1m\n    }"
-    server = dnsfw(corefile(upstream, cache, "read_timeout 500ms"))
+    cache = "cache {\n    success 9984 1 1\n    serve_stale 1m\n}"
+    server = dnsfw(cached(upstream, cache, "read_timeout 500ms"))
     assert ttls(server.query("long-ttl.example.com")) == [1]
     upstream.faults.only_names = frozenset({"long-ttl.example.com."})
     upstream.faults.drop = True
@@ -186,8 +204,8 @@ def test_serve_stale_while_upstream_is_down(upstream, dnsfw) -> None:
 
 
 def test_serve_stale_verify_tries_upstream_first(upstream, dnsfw) -> None:
-    cache = "cache {\n        success 9984 1 1\n        serve_stale 1m verify\n    }"
-    server = dnsfw(corefile(upstream, cache, "read_timeout 300ms"))
+    cache = "cache {\n    success 9984 1 1\n    serve_stale 1m verify\n}"
+    server = dnsfw(cached(upstream, cache, "read_timeout 300ms"))
     server.query("long-ttl.example.com")
     upstream.faults.only_names = frozenset({"long-ttl.example.com."})
     upstream.faults.drop = True
@@ -202,7 +220,7 @@ def test_serve_stale_verify_tries_upstream_first(upstream, dnsfw) -> None:
 
 
 def test_queries_outside_the_cache_zones_are_not_cached(upstream, dnsfw) -> None:
-    server = dnsfw(corefile(upstream, "cache example.com"))
+    server = dnsfw(cached(upstream, "cache example.com"))
     for _ in range(2):
         server.query("www.example.com")
         server.query("gmail.com")

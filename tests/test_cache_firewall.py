@@ -8,7 +8,24 @@ import urllib.request
 import dns.rcode
 import dns.rdatatype
 
-from tests.conftest import free_port
+from tests.kit.corefiles import corefile
+from tests.kit.dnsfw import free_port
+
+# the firewall before the cache; its list edited through the admin API
+FIREWALL_CACHE = """
+.:$PORT {
+    bind 127.0.0.1
+    admin 127.0.0.1:$ADMIN
+    firewall {
+        list blocked file $LIST
+        group g 100 {
+            rule block-listed 100 BLOCK blocked response nxdomain
+        }
+    }
+    cache
+    forward . $UPSTREAM
+}
+"""
 
 
 def patch(port: int, name: str, operation: str, domains: list[str]) -> dict:
@@ -27,22 +44,7 @@ def test_a_name_blocked_after_it_was_cached_is_blocked_at_once(dnsfw, upstream, 
     listed = tmp_path / "blocked.txt"
     listed.write_text("ads.example\n")
     admin = free_port()
-    d = dnsfw(
-        f"""
-.:{{PORT}} {{
-    bind 127.0.0.1
-    admin 127.0.0.1:{admin}
-    firewall {{
-        list blocked file {listed}
-        group g 100 {{
-            rule block-listed 100 BLOCK blocked response nxdomain
-        }}
-    }}
-    cache
-    forward . {upstream.address}
-}}
-"""
-    )
+    d = dnsfw(corefile(FIREWALL_CACHE, ADMIN=admin, LIST=listed, UPSTREAM=upstream.address))
     first = d.query("www.example.com.", "A")
     assert first.rcode() == dns.rcode.NOERROR and first.answer
     asked = len([s for s in upstream.seen if s.name == "www.example.com."])

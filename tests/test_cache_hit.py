@@ -23,17 +23,19 @@ from plugins.cache.store import (
     Store,
     make_entry,
 )
-from proxy import corefile, pipeline, wire
+from proxy import pipeline, wire
 from proxy.config import AppContext, build
+from proxy.corefile import parse as parse_corefile
 from proxy.request import Request, Response, parse
 from proxy.wire import AnswerInfo
+from tests.kit.corefiles import BLOCK_WHOAMI, corefile
 
 SERVER = "dns://:53"
 
 
 def make_cache(body: str = "cache") -> Cache:
-    text = f". {{\n{body}\nwhoami\n}}\n"
-    cfg = build(corefile.parse(text, directives=plugins.ORDER), AppContext("Corefile"))
+    text = corefile(BLOCK_WHOAMI, KEYS=".", LINES=body)
+    cfg = build(parse_corefile(text, directives=plugins.ORDER), AppContext("Corefile"))
     cache = cfg.blocks[0].plugins[0]
     assert isinstance(cache, Cache)
     cache.clock = Clock()

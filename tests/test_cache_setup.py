@@ -10,15 +10,16 @@ import plugins
 from plugins.cache import Cache
 from plugins.cache.options import CacheConfig, TTLs
 from plugins.cache.store import effective_capacity
-from proxy import corefile
 from proxy.config import AppContext, Config, build
 from proxy.corefile import CorefileError
-from tests.conftest import run_cli
+from proxy.corefile import parse as parse_corefile
+from tests.kit.corefiles import BLOCK_WHOAMI, corefile
+from tests.kit.dnsfw import run_cli
 
 
 def load(body: str, keys: str = ".:53") -> Config:
-    text = f"{keys} {{\n    {body}\n    whoami\n}}\n"
-    return build(corefile.parse(text, directives=plugins.ORDER), AppContext("Corefile"))
+    text = corefile(BLOCK_WHOAMI, KEYS=keys, LINES=body)
+    return build(parse_corefile(text, directives=plugins.ORDER), AppContext("Corefile"))
 
 
 def config(body: str, keys: str = ".:53") -> CacheConfig:

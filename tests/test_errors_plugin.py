@@ -7,17 +7,18 @@ import time
 
 import dns.rcode
 
+from tests.kit.corefiles import corefile
 
-def corefile(upstream_address: str, errors_block: str) -> str:
-    return f"""
-.:{{PORT}} {{
+# ERRORS (the errors directive) before a forward whose failures it logs
+ERRORS_FORWARD = """
+.:$PORT {
     bind 127.0.0.1
-    {errors_block}
-    forward . {upstream_address} {{
+    $ERRORS
+    forward . $UPSTREAM {
         read_timeout 200ms
         max_fails 0
-    }}
-}}
+    }
+}
 """
 
 
@@ -31,7 +32,7 @@ def wait_for(predicate, timeout: float = 5.0) -> bool:
 
 
 def test_errors_are_logged_with_rcode_name_and_type(dnsfw, upstream):
-    d = dnsfw(corefile(upstream.address, "errors"))
+    d = dnsfw(corefile(ERRORS_FORWARD, ERRORS="errors", UPSTREAM=upstream.address))
     upstream.faults.drop = True
     r = d.query("lost.example.com.", "AAAA")
     assert r.rcode() == dns.rcode.SERVFAIL
@@ -41,8 +42,8 @@ def test_errors_are_logged_with_rcode_name_and_type(dnsfw, upstream):
 
 
 def test_consolidate_counts_matching_errors(dnsfw, upstream):
-    block = 'errors {\n        consolidate 1s "lost" warning show_first\n    }'
-    d = dnsfw(corefile(upstream.address, block))
+    block = 'errors {\n    consolidate 1s "lost" warning show_first\n}'
+    d = dnsfw(corefile(ERRORS_FORWARD, ERRORS=block, UPSTREAM=upstream.address))
     upstream.faults.drop = True
     for i in range(4):
         assert d.query(f"lost{i}.example.com.").rcode() == dns.rcode.SERVFAIL

@@ -32,8 +32,9 @@ from plugins.firewall.policy import ClientSet, Decision
 from proxy.config import load
 from proxy.request import Request, Response
 from proxy.request import parse as parse_request
-from tests.conftest import Dnsfw, free_port
-from tests.upstream import Upstream
+from tests.kit.corefiles import corefile
+from tests.kit.dnsfw import Dnsfw, free_port
+from tests.kit.upstream import Upstream
 
 FW_SOA_MNAME = dns.name.from_text("dnsfw.invalid.")
 EDE_BLOCKED = 15
@@ -270,6 +271,18 @@ def distinct_ports(count: int) -> list[int]:
     return ports
 
 
+# one server block per profile (BODY: its firewall), all forwarding to the upstream
+PROFILE = """\
+.:$PORT {
+    bind $BIND
+    firewall {
+        $BODY
+    }
+    forward . $UPSTREAM
+}
+"""
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     workdir = tmp_path_factory.mktemp("firewall")
@@ -281,12 +294,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         ports = dict(zip(names[1:], distinct_ports(len(names) - 1), strict=True))
         blocks = []
         for name in names:
-            port = "{PORT}" if name == names[0] else str(ports[name])
+            port = "$PORT" if name == names[0] else ports[name]
             bind = "127.0.0.1 ::1" if name == "clients" else "127.0.0.1"
-            body = textwrap.indent(textwrap.dedent(PROFILES[name]).strip(), " " * 8)
+            body = textwrap.dedent(PROFILES[name]).strip()
             blocks.append(
-                f".:{port} {{\n    bind {bind}\n    firewall {{\n{body}\n    }}\n"
-                f"    forward . {upstream.address}\n}}\n"
+                corefile(PROFILE, PORT=port, BIND=bind, BODY=body, UPSTREAM=upstream.address)
             )
         d = Dnsfw("\n".join(blocks), workdir)
         while d.port in ports.values():
@@ -803,11 +815,19 @@ IN_PROCESS = """
         }
 """
 
+FIREWALL_BLOCK = """\
+.:53 {
+    firewall $ARGS {
+$BODY
+    }
+}
+"""
+
 
 def firewall_in_process(tmp_path: Path, body: str, args: str = "") -> Firewall:
     """A Firewall set up as `dnsfw run` does, not started (file lists stay unloaded)."""
     conf = tmp_path / "Corefile"
-    conf.write_text(f".:53 {{\n    firewall {args} {{\n{body}\n    }}\n}}\n")
+    conf.write_text(corefile(FIREWALL_BLOCK, ARGS=args, BODY=body))
     config = load(str(conf))
     return next(p for p in config.blocks[0].plugins if isinstance(p, Firewall))
 

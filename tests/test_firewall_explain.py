@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from plugins.firewall import explain
-from tests.conftest import run_cli
+from tests.kit.dnsfw import run_cli
 
 COREFILE = """\
 .:1053 {
@@ -211,7 +211,7 @@ def test_through_the_dnsfw_command(conf: Path):
 
 
 def test_explain_maps_international_names_like_list_entries(tmp_path):
-    from tests.conftest import run_cli
+    from tests.kit.dnsfw import run_cli
 
     conf = tmp_path / "Corefile"
     conf.write_text(

@@ -12,23 +12,31 @@ import plugins
 from plugins.firewall import Firewall
 from plugins.firewall.config import DEFAULT_REFRESH
 from plugins.firewall.lists import to_wire
-from proxy import corefile
 from proxy.config import AppContext, build
 from proxy.corefile import CorefileError
-from tests.conftest import run_cli
+from proxy.corefile import parse as parse_corefile
+from tests.kit.corefiles import corefile
+from tests.kit.dnsfw import run_cli
 
 GOOD_GROUP = ["group g 100 {", "    rule r 10 BLOCK l", "}"]
+
+FIREWALL = """\
+.:53 {
+    firewall {
+        $BODY
+    }
+}
+"""
 
 
 def corefile_text(*body: str) -> str:
     """A server block whose firewall holds ``body``; body line i is Corefile line i + 3."""
-    lines = "\n".join("        " + line for line in body)
-    return f".:53 {{\n    firewall {{\n{lines}\n    }}\n}}\n"
+    return corefile(FIREWALL, BODY="\n".join(body))
 
 
 def set_up(text: str, tmp_path: Path | None = None, *, checking: bool = True) -> Firewall:
     filename = str(tmp_path / "Corefile") if tmp_path else "Corefile"
-    blocks = corefile.parse(text, filename=filename, directives=plugins.ORDER)
+    blocks = parse_corefile(text, filename=filename, directives=plugins.ORDER)
     config = build(blocks, AppContext(conf_path=filename, checking=checking))
     return next(p for p in config.blocks[0].plugins if isinstance(p, Firewall))
 

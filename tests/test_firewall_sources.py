@@ -24,6 +24,7 @@ import pytest
 from plugins.firewall.config import ListSpec
 from plugins.firewall.lists import DomainList, ListError, to_wire
 from plugins.firewall.sources import ListEditError, ListSlot
+from tests.kit.corefiles import corefile
 
 # --- an HTTP list server in this process ---------------------------------------------------
 
@@ -124,15 +125,15 @@ def wait_for(condition: Callable[[], object], what: str, timeout: float = 10.0) 
 # --- url lists, end to end -------------------------------------------------------------------
 
 URL_COREFILE = """\
-.:{PORT} {
+.:$PORT {
     bind 127.0.0.1
     firewall {
-        list remote url URL refresh 1s
+        list remote url $URL refresh 1s
         group g 1 {
             rule r 1 BLOCK remote response nxdomain
         }
     }
-    forward . UPSTREAM
+    forward . $UPSTREAM
 }
 """
 
@@ -154,7 +155,7 @@ def test_url_list_refresh_failures_etag_and_disk_copy(
     dnsfw, upstream, lists_server: ListServer, state_dir: Path
 ):
     env = {"DNSFW_STATE_DIR": str(state_dir), "STATE_DIRECTORY": ""}
-    text = URL_COREFILE.replace("URL", lists_server.url).replace("UPSTREAM", upstream.address)
+    text = corefile(URL_COREFILE, URL=lists_server.url, UPSTREAM=upstream.address)
     lists_server.serve("ads.example\n*.tracker.example\n", etag='"v1"')
     d = dnsfw(text, env=env)
     wait_for(lambda: verdict(d.port, "ads.example") == "blocked", "the first download")
@@ -211,9 +212,7 @@ def test_url_list_refresh_failures_etag_and_disk_copy(
 
 
 def test_url_list_never_downloaded_fails_closed(dnsfw, upstream, state_dir: Path):
-    text = URL_COREFILE.replace("URL", "http://127.0.0.1:9/list.txt").replace(
-        "UPSTREAM", upstream.address
-    )
+    text = corefile(URL_COREFILE, URL="http://127.0.0.1:9/list.txt", UPSTREAM=upstream.address)
     d = dnsfw(
         text, env={"DNSFW_STATE_DIR": str(state_dir), "STATE_DIRECTORY": ""}, wait="listening"
     )
@@ -277,17 +276,24 @@ async def test_url_slot_starts_from_the_disk_copy(lists_server: ListServer, stat
 
 # --- file lists across reloads ----------------------------------------------------------------
 
+FILE_COREFILE = """\
+.:$PORT {
+    bind 127.0.0.1
+    firewall {
+        list l file $FILE
+        group g 1 {
+            rule r 1 BLOCK l response nxdomain
+        }
+    }
+    forward . $UPSTREAM
+}
+"""
+
 
 def test_file_list_reload_with_a_broken_file_keeps_the_old_list(dnsfw, upstream, tmp_path: Path):
     listfile = tmp_path / "blocked.txt"
     listfile.write_text("ads.example\n")
-    text = (
-        ".:{PORT} {\n    bind 127.0.0.1\n    firewall {\n"
-        f"        list l file {listfile}\n"
-        "        group g 1 {\n            rule r 1 BLOCK l response nxdomain\n        }\n    }\n"
-        f"    forward . {upstream.address}\n}}\n"
-    )
-    d = dnsfw(text)
+    d = dnsfw(corefile(FILE_COREFILE, FILE=listfile, UPSTREAM=upstream.address))
     wait_for(lambda: verdict(d.port, "ads.example") == "blocked", "the list")
 
     listfile.write_text("new.example\nnew..example\n")
@@ -444,7 +450,7 @@ def test_reload_with_the_list_server_down_uses_the_disk_copy(
     dnsfw, upstream, lists_server: ListServer, state_dir: Path
 ):
     env = {"DNSFW_STATE_DIR": str(state_dir), "STATE_DIRECTORY": ""}
-    text = URL_COREFILE.replace("URL", lists_server.url).replace("UPSTREAM", upstream.address)
+    text = corefile(URL_COREFILE, URL=lists_server.url, UPSTREAM=upstream.address)
     lists_server.serve("ads.example\n", etag='"v1"')
     d = dnsfw(text, env=env)
     wait_for(lambda: verdict(d.port, "ads.example") == "blocked", "the download")

@@ -11,7 +11,6 @@ import asyncio
 import socket
 import ssl
 import struct
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -32,9 +31,62 @@ from proxy.config import AppContext, build
 from proxy.corefile import parse as parse_corefile
 from proxy.request import Request, Response
 from proxy.request import parse as parse_query
-from tests.upstream import Faults, Upstream
+from tests.kit.corefiles import FORWARD, corefile
+from tests.kit.dnsfw import free_port
+from tests.kit.tls import make_cert
+from tests.kit.upstream import Faults, Upstream
 
 FAST = "read_timeout 300ms"  # upstream timeout used by the fault tests
+
+# PLUGINS ("errors" or nothing), then a forward to TO with OPTIONS
+FORWARD_WITH = """\
+.:$PORT {
+    $PLUGINS
+    forward . $TO {
+        $OPTIONS
+    }
+}
+"""
+
+ERRORS_FORWARD = """\
+.:$PORT {
+    errors
+    forward . $TO
+}
+"""
+
+# NXDOMAIN from FIRST hands the query to the second forward
+NEXT_NXDOMAIN = """\
+.:$PORT {
+    forward . $FIRST {
+        next NXDOMAIN
+    }
+    forward . $SECOND
+}
+"""
+
+# example.com but mail.example.com forwarded; whoami answers the rest
+EXCEPT_THEN_WHOAMI = """\
+.:$PORT {
+    forward example.com $UPSTREAM {
+        except mail.example.com
+    }
+    whoami
+}
+"""
+
+# w.example.com forwarded without a client certificate, the rest with one
+CLIENT_CERTIFICATE = """\
+.:$PORT {
+    forward w.example.com $TO {
+        tls $CERT
+        $FAST
+    }
+    forward . $TO {
+        tls $CERT $KEY $CERT
+    }
+}
+"""
 
 
 @pytest.fixture
@@ -55,7 +107,7 @@ def answer_text(response: dns.message.Message) -> list[str]:
 
 
 def test_udp_and_tcp_answers(dnsfw, upstream: Upstream) -> None:
-    fw = dnsfw(f".:{{PORT}} {{\n    forward . {upstream.address}\n}}\n")
+    fw = dnsfw(corefile(FORWARD, UPSTREAM=upstream.address))
     udp = fw.query("a.example.")
     assert udp.rcode() == dns.rcode.NOERROR
     assert answer_text(udp) == ["b.tracker.example.", "c.cdn.example.", "198.51.100.7"]
@@ -68,7 +120,7 @@ def test_udp_and_tcp_answers(dnsfw, upstream: Upstream) -> None:
 
 
 def test_edns_do_and_case_pass_through(dnsfw, upstream: Upstream) -> None:
-    fw = dnsfw(f".:{{PORT}} {{\n    forward . {upstream.address}\n}}\n")
+    fw = dnsfw(corefile(FORWARD, UPSTREAM=upstream.address))
     response = fw.query("C.Cdn.EXAMPLE.", use_edns=0, want_dnssec=True, payload=4096)
     assert response.edns == 0
     assert response.ednsflags & dns.flags.DO  # the upstream saw DO: it copies it
@@ -78,7 +130,7 @@ def test_edns_do_and_case_pass_through(dnsfw, upstream: Upstream) -> None:
 
 
 def test_client_ids_and_source_ports_are_replaced(dnsfw, upstream: Upstream) -> None:
-    fw = dnsfw(f".:{{PORT}} {{\n    forward . {upstream.address}\n}}\n")
+    fw = dnsfw(corefile(FORWARD, UPSTREAM=upstream.address))
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(3)
         for i in range(24):
@@ -96,7 +148,7 @@ def test_client_ids_and_source_ports_are_replaced(dnsfw, upstream: Upstream) -> 
 
 
 def test_truncated_udp_reply_is_fetched_over_tcp(dnsfw, upstream: Upstream) -> None:
-    fw = dnsfw(f".:{{PORT}} {{\n    forward . {upstream.address}\n}}\n")
+    fw = dnsfw(corefile(FORWARD, UPSTREAM=upstream.address))
     upstream.faults = Faults(truncate=True, only_names=frozenset({"mail.example.com."}))
     response = fw.query("mail.example.com.")
     assert not response.flags & dns.flags.TC
@@ -111,9 +163,7 @@ def test_truncated_udp_reply_is_fetched_over_tcp(dnsfw, upstream: Upstream) -> N
 
 
 def test_force_tcp_pipelines_on_one_connection(dnsfw, upstream: Upstream) -> None:
-    fw = dnsfw(
-        f".:{{PORT}} {{\n    forward . {upstream.address} {{\n        force_tcp\n    }}\n}}\n"
-    )
+    fw = dnsfw(corefile(FORWARD_WITH, PLUGINS="", TO=upstream.address, OPTIONS="force_tcp"))
     for i in range(5):
         assert fw.query(f"t{i}.w.example.com.").rcode() == dns.rcode.NOERROR
     seen = [s for s in upstream.seen if s.name.endswith(".w.example.com.")]
@@ -122,9 +172,7 @@ def test_force_tcp_pipelines_on_one_connection(dnsfw, upstream: Upstream) -> Non
 
 
 def test_prefer_udp_for_tcp_clients(dnsfw, upstream: Upstream) -> None:
-    fw = dnsfw(
-        f".:{{PORT}} {{\n    forward . {upstream.address} {{\n        prefer_udp\n    }}\n}}\n"
-    )
+    fw = dnsfw(corefile(FORWARD_WITH, PLUGINS="", TO=upstream.address, OPTIONS="prefer_udp"))
     assert fw.query("example.com.", tcp=True).rcode() == dns.rcode.NOERROR
     assert [s.transport for s in upstream.seen if s.name == "example.com."] == ["udp"]
 
@@ -133,10 +181,7 @@ def test_prefer_udp_for_tcp_clients(dnsfw, upstream: Upstream) -> None:
 
 
 def test_dead_upstream_gives_servfail_in_time(dnsfw, upstream: Upstream) -> None:
-    fw = dnsfw(
-        f".:{{PORT}} {{\n    errors\n    forward . {upstream.address} {{\n        {FAST}\n"
-        "    }\n}\n"
-    )
+    fw = dnsfw(corefile(FORWARD_WITH, PLUGINS="errors", TO=upstream.address, OPTIONS=FAST))
     upstream.faults.drop = True
     started = time.monotonic()
     response = fw.query("example.com.")
@@ -148,10 +193,8 @@ def test_dead_upstream_gives_servfail_in_time(dnsfw, upstream: Upstream) -> None
 
 
 def test_closed_port_fails_at_once(dnsfw) -> None:
-    from tests.conftest import free_port
-
     closed = f"127.0.0.1:{free_port()}"
-    fw = dnsfw(f".:{{PORT}} {{\n    errors\n    forward . {closed}\n}}\n")
+    fw = dnsfw(corefile(ERRORS_FORWARD, TO=closed))
     started = time.monotonic()
     assert fw.query("example.com.").rcode() == dns.rcode.SERVFAIL
     assert time.monotonic() - started < 1.0  # the ICMP error, not the 2s read timeout
@@ -161,8 +204,12 @@ def test_closed_port_fails_at_once(dnsfw) -> None:
 
 def test_failover_to_the_next_upstream(dnsfw, upstream: Upstream, second: Upstream) -> None:
     fw = dnsfw(
-        f".:{{PORT}} {{\n    forward . {upstream.address} {second.address} {{\n"
-        f"        policy sequential\n        {FAST}\n    }}\n}}\n"
+        corefile(
+            FORWARD_WITH,
+            PLUGINS="",
+            TO=f"{upstream.address} {second.address}",
+            OPTIONS=f"policy sequential\n{FAST}",
+        )
     )
     upstream.faults = Faults(drop=True, only_names=frozenset({"gmail.com."}))
     started = time.monotonic()
@@ -174,8 +221,12 @@ def test_failover_to_the_next_upstream(dnsfw, upstream: Upstream, second: Upstre
 
 def test_failover_rcodes(dnsfw, upstream: Upstream, second: Upstream) -> None:
     fw = dnsfw(
-        f".:{{PORT}} {{\n    forward . {upstream.address} {second.address} {{\n"
-        "        policy sequential\n        failover SERVFAIL\n    }\n}\n"
+        corefile(
+            FORWARD_WITH,
+            PLUGINS="",
+            TO=f"{upstream.address} {second.address}",
+            OPTIONS="policy sequential\nfailover SERVFAIL",
+        )
     )
     upstream.faults = Faults(servfail=True, only_names=frozenset({"example.com."}))
     assert answer_text(fw.query("example.com.")) == ["93.184.216.34"]
@@ -187,10 +238,7 @@ def test_failover_rcodes(dnsfw, upstream: Upstream, second: Upstream) -> None:
 def test_next_rcodes_hand_over_to_the_next_forward(
     dnsfw, upstream: Upstream, second: Upstream
 ) -> None:
-    fw = dnsfw(
-        f".:{{PORT}} {{\n    forward . {upstream.address} {{\n        next NXDOMAIN\n    }}\n"
-        f"    forward . {second.address}\n}}\n"
-    )
+    fw = dnsfw(corefile(NEXT_NXDOMAIN, FIRST=upstream.address, SECOND=second.address))
     second.set_zones("$ORIGIN only.test.\n@ SOA ns h 1 2 3 4 60\nx A 192.0.2.99\n")
     # NXDOMAIN from the first: the second forward answers
     assert answer_text(fw.query("x.only.test.")) == ["192.0.2.99"]
@@ -202,8 +250,12 @@ def test_next_rcodes_hand_over_to_the_next_forward(
 @pytest.mark.parametrize("fault", ["garbage", "wrong_id", "wrong_question"])
 def test_bad_replies_are_ignored(dnsfw, upstream: Upstream, second: Upstream, fault: str) -> None:
     fw = dnsfw(
-        f".:{{PORT}} {{\n    forward . {upstream.address} {second.address} {{\n"
-        f"        policy sequential\n        max_fails 0\n        {FAST}\n    }}\n}}\n"
+        corefile(
+            FORWARD_WITH,
+            PLUGINS="",
+            TO=f"{upstream.address} {second.address}",
+            OPTIONS=f"policy sequential\nmax_fails 0\n{FAST}",
+        )
     )
     setattr(upstream.faults, fault, True)
     upstream.faults.only_names = frozenset({"mail.example.com.", "rr.example.com."})
@@ -215,9 +267,12 @@ def test_bad_replies_are_ignored(dnsfw, upstream: Upstream, second: Upstream, fa
 
 def test_health_check_marks_down_and_up(dnsfw, upstream: Upstream, second: Upstream) -> None:
     fw = dnsfw(
-        f".:{{PORT}} {{\n    forward . {upstream.address} {second.address} {{\n"
-        f"        policy sequential\n        max_fails 2\n        health_check 100ms\n"
-        f"        {FAST}\n    }}\n}}\n"
+        corefile(
+            FORWARD_WITH,
+            PLUGINS="",
+            TO=f"{upstream.address} {second.address}",
+            OPTIONS=f"policy sequential\nmax_fails 2\nhealth_check 100ms\n{FAST}",
+        )
     )
     upstream.faults.drop = True
     assert fw.query("example.com.").rcode() == dns.rcode.NOERROR  # via the second, slowly
@@ -255,8 +310,12 @@ def _fail_until_down(fw, up: Upstream) -> None:
 
 def test_all_down_tries_one_anyway(dnsfw, upstream: Upstream) -> None:
     fw = dnsfw(
-        f".:{{PORT}} {{\n    forward . {upstream.address} {{\n        max_fails 1\n"
-        f"        health_check 10s\n        {FAST}\n    }}\n}}\n"
+        corefile(
+            FORWARD_WITH,
+            PLUGINS="",
+            TO=upstream.address,
+            OPTIONS=f"max_fails 1\nhealth_check 10s\n{FAST}",
+        )
     )
     _fail_until_down(fw, upstream)
     # every upstream is down: one is tried anyway (health checking may be what is broken)
@@ -265,9 +324,12 @@ def test_all_down_tries_one_anyway(dnsfw, upstream: Upstream) -> None:
 
 def test_all_down_fails_fast(dnsfw, upstream: Upstream) -> None:
     fw = dnsfw(
-        f".:{{PORT}} {{\n    errors\n    forward . {upstream.address} {{\n        max_fails 1\n"
-        f"        health_check 10s\n        {FAST}\n        failfast_all_unhealthy_upstreams\n"
-        "    }\n}\n"
+        corefile(
+            FORWARD_WITH,
+            PLUGINS="errors",
+            TO=upstream.address,
+            OPTIONS=f"max_fails 1\nhealth_check 10s\n{FAST}\nfailfast_all_unhealthy_upstreams",
+        )
     )
     _fail_until_down(fw, upstream)
     count = len(upstream.seen)
@@ -279,8 +341,7 @@ def test_all_down_fails_fast(dnsfw, upstream: Upstream) -> None:
 
 def test_max_concurrent(dnsfw, upstream: Upstream) -> None:
     fw = dnsfw(
-        f".:{{PORT}} {{\n    errors\n    forward . {upstream.address} {{\n"
-        "        max_concurrent 2\n    }\n}\n"
+        corefile(FORWARD_WITH, PLUGINS="errors", TO=upstream.address, OPTIONS="max_concurrent 2")
     )
     names = [f"c{i}.w.example.com." for i in range(5)]
     upstream.faults = Faults(delay=0.5, only_names=frozenset(names))
@@ -308,8 +369,12 @@ def _which(upstream: Upstream, second: Upstream, names: list[str]) -> list[str]:
 @pytest.mark.parametrize("policy", ["sequential", "round_robin", "random"])
 def test_policies(dnsfw, upstream: Upstream, second: Upstream, policy: str) -> None:
     fw = dnsfw(
-        f".:{{PORT}} {{\n    forward . {upstream.address} {second.address} {{\n"
-        f"        policy {policy}\n    }}\n}}\n"
+        corefile(
+            FORWARD_WITH,
+            PLUGINS="",
+            TO=f"{upstream.address} {second.address}",
+            OPTIONS=f"policy {policy}",
+        )
     )
     names = [f"p{i}.w.example.com." for i in range(40 if policy == "random" else 6)]
     for name in names:
@@ -324,10 +389,7 @@ def test_policies(dnsfw, upstream: Upstream, second: Upstream, policy: str) -> N
 
 
 def test_from_scope_and_except_go_to_next(dnsfw, upstream: Upstream) -> None:
-    fw = dnsfw(
-        f".:{{PORT}} {{\n    forward example.com {upstream.address} {{\n"
-        "        except mail.example.com\n    }\n    whoami\n}\n"
-    )
+    fw = dnsfw(corefile(EXCEPT_THEN_WHOAMI, UPSTREAM=upstream.address))
     assert answer_text(fw.query("www.example.com.")) == ["example.com.", "93.184.216.34"]
     assert fw.query("EXAMPLE.com.").rcode() == dns.rcode.NOERROR
     for name in ("gmail.com.", "mail.example.com.", "x.mail.example.com.", "notexample.com."):
@@ -346,7 +408,7 @@ def test_resolv_conf_upstream(dnsfw, tmp_path: Path) -> None:
     try:
         conf = tmp_path / "resolv.conf"
         conf.write_text("search example.org\nnameserver 127.53.0.1\n")
-        fw = dnsfw(f".:{{PORT}} {{\n    forward . {conf}\n}}\n")
+        fw = dnsfw(corefile(FORWARD, UPSTREAM=conf))
         assert answer_text(fw.query("mail.example.com.")) == ["192.0.2.25"]
         assert "mail.example.com." in names_seen(up)
     finally:
@@ -354,22 +416,6 @@ def test_resolv_conf_upstream(dnsfw, tmp_path: Path) -> None:
 
 
 # --- DNS over TLS ----------------------------------------------------------------------------
-
-
-def make_cert(tmp_path: Path, name: str) -> tuple[Path, Path]:
-    """A self-signed certificate for ``name`` (it is its own CA), made with the openssl CLI."""
-    cert, key = tmp_path / "dot.crt", tmp_path / "dot.key"
-    subprocess.run(
-        [
-            *["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"],
-            *("-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}"),
-            *("-keyout", str(key), "-out", str(cert)),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return cert, key
 
 
 class DotServer:
@@ -444,8 +490,12 @@ def test_dns_over_tls(dnsfw, upstream: Upstream, tmp_path: Path) -> None:
     cert, key = make_cert(tmp_path, "dot.test")
     with DotServer(cert, key, upstream) as dot:
         fw = dnsfw(
-            f".:{{PORT}} {{\n    errors\n    forward . tls://127.0.0.1:{dot.port} {{\n"
-            f"        tls_servername dot.test\n        tls {cert}\n    }}\n}}\n"
+            corefile(
+                FORWARD_WITH,
+                PLUGINS="errors",
+                TO=f"tls://127.0.0.1:{dot.port}",
+                OPTIONS=f"tls_servername dot.test\ntls {cert}",
+            )
         )
         assert answer_text(fw.query("mail.example.com.")) == ["192.0.2.25"]
         assert answer_text(fw.query("example.com.", tcp=True)) == ["93.184.216.34"]
@@ -458,8 +508,12 @@ def test_dns_over_tls_verifies_the_server(dnsfw, upstream: Upstream, tmp_path: P
     cert, key = make_cert(tmp_path, "dot.test")
     with DotServer(cert, key, upstream) as dot:
         fw = dnsfw(
-            f".:{{PORT}} {{\n    errors\n    forward . tls://127.0.0.1%wrong.test:{dot.port} {{\n"
-            f"        tls {cert}\n        {FAST}\n    }}\n}}\n"
+            corefile(
+                FORWARD_WITH,
+                PLUGINS="errors",
+                TO=f"tls://127.0.0.1%wrong.test:{dot.port}",
+                OPTIONS=f"tls {cert}\n{FAST}",
+            )
         )
         assert fw.query("mail.example.com.").rcode() == dns.rcode.SERVFAIL
         assert "mail.example.com." not in dot.queries
@@ -471,11 +525,7 @@ def test_dns_over_tls_client_certificate(dnsfw, upstream: Upstream, tmp_path: Pa
     cert, key = make_cert(tmp_path, "dot.test")
     with DotServer(cert, key, upstream, client_ca=cert) as dot:
         to = f"tls://127.0.0.1%dot.test:{dot.port}"
-        fw = dnsfw(
-            f".:{{PORT}} {{\n    forward w.example.com {to} {{\n        tls {cert}\n"
-            f"        {FAST}\n    }}\n    forward . {to} {{\n        tls {cert} {key} {cert}\n"
-            "    }\n}\n"
-        )
+        fw = dnsfw(corefile(CLIENT_CERTIFICATE, TO=to, CERT=cert, KEY=key, FAST=FAST))
         assert answer_text(fw.query("mail.example.com.")) == ["192.0.2.25"]
         # the forward without a client certificate is turned away by the server
         assert fw.query("x.w.example.com.").rcode() == dns.rcode.SERVFAIL
@@ -524,8 +574,13 @@ async def _drive(plugin: Forward, req: Request) -> Response:
 
 async def test_counters_upstreams_and_clean_stop(upstream: Upstream, second: Upstream) -> None:
     plugin, app = _setup(
-        f".:53 {{\n forward . {upstream.address} {second.address} {{\n  policy sequential\n"
-        f"  max_concurrent 1\n  {FAST}\n }}\n}}\n"
+        corefile(
+            FORWARD_WITH,
+            PORT=53,
+            PLUGINS="",
+            TO=f"{upstream.address} {second.address}",
+            OPTIONS=f"policy sequential\nmax_concurrent 1\n{FAST}",
+        )
     )
     await plugin.start()
     try:
@@ -569,7 +624,7 @@ async def test_counters_upstreams_and_clean_stop(upstream: Upstream, second: Ups
 
 
 async def test_response_keeps_the_client_id(upstream: Upstream) -> None:
-    plugin, _ = _setup(f".:53 {{\n forward . {upstream.address}\n}}\n")
+    plugin, _ = _setup(corefile(FORWARD, PORT=53, UPSTREAM=upstream.address))
     await plugin.start()
     try:
         req = _request("example.com.")
@@ -581,7 +636,7 @@ async def test_response_keeps_the_client_id(upstream: Upstream) -> None:
 
 
 async def test_stop_ends_pending_queries_at_once(upstream: Upstream) -> None:
-    plugin, _ = _setup(f".:53 {{\n forward . {upstream.address}\n}}\n")
+    plugin, _ = _setup(corefile(FORWARD, PORT=53, UPSTREAM=upstream.address))
     await plugin.start()
     upstream.faults.drop = True
     pending = asyncio.ensure_future(_drive(plugin, _request("example.com.")))
@@ -594,7 +649,9 @@ async def test_stop_ends_pending_queries_at_once(upstream: Upstream) -> None:
 
 
 async def test_udp_sockets_are_replaced_after_expire(upstream: Upstream) -> None:
-    plugin, _ = _setup(f".:53 {{\n forward . {upstream.address} {{\n  expire 200ms\n }}\n}}\n")
+    plugin, _ = _setup(
+        corefile(FORWARD_WITH, PORT=53, PLUGINS="", TO=upstream.address, OPTIONS="expire 200ms")
+    )
     await plugin.start()
     try:
         up = plugin.proxies[0]
@@ -611,7 +668,13 @@ async def test_udp_sockets_are_replaced_after_expire(upstream: Upstream) -> None
 
 async def test_tcp_connection_is_reused_until_expire(upstream: Upstream) -> None:
     plugin, _ = _setup(
-        f".:53 {{\n forward . {upstream.address} {{\n  force_tcp\n  expire 300ms\n }}\n}}\n"
+        corefile(
+            FORWARD_WITH,
+            PORT=53,
+            PLUGINS="",
+            TO=upstream.address,
+            OPTIONS="force_tcp\nexpire 300ms",
+        )
     )
     await plugin.start()
     try:

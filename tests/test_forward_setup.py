@@ -11,12 +11,19 @@ from plugins.forward import Forward
 from plugins.forward.options import ForwardConfig, Target
 from proxy.config import AppContext, Config, build
 from proxy.corefile import CorefileError, parse
-from tests.test_forward import make_cert
+from tests.kit.corefiles import BLOCK, corefile
+from tests.kit.tls import make_cert
+
+# a forward to TO with OPTIONS in its block (as a body for load: the block opens on line 2)
+FORWARD_OPTIONS = """\
+forward . $TO {
+$OPTIONS
+}"""
 
 
 def load(body: str, *, name: str = "Corefile") -> Config:
     """Set up ``. { BODY }`` (BODY starts on line 2) through the core, as ``dnsfw check`` does."""
-    text = ".:1053 {\n" + body + "\n}\n"
+    text = corefile(BLOCK, KEYS=".:1053", BODY=body)
     blocks = parse(text, filename=name, directives=plugins.ORDER)
     return build(blocks, AppContext(conf_path=name, checking=True))
 
@@ -212,7 +219,7 @@ VALID = [
 
 @pytest.mark.parametrize(("line", "fields"), VALID, ids=[v[0] for v in VALID])
 def test_valid_option(line: str, fields: dict[str, object]) -> None:
-    cfg = config(f"forward . 1.2.3.4 {{\n{line}\n}}")
+    cfg = config(corefile(FORWARD_OPTIONS, TO="1.2.3.4", OPTIONS=line))
     for name, value in fields.items():
         assert getattr(cfg, name) == value, name
 
@@ -272,7 +279,7 @@ INVALID = [
 @pytest.mark.parametrize(("line", "message"), INVALID, ids=[v[0] for v in INVALID])
 def test_invalid_option(line: str, message: str) -> None:
     # the option sits on line 4, after a valid one: the error must point at line 4
-    body = f"forward . 1.2.3.4 {{\npolicy sequential\n{line}\n}}"
+    body = corefile(FORWARD_OPTIONS, TO="1.2.3.4", OPTIONS=f"policy sequential\n{line}")
     assert error(body) == prefix(4) + message
 
 
@@ -297,7 +304,13 @@ def test_error_names_the_file_of_an_import(tmp_path: Path) -> None:
 def test_tls_options(tmp_path: Path) -> None:
     cert, key = make_cert(tmp_path, "dot.test")
     for args in ("", f"{cert}", f"{cert} {key}", f"{cert} {key} {cert}"):
-        cfg = config(f"forward . tls://127.0.0.1 {{\ntls {args}\ntls_servername dot.test\n}}")
+        cfg = config(
+            corefile(
+                FORWARD_OPTIONS,
+                TO="tls://127.0.0.1",
+                OPTIONS=f"tls {args}\ntls_servername dot.test",
+            )
+        )
         assert cfg.tls_context is not None
         assert cfg.tls_context.minimum_version.name == "TLSv1_2"
         assert cfg.tls_servername == "dot.test"
@@ -309,10 +322,10 @@ def test_tls_errors(tmp_path: Path) -> None:
     cert, key = make_cert(tmp_path, "dot.test")
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate\n")
-    assert error(f"forward . tls://127.0.0.1 {{\ntls {junk}\n}}") == (
+    assert error(corefile(FORWARD_OPTIONS, TO="tls://127.0.0.1", OPTIONS=f"tls {junk}")) == (
         prefix(3) + f"could not read root certs from {junk}"
     )
-    message = error(f"forward . tls://127.0.0.1 {{\ntls {key} {cert}\n}}")
+    message = error(corefile(FORWARD_OPTIONS, TO="tls://127.0.0.1", OPTIONS=f"tls {key} {cert}"))
     assert message.startswith(prefix(3) + "could not load TLS cert: ")
     assert error("forward . tls://127.0.0.1%a.test {\ntls_servername b.test\n}") == prefix(2) + (
         "both forward ('b.test') and proxy level ('a.test') TLS servernames are set for "

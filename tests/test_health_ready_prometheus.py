@@ -2,71 +2,69 @@
 
 from __future__ import annotations
 
-import http.client
-import re
 import signal
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port, run_cli
-from tests.test_systemd import GatedList
+from tests.kit.corefiles import BLOCK_WHOAMI, corefile
+from tests.kit.dnsfw import free_port, run_cli
+from tests.kit.metrics import get, sample, wait_http
+from tests.kit.servers import GatedList
 
+METRICS_FIREWALL = """
+.:$PORT {
+    bind 127.0.0.1
+    health 127.0.0.1:$HTTP
+    ready 127.0.0.1:$HTTP
+    prometheus 127.0.0.1:$HTTP
+    firewall {
+        list blocked url $LIST
+        group g 1 {
+            rule r 1 BLOCK blocked response nxdomain
+        }
+    }
+    cache
+    forward . $UPSTREAM
+}
+"""
 
-def get(port: int, path: str, method: str = "GET", headers: dict | None = None):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request(method, path, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, resp.headers, resp.read().decode()
-    finally:
-        conn.close()
+PROMETHEUS_CACHE = """\
+.:$PORT {
+    bind 127.0.0.1
+    prometheus 127.0.0.1:$HTTP
+    cache
+    forward . $UPSTREAM
+}
+"""
 
+LAMEDUCK = """\
+.:$PORT {
+    bind 127.0.0.1
+    health 127.0.0.1:$HTTP {
+        lameduck 2s
+    }
+    ready 127.0.0.1:$HTTP
+    whoami
+}
+"""
 
-def wait_http(port: int, path: str = "/health", timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            get(port, path)
-            return
-        except OSError:
-            assert time.monotonic() < deadline, f"nothing on {port}"
-            time.sleep(0.05)
-
-
-def sample(text: str, name: str, /, **labels: str) -> float:
-    """The value of one series in a text exposition (labels in any order)."""
-    for line in text.splitlines():
-        m = re.fullmatch(rf"{name}(?:{{(.*)}})? (\S+)", line)
-        if m is None:
-            continue
-        found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(1) or ""))
-        if all(found.get(k) == v for k, v in labels.items()):
-            return float(m.group(2))
-    raise AssertionError(f"no {name} {labels} in:\n{text}")
+HEALTH_PROMETHEUS = """\
+.:$PORT {
+    bind 127.0.0.1
+    health 127.0.0.1:$HTTP
+    prometheus 127.0.0.1:$HTTP
+    whoami
+}
+"""
 
 
 def test_ready_waits_for_lists_then_metrics(dnsfw, upstream, tmp_path: Path) -> None:
     http_port = free_port()
     with GatedList("blocked.example.com\n") as lists:
         d = dnsfw(
-            f"""
-.:{{PORT}} {{
-    bind 127.0.0.1
-    health 127.0.0.1:{http_port}
-    ready 127.0.0.1:{http_port}
-    prometheus 127.0.0.1:{http_port}
-    firewall {{
-        list blocked url {lists.url}
-        group g 1 {{
-            rule r 1 BLOCK blocked response nxdomain
-        }}
-    }}
-    cache
-    forward . {upstream.address}
-}}
-""",
+            corefile(METRICS_FIREWALL, HTTP=http_port, LIST=lists.url, UPSTREAM=upstream.address),
             env={"DNSFW_STATE_DIR": str(tmp_path / "state"), "NO_PROXY": "*"},
             wait="listening",  # the list is held back
         )
@@ -136,10 +134,7 @@ def test_ready_waits_for_lists_then_metrics(dnsfw, upstream, tmp_path: Path) -> 
 
 def test_counters_survive_reloads(dnsfw, upstream) -> None:
     http_port = free_port()
-    d = dnsfw(
-        f".:{{PORT}} {{\n    bind 127.0.0.1\n    prometheus 127.0.0.1:{http_port}\n    cache\n"
-        f"    forward . {upstream.address}\n}}\n"
-    )
+    d = dnsfw(corefile(PROMETHEUS_CACHE, HTTP=http_port, UPSTREAM=upstream.address))
     wait_http(http_port, "/metrics")
     for _ in range(3):
         d.query("example.com")
@@ -168,10 +163,7 @@ def test_counters_survive_reloads(dnsfw, upstream) -> None:
 
 def test_lameduck(dnsfw) -> None:
     http_port = free_port()
-    d = dnsfw(
-        f".:{{PORT}} {{\n    bind 127.0.0.1\n    health 127.0.0.1:{http_port} {{\n"
-        f"        lameduck 2s\n    }}\n    ready 127.0.0.1:{http_port}\n    whoami\n}}\n"
-    )
+    d = dnsfw(corefile(LAMEDUCK, HTTP=http_port))
     wait_http(http_port)
     assert get(http_port, "/ready")[0] == 200
     d.signal(signal.SIGTERM)
@@ -188,10 +180,7 @@ def test_lameduck(dnsfw) -> None:
 
 def test_methods_and_paths(dnsfw) -> None:
     http_port = free_port()
-    dnsfw(
-        f".:{{PORT}} {{\n    bind 127.0.0.1\n    health 127.0.0.1:{http_port}\n"
-        f"    prometheus 127.0.0.1:{http_port}\n    whoami\n}}\n"
-    )
+    dnsfw(corefile(HEALTH_PROMETHEUS, HTTP=http_port))
     wait_http(http_port)
     assert get(http_port, "/health", "HEAD")[0] == 200
     status, headers, _ = get(http_port, "/health", "POST")
@@ -223,7 +212,7 @@ def test_methods_and_paths(dnsfw) -> None:
 )
 def test_setup_errors(tmp_path: Path, lines: str, message: str) -> None:
     conf = tmp_path / "Corefile"
-    conf.write_text(f".:1053 {{\n    {lines}\n    whoami\n}}\n")
+    conf.write_text(corefile(BLOCK_WHOAMI, KEYS=".:1053", LINES=lines))
     result = run_cli("check", "-conf", str(conf))
     assert result.returncode == 1
     assert message.format(conf=conf) in result.stderr

@@ -26,7 +26,9 @@ from aiohttp import web
 
 from plugins import log as logplugin
 from plugins.log import identity, output
-from tests.test_log_setup import Decision, make_reply, make_request
+from tests.kit.corefiles import ROUTE53_LOG, SCENARIO_FIREWALL, corefile
+from tests.kit.directives import log_settings
+from tests.kit.messages import Decision, make_reply, make_request
 
 ROUTE53_KEYS = [
     "version", "account_id", "region", "vpc_id", "query_timestamp", "query_name", "query_type",
@@ -34,25 +36,6 @@ ROUTE53_KEYS = [
 ]  # fmt: skip
 FIREWALL_KEYS = ["firewall_rule_action", "firewall_rule_group_id", "firewall_domain_list_id"]
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-
-# docs/scenario.md §1, step 2, as a firewall block
-SCENARIO_FIREWALL = """
-    firewall {
-        list Google domains gmail.com *.google.com
-        list AWS domains *.amazonaws.com *.amazon.pool.ntp.org
-        list EC2-Internal domains *.compute.internal __cloud_init_expected_not_found__ does-not-exist.example.com example.invalid
-        list External-Service domains *.fedoraproject.org
-        list All-Domains domains *
-        group Scenario 100 {
-            rule allow-google 1 ALLOW Google redirection trust
-            rule allow-aws 2 ALLOW AWS
-            rule allow-ec2 3 ALLOW EC2-Internal
-            rule allow-external 4 ALLOW External-Service
-            rule block-all 100 BLOCK All-Domains response nodata
-        }
-    }
-"""
-
 
 # --- helpers ----------------------------------------------------------------------------
 
@@ -134,11 +117,16 @@ def answers(*items: tuple[str, str]) -> list[dict]:
 # --- the writer, in-process -------------------------------------------------------------
 
 
-def file_log(tmp_path: Path, extra: str = "", fmt: str = "") -> logplugin.Log:
-    from tests.test_log_setup import settings
+FILE_LOG = """\
+log $FORMAT {
+ output $DIR/q.log
+$EXTRA
+}"""
 
-    body = f"log {fmt} {{\n output {tmp_path}/q.log\n{extra}\n}}"
-    return logplugin.Log(settings(body))
+
+def file_log(tmp_path: Path, extra: str = "", fmt: str = "") -> logplugin.Log:
+    body = corefile(FILE_LOG, FORMAT=fmt, DIR=tmp_path, EXTRA=extra)
+    return logplugin.Log(log_settings(body))
 
 
 async def serve(plugin: logplugin.Log, count: int, prefix: str = "q") -> None:
@@ -208,8 +196,6 @@ async def test_a_stuck_output_never_delays_queries(tmp_path, monkeypatch):
 
 
 async def test_console_output_is_written_in_whole_lines_within_pipe_buf(capfd, monkeypatch):
-    from tests.test_log_setup import settings
-
     chunks: list[bytes] = []
     real = output._write_all
 
@@ -218,7 +204,7 @@ async def test_console_output_is_written_in_whole_lines_within_pipe_buf(capfd, m
         real(fd, view)
 
     monkeypatch.setattr(output, "_write_all", recording)
-    plugin = logplugin.Log(settings("log"))
+    plugin = logplugin.Log(log_settings("log"))
     await plugin.start()
     await serve(plugin, 1000)
     await plugin.stop()
@@ -269,11 +255,13 @@ async def test_old_and_new_instances_share_a_file_without_mixing_lines(tmp_path)
 
 
 async def test_first_rule_takes_the_query_and_class_filters(tmp_path):
-    from tests.test_log_setup import settings
-
-    outer = logplugin.Log(settings(f'log a.example "{{name}}" {{\n output {tmp_path}/a.log\n}}'))
+    outer = logplugin.Log(
+        log_settings(corefile('log a.example "{name}" {\n output $DIR/a.log\n}', DIR=tmp_path))
+    )
     inner = logplugin.Log(
-        settings(f'log . "{{name}}" {{\n class denial\n output {tmp_path}/all.log\n}}')
+        log_settings(
+            corefile('log . "{name}" {\n class denial\n output $DIR/all.log\n}', DIR=tmp_path)
+        )
     )
     await outer.start()
     await inner.start()
@@ -435,19 +423,15 @@ async def test_log_start_survives_a_missing_imds(tmp_path, monkeypatch):
 
 
 def test_route53_lines_end_to_end(dnsfw, upstream, tmp_path):
-    d = dnsfw(f"""
-.:{{PORT}} {{
-    bind 127.0.0.1
-    log . {{
-        format route53
-        output {tmp_path}/r53.log
-        account_id 123456789012
-        region ap-northeast-1
-        vpc_id vpc-0abc
-    }}
-    forward . {upstream.address}
-}}
-""")
+    d = dnsfw(
+        corefile(
+            ROUTE53_LOG,
+            OUTPUT=tmp_path / "r53.log",
+            OPTIONS="account_id 123456789012\nregion ap-northeast-1\nvpc_id vpc-0abc",
+            PLUGINS="",
+            UPSTREAM=upstream.address,
+        )
+    )
     before = time.time()
     sent = {
         ("www.google.com.", "A"): query_from(d.port, "www.google.com."),
@@ -500,17 +484,15 @@ def test_route53_lines_end_to_end(dnsfw, upstream, tmp_path):
 
 def test_route53_firewall_lines_end_to_end(dnsfw, upstream, tmp_path):
     """Needs the firewall plugin (scenario §1 policy, plus an ALERT trial group)."""
-    d = dnsfw(f"""
-.:{{PORT}} {{
-    bind 127.0.0.1
-    log . {{
-        format route53
-        output {tmp_path}/r53.log
-    }}
-    {SCENARIO_FIREWALL}
-    forward . {upstream.address}
-}}
-""")
+    d = dnsfw(
+        corefile(
+            ROUTE53_LOG,
+            OUTPUT=tmp_path / "r53.log",
+            OPTIONS="",
+            PLUGINS=SCENARIO_FIREWALL,
+            UPSTREAM=upstream.address,
+        )
+    )
     mx = d.query("yahoo.co.jp.", "MX")
     assert mx.rcode() == dns.rcode.NOERROR and not mx.answer  # NODATA block
     allowed = d.query("gmail.com.", "MX")
@@ -525,27 +507,29 @@ def test_route53_firewall_lines_end_to_end(dnsfw, upstream, tmp_path):
     assert list(gmail) == ROUTE53_KEYS  # ALLOW: no firewall fields, as in Route 53
 
 
+# an ALERT trial (scenario lesson 3)
+TRIAL_FIREWALL = """\
+firewall {
+    list Google domains gmail.com *.google.com
+    list All-Domains domains *
+    group Trial 100 {
+        rule allow-google 1 ALLOW Google
+        rule alert-rest 100 ALERT All-Domains
+    }
+}"""
+
+
 def test_alert_and_logged_allow_end_to_end(dnsfw, upstream, tmp_path):
     """Needs the firewall plugin: an ALERT trial (scenario lesson 3) and ``firewall_allow``."""
-    d = dnsfw(f"""
-.:{{PORT}} {{
-    bind 127.0.0.1
-    log . {{
-        format route53
-        output {tmp_path}/r53.log
-        firewall_allow
-    }}
-    firewall {{
-        list Google domains gmail.com *.google.com
-        list All-Domains domains *
-        group Trial 100 {{
-            rule allow-google 1 ALLOW Google
-            rule alert-rest 100 ALERT All-Domains
-        }}
-    }}
-    forward . {upstream.address}
-}}
-""")
+    d = dnsfw(
+        corefile(
+            ROUTE53_LOG,
+            OUTPUT=tmp_path / "r53.log",
+            OPTIONS="firewall_allow",
+            PLUGINS=TRIAL_FIREWALL,
+            UPSTREAM=upstream.address,
+        )
+    )
     assert d.query("mx1.mail.yahoo.co.jp.").answer  # ALERT: answered normally
     assert d.query("gmail.com.").answer
     stop_and_wait(d)
@@ -557,26 +541,29 @@ def test_alert_and_logged_allow_end_to_end(dnsfw, upstream, tmp_path):
     assert [allow[k] for k in FIREWALL_KEYS] == ["ALLOW", "Trial", "Google"]
 
 
+THREE_LOGS = """
+.:$PORT {
+    bind 127.0.0.1
+    log example.com "{name} {type} {rcode} {/log/class} {/log/type} {proto}" {
+        class denial
+        output example.log
+    }
+    log google.com gmail.com {
+        format combined
+    }
+    log . {
+        class error
+        output $DIR/errors.log
+    }
+    forward . $UPSTREAM
+}
+"""
+
+
 def test_coredns_formats_names_classes_stdout_and_file(dnsfw, upstream, tmp_path):
     upstream.faults.servfail = True
     upstream.faults.only_names = frozenset({"broken.example.net."})
-    d = dnsfw(f"""
-.:{{PORT}} {{
-    bind 127.0.0.1
-    log example.com "{{name}} {{type}} {{rcode}} {{/log/class}} {{/log/type}} {{proto}}" {{
-        class denial
-        output example.log
-    }}
-    log google.com gmail.com {{
-        format combined
-    }}
-    log . {{
-        class error
-        output {tmp_path}/errors.log
-    }}
-    forward . {upstream.address}
-}}
-""")
+    d = dnsfw(corefile(THREE_LOGS, DIR=tmp_path, UPSTREAM=upstream.address))
     d.query("www.example.com.")  # NOERROR: rule 1 takes it, class denial: not logged
     d.query("nope.example.com.")
     d.query("example.com.", "TXT", tcp=True)
@@ -610,20 +597,20 @@ def test_coredns_formats_names_classes_stdout_and_file(dnsfw, upstream, tmp_path
 
 
 LOAD = """
-.:{{PORT}} {{
+.:$PORT {
     bind 127.0.0.1
-    log load.test {{
-        output {path}
-        {extra}
-    }}
+    log load.test {
+        output $OUTPUT
+        $EXTRA
+    }
     whoami
-}}
+}
 """
 
 
 def test_sigterm_flushes_every_line(dnsfw, tmp_path):
     path = tmp_path / "q.log"
-    d = dnsfw(LOAD.format(path=path, extra=""))
+    d = dnsfw(corefile(LOAD, OUTPUT=path, EXTRA=""))
     answered = blast(d.port, [f"n{i}.load.test." for i in range(3000)])
     stop_and_wait(d)  # at once: the last lines are still queued
     lines = path.read_text().splitlines()
@@ -634,7 +621,7 @@ def test_sigterm_flushes_every_line(dnsfw, tmp_path):
 
 def test_tiny_buffer_drops_are_counted(dnsfw, tmp_path):
     path = tmp_path / "q.log"
-    d = dnsfw(LOAD.format(path=path, extra="buffer 1"))
+    d = dnsfw(corefile(LOAD, OUTPUT=path, EXTRA="buffer 1"))
     answered = blast(d.port, [f"n{i}.load.test." for i in range(2000)], window=256)
     stop_and_wait(d)
     lines = path.read_text().splitlines()
@@ -646,7 +633,7 @@ def test_tiny_buffer_drops_are_counted(dnsfw, tmp_path):
 
 def test_reload_after_logrotate_writes_to_the_new_file(dnsfw, tmp_path):
     path = tmp_path / "q.log"
-    d = dnsfw(LOAD.format(path=path, extra=""))
+    d = dnsfw(corefile(LOAD, OUTPUT=path, EXTRA=""))
     for i in range(3):
         d.query(f"before{i}.load.test.")
     wait_lines(path, 3)
@@ -668,17 +655,13 @@ def test_reload_after_logrotate_writes_to_the_new_file(dnsfw, tmp_path):
 
 def test_identity_ec2_end_to_end(dnsfw, upstream, tmp_path, imds):
     d = dnsfw(
-        f"""
-.:{{PORT}} {{
-    bind 127.0.0.1
-    log . {{
-        format route53
-        output {tmp_path}/r53.log
-        identity ec2
-    }}
-    forward . {upstream.address}
-}}
-""",
+        corefile(
+            ROUTE53_LOG,
+            OUTPUT=tmp_path / "r53.log",
+            OPTIONS="identity ec2",
+            PLUGINS="",
+            UPSTREAM=upstream.address,
+        ),
         env={identity.ENDPOINT_ENV: imds.url},
     )
     d.query("gmail.com.")
@@ -697,17 +680,13 @@ def test_identity_ec2_unreachable_end_to_end(dnsfw, upstream, tmp_path):
         s.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{s.getsockname()[1]}"
     d = dnsfw(
-        f"""
-.:{{PORT}} {{
-    bind 127.0.0.1
-    log . {{
-        format route53
-        output {tmp_path}/r53.log
-        identity ec2
-    }}
-    forward . {upstream.address}
-}}
-""",
+        corefile(
+            ROUTE53_LOG,
+            OUTPUT=tmp_path / "r53.log",
+            OPTIONS="identity ec2",
+            PLUGINS="",
+            UPSTREAM=upstream.address,
+        ),
         env={identity.ENDPOINT_ENV: closed},
     )
     assert d.query("gmail.com.").answer
@@ -718,7 +697,7 @@ def test_identity_ec2_unreachable_end_to_end(dnsfw, upstream, tmp_path):
 
 
 def test_default_log_is_coredns_common_on_stdout(dnsfw):
-    d = dnsfw(".:{PORT} {\n    bind 127.0.0.1\n    log\n    whoami\n}\n")
+    d = dnsfw(".:$PORT {\n    bind 127.0.0.1\n    log\n    whoami\n}\n")
     d.query("hello.example.", tcp=True)
     stop_and_wait(d)
     lines = [x for x in d.stdout_path.read_text().splitlines() if "hello" in x]

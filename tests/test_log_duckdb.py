@@ -9,7 +9,7 @@ import signal
 
 import duckdb
 
-from tests.test_log import SCENARIO_FIREWALL
+from tests.kit.corefiles import ROUTE53_LOG, SCENARIO_FIREWALL, corefile
 
 # docs/scenario.md §1, step 1: the 46 (name, type) pairs over 28 names
 SCENARIO_QUERIES: list[tuple[str, str]] = [
@@ -94,21 +94,15 @@ def load(path: str) -> duckdb.DuckDBPyConnection:
 
 def test_scenario_queries_over_the_route53_log(dnsfw, upstream, tmp_path):
     path = tmp_path / "r53.log"
-    d = dnsfw(f"""
-.:{{PORT}} {{
-    bind 127.0.0.1
-    log . {{
-        format route53
-        output {path}
-        account_id 123456789012
-        region ap-northeast-1
-        vpc_id vpc-0scenario
-    }}
-    {SCENARIO_FIREWALL}
-    cache
-    forward . {upstream.address}
-}}
-""")
+    d = dnsfw(
+        corefile(
+            ROUTE53_LOG,
+            OUTPUT=path,
+            OPTIONS="account_id 123456789012\nregion ap-northeast-1\nvpc_id vpc-0scenario",
+            PLUGINS=SCENARIO_FIREWALL + "\ncache",
+            UPSTREAM=upstream.address,
+        )
+    )
     for name, rdtype in SCENARIO_QUERIES:
         d.query(name, rdtype)
     for name, rdtype in SCENARIO_QUERIES[:10]:  # again: cache hits are logged too

@@ -6,7 +6,6 @@ from __future__ import annotations
 import calendar
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import dns.flags
@@ -16,29 +15,20 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-import plugins
 from plugins import log as logplugin
 from plugins.log import formats
-from proxy import corefile
 from proxy.config import AppContext, BlockContext, SetupContext
 from proxy.corefile import CorefileError
-from proxy.request import Request, Response, parse
-from tests.conftest import run_cli
-
-
-def directive(body: str, tmp_path: Path | None = None) -> corefile.Directive:
-    filename = str(tmp_path / "Corefile") if tmp_path else "Corefile"
-    blocks = corefile.parse(f".:53 {{\n{body}\n}}\n", filename=filename, directives=plugins.ORDER)
-    return blocks[0].directives[0]
-
-
-def settings(body: str, tmp_path: Path | None = None) -> logplugin.Settings:
-    return logplugin.parse(directive(body, tmp_path))
+from proxy.request import Request, Response
+from tests.kit.corefiles import corefile
+from tests.kit.directives import directive, log_settings
+from tests.kit.dnsfw import run_cli
+from tests.kit.messages import Decision, make_reply, make_request
 
 
 def error(body: str, tmp_path: Path | None = None) -> str:
     with pytest.raises(CorefileError) as info:
-        settings(body, tmp_path)
+        log_settings(body, tmp_path)
     return str(info.value)
 
 
@@ -46,7 +36,7 @@ def error(body: str, tmp_path: Path | None = None) -> str:
 
 
 def test_defaults():
-    s = settings("log")
+    s = log_settings("log")
     assert s.names == (".",)
     assert s.format == formats.COMMON
     assert s.classes == frozenset()
@@ -62,27 +52,27 @@ def test_defaults():
 
 
 def test_one_argument_is_always_a_name():
-    assert settings("log {common}").names == ("{common}.",)
-    assert settings("log Example.ORG").names == ("example.org.",)
+    assert log_settings("log {common}").names == ("{common}.",)
+    assert log_settings("log Example.ORG").names == ("example.org.",)
 
 
 def test_last_argument_with_brace_is_the_format():
-    s = settings('log a.example b.example. "{type} {name}"')
+    s = log_settings('log a.example b.example. "{type} {name}"')
     assert s.names == ("a.example.", "b.example.")
     assert s.format == "{type} {name}"
-    s = settings("log a.example b.example")
+    s = log_settings("log a.example b.example")
     assert s.names == ("a.example.", "b.example.")
     assert s.format == formats.COMMON
 
 
 def test_classes_add_up_and_all_means_every_class():
-    s = settings("log {\n class denial\n class error success\n}")
+    s = log_settings("log {\n class denial\n class error success\n}")
     assert s.classes == {"denial", "error", "success"}
-    assert settings("log {\n class denial all\n}").classes == frozenset()
+    assert log_settings("log {\n class denial all\n}").classes == frozenset()
 
 
 def test_block_options():
-    s = settings(
+    s = log_settings(
         "log . {\n format route53\n output stderr\n buffer 10\n account_id 123456789012\n"
         " region ap-northeast-1\n vpc_id vpc-0abc\n identity ec2\n firewall_allow\n}"
     )
@@ -91,15 +81,16 @@ def test_block_options():
     assert s.buffer == 10
     assert (s.account_id, s.region, s.vpc_id) == ("123456789012", "ap-northeast-1", "vpc-0abc")
     assert s.identity_ec2 and s.firewall_allow
-    assert settings("log {\n format combined\n}").format == formats.COMBINED
-    assert settings('log {\n format "{name} {rcode}"\n}').format == "{name} {rcode}"
+    assert log_settings("log {\n format combined\n}").format == formats.COMBINED
+    assert log_settings('log {\n format "{name} {rcode}"\n}').format == "{name} {rcode}"
 
 
 def test_output_path_is_relative_to_the_corefile(tmp_path):
     (tmp_path / "logs").mkdir()
-    s = settings("log {\n output logs/query.log\n}", tmp_path)
+    s = log_settings("log {\n output logs/query.log\n}", tmp_path)
     assert s.output == str(tmp_path / "logs" / "query.log")
-    assert settings(f"log {{\n output {tmp_path}/q.log\n}}").output == str(tmp_path / "q.log")
+    text = corefile("log {\n output $DIR/q.log\n}", DIR=tmp_path)
+    assert log_settings(text).output == str(tmp_path / "q.log")
 
 
 @pytest.mark.parametrize(
@@ -159,43 +150,6 @@ def test_setup_registers_metrics():
 # --- records for the formatters -----------------------------------------------------------
 
 
-def make_request(
-    name: str = "example.org.",
-    rdtype: str = "A",
-    *,
-    qid: int = 29008,
-    client: tuple = ("::1", 50759),
-    transport: str = "udp",
-    server: str = "dns://127.0.0.1:53",
-    edns: int | bool = 0,
-    payload: int = 4096,
-    want_dnssec: bool = False,
-) -> Request:
-    q = dns.message.make_query(
-        name, rdtype, use_edns=edns, payload=payload, want_dnssec=want_dnssec
-    )
-    q.id = qid
-    return parse(q.to_wire(), client, transport, server)
-
-
-def make_reply(
-    req: Request,
-    rcode: int = dns.rcode.NOERROR,
-    answers: tuple[str, ...] = (),
-    authority: tuple[str, ...] = (),
-    flags: str = "QR RD RA",
-) -> Response:
-    query = dns.message.from_wire(req.wire)
-    reply = dns.message.make_response(query)
-    reply.flags = dns.flags.from_text(flags)
-    reply.set_rcode(rcode)
-    for text in answers:
-        reply.answer.append(dns.rrset.from_text(*text.split(maxsplit=4)))
-    for text in authority:
-        reply.authority.append(dns.rrset.from_text(*text.split(maxsplit=4)))
-    return Response(reply.to_wire(), rcode, "upstream")
-
-
 def line(fmt: str, req: Request, resp: Response, duration: float = 0.037990251) -> str:
     return formats.TextFormat(fmt).line(req, resp, req.start + duration)
 
@@ -247,14 +201,6 @@ def test_unknown_and_odd_placeholders():
     assert line("{common}", req, resp) == line(formats.COMMON, req, resp)
 
 
-@dataclass(frozen=True)
-class Decision:
-    action: str
-    group: str
-    rule: str
-    list: str
-
-
 def test_metadata_placeholders_read_annotations():
     req = make_request()
     resp = make_reply(req, dns.rcode.NXDOMAIN)
@@ -297,24 +243,24 @@ def test_response_classes(rcode, answers, authority, kind, cls):
 
 
 def test_class_filter_in_the_renderer():
-    plugin = logplugin.Log(settings("log {\n class denial\n}"))
+    plugin = logplugin.Log(log_settings("log {\n class denial\n}"))
     req = make_request()
     assert plugin._render_text(req, make_reply(req, answers=("x. 1 IN A 192.0.2.1",))) is None
     text = plugin._render_text(req, make_reply(req, dns.rcode.NXDOMAIN))
     assert text is not None and text.startswith('[INFO] [::1]:50759 - 29008 "A IN')
-    to_file = logplugin.Log(settings("log {\n output /tmp/x.log\n}"))
+    to_file = logplugin.Log(log_settings("log {\n output /tmp/x.log\n}"))
     assert to_file._render_text(req, make_reply(req)).startswith("[::1]:50759 - ")
 
 
 def test_name_scopes():
-    plugin = logplugin.Log(settings("log example.org 10.0.0.0/8"))
+    plugin = logplugin.Log(log_settings("log example.org 10.0.0.0/8"))
     assert plugin._takes(make_request("example.org.").qname_wire)
     assert plugin._takes(make_request("a.b.EXAMPLE.org.").qname_wire)
     assert plugin._takes(make_request("4.3.2.10.in-addr.arpa.", "PTR").qname_wire)
     assert not plugin._takes(make_request("example.com.").qname_wire)
     assert not plugin._takes(make_request("notexample.org.").qname_wire)
     assert not plugin._takes(make_request(".", "NS").qname_wire)
-    assert logplugin.Log(settings("log"))._zones is None  # "." takes everything
+    assert logplugin.Log(log_settings("log"))._zones is None  # "." takes everything
 
 
 # --- Route 53 JSON --------------------------------------------------------------------------

@@ -13,8 +13,9 @@ import dns.rcode
 import pytest
 
 from proxy.metrics import Registry
-from tests.conftest import free_port, run_cli
-from tests.test_health_ready_prometheus import get, sample, wait_http
+from tests.kit.corefiles import BLOCK_WHOAMI, corefile
+from tests.kit.dnsfw import free_port, run_cli
+from tests.kit.metrics import get, sample, wait_http
 
 
 def wait_for(predicate, timeout: float = 15.0, what: str = "condition") -> None:
@@ -24,27 +25,34 @@ def wait_for(predicate, timeout: float = 15.0, what: str = "condition") -> None:
         time.sleep(0.05)
 
 
-def corefile(http_port: int, blocked: str, extra: str = "") -> str:
-    return f"""
-.:{{PORT}} {{
+# reloaded every 2s (1s jitter) when it changes; BLOCKED answered NXDOMAIN
+RELOADING = """
+.:$PORT {
     bind 127.0.0.1
     reload 2s 1s
-    prometheus 127.0.0.1:{http_port}
-    firewall {{
-        list l domains {blocked}
-        group g 1 {{
+    prometheus 127.0.0.1:$HTTP
+    firewall {
+        list l domains $BLOCKED
+        group g 1 {
             rule r 1 BLOCK l response nxdomain
-        }}
-    }}
+        }
+    }
     whoami
-    {extra}
-}}
+}
+"""
+
+HEALTH = """\
+.:$PORT {
+    bind 127.0.0.1
+    health 127.0.0.1:$HTTP
+    whoami
+}
 """
 
 
 def test_reload_stage_follows_the_corefile(dnsfw) -> None:
     http_port = free_port()
-    d = dnsfw(corefile(http_port, "one.example"))
+    d = dnsfw(corefile(RELOADING, HTTP=http_port, BLOCKED="one.example"))
     wait_http(http_port, "/metrics")
     assert d.query("one.example").rcode() == dns.rcode.NXDOMAIN
 
@@ -54,7 +62,7 @@ def test_reload_stage_follows_the_corefile(dnsfw) -> None:
     def failures() -> float:
         return sample(get(http_port, "/metrics")[2], "coredns_reload_failed_total")
 
-    d.conf.write_text(corefile(http_port, "two.example").replace("{PORT}", str(d.port)))
+    d.write(corefile(RELOADING, HTTP=http_port, BLOCKED="two.example"))
     wait_for(lambda: d.query("two.example").rcode() == dns.rcode.NXDOMAIN, what="the change")
     assert d.query("one.example").rcode() == dns.rcode.NOERROR
     assert reloads() == 1 and "reason='reload'" in d.stderr
@@ -69,14 +77,14 @@ def test_reload_stage_follows_the_corefile(dnsfw) -> None:
     time.sleep(4.5)
     assert failures() == 1
     assert d.query("two.example").rcode() == dns.rcode.NXDOMAIN
-    d.conf.write_text(corefile(http_port, "three.example").replace("{PORT}", str(d.port)))
+    d.write(corefile(RELOADING, HTTP=http_port, BLOCKED="three.example"))
     wait_for(lambda: d.query("three.example").rcode() == dns.rcode.NXDOMAIN, what="the fix")
     assert reloads() == 2
 
 
 def test_sigusr1_reloads_and_http_listeners_move_only_on_success(dnsfw) -> None:
     first, second = free_port(), free_port()
-    d = dnsfw(f".:{{PORT}} {{\n    bind 127.0.0.1\n    health 127.0.0.1:{first}\n    whoami\n}}\n")
+    d = dnsfw(corefile(HEALTH, HTTP=first))
     wait_http(first)
     # a keep-alive connection to the health listener survives a reload that keeps its address
     conn = http.client.HTTPConnection("127.0.0.1", first, timeout=5)
@@ -93,9 +101,7 @@ def test_sigusr1_reloads_and_http_listeners_move_only_on_success(dnsfw) -> None:
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", second))
         squatter.listen(1)
-        d.conf.write_text(
-            f".:{d.port} {{\n    bind 127.0.0.1\n    health 127.0.0.1:{second}\n    whoami\n}}\n"
-        )
+        d.write(corefile(HEALTH, HTTP=second))
         d.signal(signal.SIGHUP)
         wait_for(lambda: "event='reload_failed'" in d.stderr, what="the failed reload")
         assert f"cannot listen on http://127.0.0.1:{second}" in d.stderr
@@ -120,7 +126,7 @@ def test_sigusr1_reloads_and_http_listeners_move_only_on_success(dnsfw) -> None:
 )
 def test_reload_setup_errors(tmp_path: Path, line: str, message: str) -> None:
     conf = tmp_path / "Corefile"
-    conf.write_text(f".:1053 {{\n    {line}\n    whoami\n}}\n")
+    conf.write_text(corefile(BLOCK_WHOAMI, KEYS=".:1053", LINES=line))
     result = run_cli("check", "-conf", str(conf))
     assert result.returncode == 1
     assert result.stderr.startswith(f"plugin/reload: {conf}:2 - Error during parsing: {message}")

@@ -22,8 +22,9 @@ import dns.message
 import dns.query
 import dns.rcode
 
-from tests.conftest import free_port
-from tests.test_admin import Api
+from tests.kit.api import Api
+from tests.kit.corefiles import corefile
+from tests.kit.dnsfw import free_port
 
 RATE = 250  # queries per second, all workers together
 WORKERS = 4
@@ -31,23 +32,23 @@ LIST_SIZE = 100_000
 CHANGES = 10
 
 
-def corefile(admin_port: int, upstream: str, flip: str) -> str:
-    return f"""
-.:{{PORT}} {{
+# the admin API and metrics on ADMIN; FLIP is what each reload changes
+BIG_LIST = """
+.:$PORT {
     bind 127.0.0.1
-    admin 127.0.0.1:{admin_port}
-    prometheus 127.0.0.1:{admin_port}
-    firewall {{
+    admin 127.0.0.1:$ADMIN
+    prometheus 127.0.0.1:$ADMIN
+    firewall {
         list big  file big.txt
-        list flip domains {flip}
-        group g 10 {{
+        list flip domains $FLIP
+        group g 10 {
             rule big  10 BLOCK big  response nxdomain
             rule flip 20 BLOCK flip response nxdomain
-        }}
-    }}
+        }
+    }
     cache
-    forward . {upstream}
-}}
+    forward . $UPSTREAM
+}
 """
 
 
@@ -125,7 +126,9 @@ def test_list_replacements_and_reloads_under_load(dnsfw, upstream, tmp_path: Pat
     base = "".join(f"d{i}.big.example\n" for i in range(LIST_SIZE))
     (tmp_path / "big.txt").write_text(base + "victim-0.w.example.com\n")
     admin = free_port()
-    d = dnsfw(corefile(admin, upstream.address, "reload-0.w.example.com"))
+    d = dnsfw(
+        corefile(BIG_LIST, ADMIN=admin, UPSTREAM=upstream.address, FLIP="reload-0.w.example.com")
+    )
     api = Api(admin, token=None)
     api.wait()
     deadline = time.monotonic() + 30
@@ -162,9 +165,7 @@ def test_list_replacements_and_reloads_under_load(dnsfw, upstream, tmp_path: Pat
                 assert rcode(d.port, f"reload-{i - 1}.w.example.com") == "NXDOMAIN"
                 continue
             flip = f"reload-{i}.w.example.com"
-            d.conf.write_text(
-                corefile(admin, upstream.address, flip).replace("{PORT}", str(d.port))
-            )
+            d.write(corefile(BIG_LIST, ADMIN=admin, UPSTREAM=upstream.address, FLIP=flip))
             started = time.monotonic()
             result = api.ok("POST", "/v1/reload")
             reload_seconds.append(time.monotonic() - started)

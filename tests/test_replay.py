@@ -33,9 +33,9 @@ from proxy.config import AppContext, build
 from proxy.corefile import CorefileError, parse_file
 from proxy.metrics import exposition, exposition_registry
 from proxy.server import Listener, Server
-from tests.conftest import free_port
-from tests.test_health_ready_prometheus import sample
-from tests.upstream import Upstream
+from tests.kit.dnsfw import free_port
+from tests.kit.metrics import sample
+from tests.kit.upstream import Upstream
 
 
 class Running:

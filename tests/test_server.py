@@ -21,19 +21,15 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-WHOAMI = """
-.:{PORT} {
-    bind 127.0.0.1
-    whoami
-}
-"""
+from tests.kit.corefiles import FORWARD, WHOAMI, corefile
+from tests.kit.dnsfw import ROOT, free_port, run_cli
 
 ROUTED = """
-example.org:{PORT} {
+example.org:$PORT {
     bind 127.0.0.1
     whoami
 }
-a.example.org:{PORT} {
+a.example.org:$PORT {
     bind 127.0.0.1
     errors
 }
@@ -225,7 +221,7 @@ def test_tcp_pipelined_queries_on_one_connection(dnsfw):
 def test_tcp_idle_timeout_closes_connection(dnsfw):
     d = dnsfw(
         """
-.:{PORT} {
+.:$PORT {
     bind 127.0.0.1
     timeouts {
         idle 1s
@@ -273,8 +269,6 @@ def test_sigterm_stops_cleanly(dnsfw):
 
 
 def test_plugins_flag_and_version(tmp_path):
-    from tests.conftest import run_cli
-
     out = [line.split()[0] for line in run_cli("-plugins").stdout.splitlines()]
     assert out.index("dns.firewall") == out.index("dns.acl") + 1
     assert out.index("dns.firewall") + 1 == out.index("dns.cache")
@@ -327,8 +321,6 @@ def test_plugins_flag_and_version(tmp_path):
     ],
 )
 def test_check_reports_file_line_and_exits_1(tmp_path, corefile, message):
-    from tests.conftest import run_cli
-
     conf = tmp_path / "Corefile"
     conf.write_text(corefile)
     result = run_cli("check", "-conf", str(conf), cwd=tmp_path)
@@ -337,18 +329,14 @@ def test_check_reports_file_line_and_exits_1(tmp_path, corefile, message):
 
 
 def test_check_accepts_good_corefile(tmp_path):
-    from tests.conftest import run_cli
-
     conf = tmp_path / "Corefile"
-    conf.write_text(WHOAMI.replace("{PORT}", "1053"))
+    conf.write_text(corefile(WHOAMI, PORT=1053))
     result = run_cli("check", "-conf", str(conf))
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout
 
 
 def test_dns_port_flag_sets_default_port(tmp_path):
-    from tests.conftest import free_port, run_cli
-
     port = free_port()
     conf = tmp_path / "Corefile"
     conf.write_text(". {\n    bind 127.0.0.1\n    whoami\n}\n")
@@ -356,16 +344,8 @@ def test_dns_port_flag_sets_default_port(tmp_path):
     assert f"dns://127.0.0.1:{port}" in result.stdout
 
 
-FORWARD = """
-.:{PORT} {
-    bind 127.0.0.1
-    forward . UPSTREAM
-}
-"""
-
-
 def forwarding(dnsfw, upstream, **kw):
-    return dnsfw(FORWARD.replace("UPSTREAM", upstream.address), **kw)
+    return dnsfw(corefile(FORWARD, UPSTREAM=upstream.address), **kw)
 
 
 def test_udp_truncation_follows_client_size(dnsfw, upstream):
@@ -418,8 +398,6 @@ def test_sigterm_lets_inflight_queries_finish(dnsfw, upstream):
 
 
 def test_example_corefile_is_valid():
-    from tests.conftest import ROOT, run_cli
-
     result = run_cli("check", "-conf", str(ROOT / "Corefile.example"))
     assert result.returncode == 0, result.stderr
     assert "dns://127.0.0.1:1053" in result.stdout

@@ -1,7 +1,7 @@
 """proxy.systemd: the notify protocol, the watchdog, socket activation; and dnsfw speaking them.
 
 The end-to-end tests start ``dnsfw run`` with a fake ``$NOTIFY_SOCKET`` (an AF_UNIX datagram
-socket bound in tmp_path) and through ``tests.socket_activate`` (sockets passed as systemd
+socket bound in tmp_path) and through ``tests.kit.socket_activate`` (sockets passed as systemd
 passes them).
 """
 
@@ -12,10 +12,8 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dns.rcode
@@ -23,7 +21,9 @@ import pytest
 
 from proxy import systemd
 from proxy.systemd import InheritedSocket, SocketPool
-from tests.conftest import Dnsfw, free_port
+from tests.kit.corefiles import WHOAMI, corefile
+from tests.kit.dnsfw import Dnsfw, free_port, with_port
+from tests.kit.servers import GatedList
 
 # --- notify -------------------------------------------------------------------------------
 
@@ -191,41 +191,6 @@ def test_pool_dual_stack_wildcard_takes_ipv4() -> None:
 # --- dnsfw under a fake systemd --------------------------------------------------------------
 
 
-class GatedList:
-    """An HTTP server on 127.0.0.1 whose list download waits until ``release()``."""
-
-    def __init__(self, body: str) -> None:
-        self.requested = threading.Event()
-        self.released = threading.Event()
-        gate = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                gate.requested.set()
-                gate.released.wait(20)
-                data = body.encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/blocked.txt"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> GatedList:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.released.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def messages(sock: socket.socket, count: int, timeout: float = 10.0) -> list[bytes]:
     sock.settimeout(timeout)
     return [sock.recv(4096) for _ in range(count)]
@@ -241,25 +206,37 @@ def pending(sock: socket.socket) -> list[bytes]:
             return found
 
 
+URL_LIST = """
+.:$PORT {
+    bind 127.0.0.1
+    firewall {
+        list blocked url $LIST
+        group g 100 {
+            rule deny 100 BLOCK blocked response nxdomain
+        }
+    }
+    whoami
+}
+"""
+
+# whoami misspelt: a reload of it fails
+MISSPELT = """\
+.:$PORT {
+    bind 127.0.0.1
+    whoamii
+}
+"""
+
+
 def test_ready_after_listeners_and_lists_then_reload_and_stop(
     dnsfw, notify_socket: tuple[socket.socket, str], tmp_path: Path
 ) -> None:
     sock, path = notify_socket
     with GatedList("blocked.example\n") as lists:
-        corefile = f"""
-.:{{PORT}} {{
-    bind 127.0.0.1
-    firewall {{
-        list blocked url {lists.url}
-        group g 100 {{
-            rule deny 100 BLOCK blocked response nxdomain
-        }}
-    }}
-    whoami
-}}
-"""
         env = {"NOTIFY_SOCKET": path, "DNSFW_STATE_DIR": str(tmp_path / "state"), "NO_PROXY": "*"}
-        d = dnsfw(corefile, env=env, wait="listening")  # the list is held back
+        d = dnsfw(
+            corefile(URL_LIST, LIST=lists.url), env=env, wait="listening"
+        )  # the list is held back
         assert lists.requested.wait(10)
         time.sleep(0.3)  # a READY=1 sent too early would be here by now
         # nothing but where the start-up stands: no READY=1 while the list is loading
@@ -286,9 +263,9 @@ def test_failed_reload_is_still_followed_by_ready(
     dnsfw, notify_socket: tuple[socket.socket, str]
 ) -> None:
     sock, path = notify_socket
-    d = dnsfw(".:{PORT} {\n    bind 127.0.0.1\n    whoami\n}\n", env={"NOTIFY_SOCKET": path})
+    d = dnsfw(WHOAMI, env={"NOTIFY_SOCKET": path})
     assert messages(sock, 1)[0].startswith(b"READY=1")
-    d.conf.write_text(f".:{d.port} {{\n    bind 127.0.0.1\n    whoamii\n}}\n")
+    d.write(MISSPELT)
     d.signal(signal.SIGHUP)
     reloading, ready = messages(sock, 2)
     assert reloading.startswith(b"RELOADING=1")
@@ -300,25 +277,25 @@ def test_failed_reload_is_still_followed_by_ready(
 def test_watchdog_pings_from_dnsfw(dnsfw, notify_socket: tuple[socket.socket, str]) -> None:
     sock, path = notify_socket
     env = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"}
-    dnsfw(".:{PORT} {\n    bind 127.0.0.1\n    whoami\n}\n", env=env)
+    dnsfw(WHOAMI, env=env)
     got = messages(sock, 4)
     assert got.count(b"WATCHDOG=1") >= 2
 
 
-def activated(corefile: str, tmp_path: Path, sockets: list[str]) -> Dnsfw:
-    """dnsfw started through tests.socket_activate with ``sockets`` (``--udp``/``--tcp`` args)."""
-    d = Dnsfw(corefile, tmp_path)
-    args = [a.replace("{PORT}", str(d.port)) for a in sockets]
-    d.args = [sys.executable, "-m", "tests.socket_activate", *args, "--", *d.args]
+def activated(text: str, tmp_path: Path, sockets: list[str]) -> Dnsfw:
+    """dnsfw started through tests.kit.socket_activate with ``sockets`` (``--udp``/``--tcp`` args)."""
+    d = Dnsfw(text, tmp_path)
+    args = [with_port(a, d.port) for a in sockets]
+    d.args = [sys.executable, "-m", "tests.kit.socket_activate", *args, "--", *d.args]
     return d
 
 
 def test_socket_activation_serves_the_passed_sockets(tmp_path: Path) -> None:
     spare = free_port()
     d = activated(
-        ".:{PORT} {\n    bind 127.0.0.1\n    whoami\n}\n",
+        WHOAMI,
         tmp_path,
-        ["--udp", "127.0.0.1:{PORT}", "--tcp", "127.0.0.1:{PORT}", "--udp", f"127.0.0.1:{spare}"],
+        ["--udp", "127.0.0.1:$PORT", "--tcp", "127.0.0.1:$PORT", "--udp", f"127.0.0.1:{spare}"],
     )
     try:
         # the sockets are bound without SO_REUSEADDR: had dnsfw bound its own, it would have
@@ -340,9 +317,7 @@ def test_socket_activation_serves_the_passed_sockets(tmp_path: Path) -> None:
 
 
 def test_socket_activation_refuses_half_a_pair(tmp_path: Path) -> None:
-    d = activated(
-        ".:{PORT} {\n    bind 127.0.0.1\n    whoami\n}\n", tmp_path, ["--udp", "127.0.0.1:{PORT}"]
-    )
+    d = activated(WHOAMI, tmp_path, ["--udp", "127.0.0.1:$PORT"])
     d.start(wait=False)
     assert d.proc is not None
     assert d.proc.wait(20) == 1

@@ -1,4 +1,4 @@
-"""Tests of the upstream resolver fixture (tests/upstream.py), over real sockets on 127.0.0.1."""
+"""Tests of the upstream resolver fixture (tests/kit/upstream.py), over real sockets on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from tests.upstream import Faults, Seen, Upstream
+from tests.kit.upstream import Faults, Seen, Upstream
 
 SHORT = 0.25  # seconds to wait for an answer that must not come
 
@@ -539,7 +539,7 @@ def test_bad_zone_text(text: str, message: str) -> None:
 def test_main_runs_in_the_foreground() -> None:
     root = Path(__file__).resolve().parent.parent
     with subprocess.Popen(
-        [sys.executable, "-m", "tests.upstream", "--port", "0"],
+        [sys.executable, "-m", "tests.kit.upstream", "--port", "0"],
         cwd=root,
         stdout=subprocess.PIPE,
         text=True,

@@ -1,6 +1,6 @@
 """Socket activation as systemd does it, for tests (like ``systemd-socket-activate``).
 
-    python -m tests.socket_activate [--udp HOST:PORT] [--tcp HOST:PORT] ... -- COMMAND ARGS...
+    python -m tests.kit.socket_activate [--udp HOST:PORT] [--tcp HOST:PORT] ... -- COMMAND ARGS...
 
 Binds the sockets in the order given (TCP ones listening), moves them to descriptors 3, 4, ...,
 sets ``LISTEN_FDS``, ``LISTEN_FDNAMES`` (``udp0:tcp1``...) and ``LISTEN_PID`` to

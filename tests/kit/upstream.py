@@ -41,7 +41,7 @@ TTLs for truncation and cache tests, a DNAME (dname.example -> example.com), CNA
 and a root zone, so unknown names get NXDOMAIN as from a real resolver; pass zones without
 `.` to see REFUSED.
 
-`python -m tests.upstream --port 5301 [--host H] [--zones FILE]` runs it in the foreground
+`python -m tests.kit.upstream --port 5301 [--host H] [--zones FILE]` runs it in the foreground
 and prints the bound address.
 """
 
@@ -759,7 +759,7 @@ def _bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.upstream", description="Run the test upstream resolver."
+        prog="python -m tests.kit.upstream", description="Run the test upstream resolver."
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="UDP and TCP port (default: ephemeral)")
