@@ -718,7 +718,7 @@ async def test_a_line_that_cannot_be_rendered_is_counted_and_the_query_still_ans
     def broken(req, resp):
         raise ValueError("bad record")
 
-    monkeypatch.setattr(plugin, "_render", broken)
+    monkeypatch.setattr(plugin, "_line", broken)
     with structlog.testing.capture_logs() as logs:
         await serve(plugin, 3)  # serve() asserts every reply came back NOERROR
     await plugin.stop()

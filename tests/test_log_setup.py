@@ -242,14 +242,23 @@ def test_response_classes(rcode, answers, authority, kind, cls):
     assert formats.response_class(resp) == cls
 
 
-def test_class_filter_in_the_renderer():
+async def test_class_filter_and_the_text_line():
     plugin = logplugin.Log(log_settings("log {\n class denial\n}"))
-    req = make_request()
-    assert plugin._render_text(req, make_reply(req, answers=("x. 1 IN A 192.0.2.1",))) is None
-    text = plugin._render_text(req, make_reply(req, dns.rcode.NXDOMAIN))
-    assert text is not None and text.startswith('[INFO] [::1]:50759 - 29008 "A IN')
+
+    async def answer(rcode: int = dns.rcode.NOERROR, answers: tuple[str, ...] = ()):
+        async def upstream(req):
+            return make_reply(req, rcode, answers=answers)
+
+        return await plugin.serve(make_request(), upstream)
+
+    await answer(answers=("x. 1 IN A 192.0.2.1",))
+    assert list(plugin.sink.lines) == []  # a success: not in the filter's classes
+    await answer(dns.rcode.NXDOMAIN)
+    (text,) = plugin.sink.lines
+    assert text.startswith('[INFO] [::1]:50759 - 29008 "A IN')
     to_file = logplugin.Log(log_settings("log {\n output /tmp/x.log\n}"))
-    assert to_file._render_text(req, make_reply(req)).startswith("[::1]:50759 - ")
+    req = make_request()
+    assert to_file._text_line(req, make_reply(req)).line.startswith("[::1]:50759 - ")
 
 
 def test_name_scopes():

@@ -22,8 +22,10 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import pytest
+import structlog.testing
 
 import plugins
+import tests.kit.counter_plugin
 from plugins.cache.handler import Cache
 from plugins.firewall.lists import DomainList
 from plugins.firewall.plugin import Firewall
@@ -32,7 +34,9 @@ from proxy.admin import STATS_KEY
 from proxy.config import AppContext, build
 from proxy.corefile import CorefileError, parse_file
 from proxy.metrics import exposition, exposition_registry
+from proxy.replay import not_replayed
 from proxy.server import Listener, Server
+from tests.kit.counter_plugin import Counter
 from tests.kit.dnsfw import free_port
 from tests.kit.metrics import sample
 from tests.kit.upstream import Upstream
@@ -403,16 +407,14 @@ async def test_eviction_ends_a_replay_and_frees_its_entry(tmp_path, upstream):
 
 @pytest.fixture
 def with_counter(monkeypatch):
-    """The test plugin ``counter`` (tests/counter_plugin.py) placed right before ``cache``."""
+    """The test plugin ``counter`` (tests/kit/counter_plugin.py) placed right before ``cache``."""
     order = list(plugins.ORDER)
     order.insert(order.index("cache"), "counter")
     monkeypatch.setattr(plugins, "ORDER", tuple(order))
-    monkeypatch.setitem(plugins.IMPLEMENTED, "counter", "tests.counter_plugin")
+    monkeypatch.setitem(plugins.IMPLEMENTED, "counter", "tests.kit.counter_plugin")
 
 
 async def test_a_new_plugin_takes_part_with_only_its_effect(tmp_path, upstream, with_counter):
-    from tests.counter_plugin import Counter
-
     body = f"{FIREWALL}\n    counter\n    cache\n    forward . {upstream.address}"
     async with running(tmp_path, body) as d:
         q = query("example.com.")
@@ -430,11 +432,6 @@ async def test_a_new_plugin_takes_part_with_only_its_effect(tmp_path, upstream, 
 async def test_a_plugin_that_cannot_take_part_says_so(
     tmp_path, upstream, with_counter, monkeypatch
 ):
-    import structlog.testing
-
-    from proxy.replay import not_replayed
-    from tests.counter_plugin import Counter
-
     body = f"    counter\n    cache\n    forward . {upstream.address}"
     monkeypatch.setattr(Counter, "replays", not_replayed("it counts by client"))
     with structlog.testing.capture_logs() as logs:
@@ -451,15 +448,13 @@ async def test_a_plugin_that_cannot_take_part_says_so(
 async def test_a_plugin_without_the_contract_is_refused_at_setup(
     tmp_path, with_counter, monkeypatch
 ):
-    import tests.counter_plugin
-
     class Bare:  # serves, but declares nothing about replays
         name = "counter"
 
         async def serve(self, req, next):
             return await next(req)
 
-    monkeypatch.setattr(tests.counter_plugin, "setup", lambda directive, ctx: Bare())
+    monkeypatch.setattr(tests.kit.counter_plugin, "setup", lambda directive, ctx: Bare())
     conf = tmp_path / "Corefile"
     conf.write_text(".:53 {\n    counter\n}\n")
     with pytest.raises(CorefileError) as err:
