@@ -98,14 +98,16 @@ from __future__ import annotations
 
 from proxy.config import SetupContext, load
 from proxy.corefile import CorefileError, Directive
+from proxy.services import DOMAIN_LISTS, RULE_COUNTERS, ServiceKey
 
 from .config import parse
 from .lists import ListError
-from .plugin import Firewall, register_metrics
+from .plugin import Firewall, RuleTotals, register_metrics
 
 ONCE = True
+FIREWALLS = ServiceKey[Firewall]("firewall")  # every firewall of a configuration
 
-__all__ = ["Firewall", "load_offline", "setup"]
+__all__ = ["FIREWALLS", "Firewall", "load_offline", "setup"]
 
 
 def setup(directive: Directive, ctx: SetupContext) -> Firewall:
@@ -123,9 +125,13 @@ def setup(directive: Directive, ctx: SetupContext) -> Firewall:
                 raise CorefileError(
                     spec.file, spec.line, f"cannot read list '{spec.name}': {err}"
                 ) from None
-    firewalls = ctx.app.services.setdefault("firewall", [])
-    firewalls.append(firewall)
-    register_metrics(ctx.app.metrics, firewalls)
+    services = ctx.app.services
+    services.add(FIREWALLS, firewall)
+    services.add(DOMAIN_LISTS, firewall)
+    firewalls = services.get(FIREWALLS)
+    matches = register_metrics(ctx.app.metrics, firewalls)
+    if len(firewalls) == 1:  # one counter over every firewall of the configuration
+        services.add(RULE_COUNTERS, RuleTotals(matches))
     return firewall
 
 
@@ -142,4 +148,4 @@ def _list_error(err: ListError, directive: Directive) -> CorefileError:
 def load_offline(conf_path: str) -> list[Firewall]:
     """Every firewall of a Corefile with its lists loaded, without serving (explain, audit)."""
     config = load(conf_path, checking=True)
-    return list(config.app.services.get("firewall", []))
+    return list(config.app.services.get(FIREWALLS))

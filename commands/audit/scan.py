@@ -86,7 +86,7 @@ class NameStats:
     ``bump``): this one counter serves as the counters of types, rcodes and actions.
     ``sources`` keeps at most ``MAX_SOURCES`` addresses in the order first seen;
     ``other_sources`` counts the queries from addresses not kept. ``policy`` belongs to
-    ``--policy`` (see ``audit_policy``).
+    ``--policy`` (see ``commands.audit.policy``).
     """
 
     __slots__ = ("domain", "first", "last", "outcomes", "sources", "other_sources", "policy")
