@@ -32,6 +32,8 @@ import dns.rdatatype
 
 from plugins.firewall.lists import to_wire, wire_suffixes
 from plugins.firewall.policy import ALERT, ALLOW, BLOCK, Policy, Rule
+from plugins.log import route53
+from plugins.log.route53 import RDATA, TYPE
 
 from .scan import MAX_SOURCES, NameStats, pairs
 
@@ -202,13 +204,13 @@ class PolicyCheck:
 
 
 def _chain(obj: dict[str, Any]) -> tuple[str, ...]:
-    answers = obj.get("answers")
+    answers = obj.get(route53.ANSWERS)
     if not answers or type(answers) is not list:
         return ()
     return tuple(
-        a["Rdata"].lower()
+        a[RDATA].lower()
         for a in answers
-        if type(a) is dict and a.get("Type") in CHAIN_TYPES and type(a.get("Rdata")) is str
+        if type(a) is dict and a.get(TYPE) in CHAIN_TYPES and type(a.get(RDATA)) is str
     )
 
 
