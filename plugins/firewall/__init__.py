@@ -91,7 +91,11 @@ Example (the Gmail-only allowlist of the Route 53 field report)::
         }
     }
 
-``dnsfw explain -conf FILE NAME [TYPE] [--client IP]`` prints the walk for one query.
+**Admin API.** Each firewall is registered under ``proxy.services.DOMAIN_LISTS`` (its lists,
+edits, ``explain()`` and ``rules()``: :mod:`.explain`), and the configuration's rule-match
+counter under ``RULE_COUNTERS``. ``dnsfw explain -conf FILE NAME [TYPE] [--client IP]``
+(:mod:`commands.explain`) prints the walk for one query; ``dnsfw audit`` (:mod:`commands.audit`)
+checks query logs against the firewalls of a Corefile (:func:`load_offline`).
 """
 
 from __future__ import annotations
