@@ -9,9 +9,8 @@ upstream answer would also be inspected (``redirection inspect``); explain canno
 without asking upstream, so it names the rules whose matches would stop that inspection.
 Exit status: 0, or 1 for a bad Corefile or arguments.
 
-The walk is data (``explain()`` of each firewall, registered under
-``proxy.services.DOMAIN_LISTS``; see :mod:`plugins.firewall.explain`): this command prints it
-as text, the admin API (``GET /v1/explain``) returns it as JSON. Routing is
+The walk is data (``Firewall.explain()``, :mod:`plugins.firewall.explain`): this command
+prints it as text, the admin API (``GET /v1/explain``) returns it as JSON. Routing is
 :mod:`proxy.routing`'s, as the server routes.
 """
 
@@ -23,13 +22,13 @@ from typing import IO
 
 import dns.rdatatype
 
+from plugins.firewall import FIREWALLS
 from plugins.firewall.explain import FirewallExplanation
 from plugins.firewall.lists import ListError
 from proxy import wire
 from proxy.config import load
 from proxy.corefile import CorefileError
 from proxy.routing import routes
-from proxy.services import DOMAIN_LISTS
 
 
 def main(argv: list[str]) -> int:
@@ -57,7 +56,7 @@ def main(argv: list[str]) -> int:
     out = sys.stdout
     name_text = wire.name_to_text(qname)
     print(f"query: {name_text} {dns.rdatatype.to_text(qtype)} from {args.client}", file=out)
-    every = config.app.services.get(DOMAIN_LISTS)
+    every = config.app.services.get(FIREWALLS)
     for key, block in routes(config.listeners, qname, qtype):
         if block is None:
             print(f"{key}: REFUSED (no server block for this name)", file=out)
@@ -67,9 +66,7 @@ def main(argv: list[str]) -> int:
         if not firewalls:
             print("  no firewall in this block: the query resolves normally", file=out)
         for firewall in firewalls:
-            explained = firewall.explain(qname, qtype, args.client)
-            assert isinstance(explained, FirewallExplanation)
-            render(explained, out)
+            render(firewall.explain(qname, qtype, args.client), out)
     return 0
 
 

@@ -76,6 +76,11 @@ still applies at once. Firewalls with client groups (decisions per client) take 
 ``dnsfw_firewall_list_entries{list}``, ``dnsfw_firewall_list_load_timestamp_seconds{list}``,
 ``dnsfw_firewall_list_load_failures_total{list}``, ``dnsfw_firewall_failures_total{mode}``.
 
+**Admin API.** Each firewall is registered under ``proxy.services.DOMAIN_LISTS`` (its lists,
+edits, ``explain()`` and ``rules()``: :mod:`.explain`), and the configuration's rule-match
+counter under ``RULE_COUNTERS``. ``dnsfw audit`` (:mod:`commands.audit`) checks query logs
+against the firewalls of a Corefile (:func:`load_offline`).
+
 Example (the Gmail-only allowlist of the Route 53 field report)::
 
     firewall {
@@ -91,11 +96,8 @@ Example (the Gmail-only allowlist of the Route 53 field report)::
         }
     }
 
-**Admin API.** Each firewall is registered under ``proxy.services.DOMAIN_LISTS`` (its lists,
-edits, ``explain()`` and ``rules()``: :mod:`.explain`), and the configuration's rule-match
-counter under ``RULE_COUNTERS``. ``dnsfw explain -conf FILE NAME [TYPE] [--client IP]``
-(:mod:`commands.explain`) prints the walk for one query; ``dnsfw audit`` (:mod:`commands.audit`)
-checks query logs against the firewalls of a Corefile (:func:`load_offline`).
+``dnsfw explain -conf FILE NAME [TYPE] [--client IP]`` (:mod:`commands.explain`) prints the
+walk for one query.
 """
 
 from __future__ import annotations
