@@ -25,12 +25,12 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check proxy plugins tests bench
-	$(VENV)/bin/ruff format --check proxy plugins tests bench
+	$(VENV)/bin/ruff check proxy plugins commands tests bench
+	$(VENV)/bin/ruff format --check proxy plugins commands tests bench
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format proxy plugins tests bench
-	$(VENV)/bin/ruff check --fix proxy plugins tests bench
+	$(VENV)/bin/ruff format proxy plugins commands tests bench
+	$(VENV)/bin/ruff check --fix proxy plugins commands tests bench
 
 bench: $(STAMP)
 	bench/run.sh

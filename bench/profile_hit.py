@@ -27,7 +27,8 @@ import dns.message
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from proxy.config import load  # noqa: E402
-from proxy.server import Listener, Router, Server  # noqa: E402
+from proxy.routing import Router  # noqa: E402
+from proxy.server import Listener, Server  # noqa: E402
 from tests.kit.upstream import Upstream  # noqa: E402
 
 NAMES = [

@@ -123,9 +123,9 @@ IMPLEMENTED: dict[str, str] = {
     "whoami": "plugins.whoami",
 }
 
-# Subcommands of the `dnsfw` CLI that plugins provide: name -> module with
+# Subcommands of the `dnsfw` CLI (the `commands` package): name -> module with
 # ``main(argv: list[str]) -> int`` (its own argparse, usage in its docstring).
 COMMANDS: dict[str, str] = {
-    "audit": "plugins.firewall.audit",
-    "explain": "plugins.firewall.explain",
+    "audit": "commands.audit",
+    "explain": "commands.explain",
 }

@@ -41,15 +41,16 @@ refresh failed, the old list serving on). Request bodies: JSON at most 1 MiB, PU
 
 **Statistics** come from the ``admin`` stage of each server block that has one (it counts
 what it sees: the final rcode, the firewall's decision, the client) and from the plugins'
-own interfaces (cache ``stats()``, forward ``upstreams()``, the firewall's rule counters in
-the metrics registry). Top blocked names, top alerted names and top clients are Misra-Gries
+own interfaces (``stats()`` of each cache, ``upstreams()``, rule counters). Top blocked names, top alerted names and top clients are Misra-Gries
 summaries of :data:`TOP_CAPACITY` counters each (bounded memory; a reported count is at most
 ``max_undercount`` below the true one). Rates are over the last 10 and 60 whole seconds.
 
-The API reaches plugins only through ``ctx.app.services``: ``firewall`` objects (``lists()``,
-``entries()``, ``edit()``, ``replace()``, ``refresh()``, ``rules()``, ``explain()``; refusals
-raise an exception with ``status`` and ``errors``), ``cache`` objects (``stats()``,
-``flush()``) and ``forward`` objects (``upstreams()``).
+The API reaches plugins only through the typed keys of :mod:`proxy.services` and their
+Protocols: ``DOMAIN_LISTS`` (``lists()``, ``entries()``, ``edit()``, ``replace()``,
+``refresh()``, ``rules()``, ``explain()``, ``location``; refusals raise
+:class:`~proxy.services.Refused`), ``RULE_COUNTERS`` (``rule_matches()``), ``CACHES``
+(``stats()``, ``flush()``) and ``UPSTREAMS`` (``upstreams()``). Queries are routed to
+server blocks by :mod:`proxy.routing`, as the server routes them.
 """
 
 from __future__ import annotations
@@ -74,7 +75,17 @@ from . import __version__, wire
 from .http import json_error
 from .openapi import document
 from .request import Request, Response
-from .server import Router
+from .routing import routes
+from .services import (
+    CACHES,
+    DOMAIN_LISTS,
+    RULE_COUNTERS,
+    UPSTREAMS,
+    DomainLists,
+    ListState,
+    Refused,
+    Services,
+)
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -333,28 +344,24 @@ def _name(text: str) -> bytes:
         raise ApiError(400, f"invalid name: {err}") from None
 
 
-def _refusal(err: Exception) -> ApiError | None:
-    """A plugin's refusal (an exception with ``status``) as an API error; None for a bug."""
-    status = getattr(err, "status", None)
-    if not isinstance(status, int):
-        return None
-    errors = list(getattr(err, "errors", []) or [])
-    return ApiError(status, str(err), **({"errors": errors} if errors else {}))
+def _refusal(err: Refused) -> ApiError:
+    """A plugin's refusal as an API error."""
+    return ApiError(err.status, str(err), **({"errors": list(err.errors)} if err.errors else {}))
 
 
-def _firewalls(runtime: Runtime) -> list[Any]:
-    return list(runtime.config.app.services.get("firewall", []))
+def _services(runtime: Runtime) -> Services:
+    return runtime.config.app.services
 
 
-def _where(firewall: Any) -> str:
-    return f"{firewall.spec.file}:{firewall.spec.line}"
+def _firewalls(runtime: Runtime) -> list[DomainLists]:
+    return _services(runtime).get(DOMAIN_LISTS)
 
 
-def _status_json(firewall: Any, status: Any) -> dict[str, Any]:
-    return {**dataclasses.asdict(status), "firewall": _where(firewall)}
+def _status_json(firewall: DomainLists, status: ListState) -> dict[str, Any]:
+    return {**dataclasses.asdict(status), "firewall": firewall.location}
 
 
-def _find(runtime: Runtime, name: str) -> list[tuple[Any, Any]]:
+def _find(runtime: Runtime, name: str) -> list[tuple[DomainLists, ListState]]:
     found = [(fw, st) for fw in _firewalls(runtime) for st in fw.lists() if st.name == name]
     if not found:
         raise ApiError(404, f"no domain list named '{name}'")
@@ -379,7 +386,7 @@ async def get_list(runtime: Runtime, request: web.Request, p: dict[str, str]) ->
     return _json(
         {
             "list": _status_json(firewall, status),
-            "firewalls": [_where(fw) for fw, _ in found],
+            "firewalls": [fw.location for fw, _ in found],
             "offset": offset,
             "limit": limit,
             "total": status.entries,
@@ -420,25 +427,22 @@ async def put_list(runtime: Runtime, request: web.Request, p: dict[str, str]) ->
 
 
 async def _edit(
-    runtime: Runtime, name: str, operation: str, apply: Callable[[Any], Awaitable[int]]
+    runtime: Runtime, name: str, operation: str, apply: Callable[[DomainLists], Awaitable[int]]
 ) -> web.Response:
     started = time.monotonic()
     async with runtime.lock:  # not while a reload replaces the firewalls
         found = _find(runtime, name)
         sources = {(st.kind, st.source, st.format) for _, st in found}
         if len(sources) > 1:
-            where = ", ".join(_where(fw) for fw, _ in found)
+            where = ", ".join(fw.location for fw, _ in found)
             raise ApiError(409, f"list '{name}' names different sources in {where}; edit those")
         (first, _), *others = found
         try:
             size = await apply(first)
             for firewall, _ in others:  # the same file: they read back what was written
                 await firewall.refresh(name)
-        except Exception as err:
-            refusal = _refusal(err)
-            if refusal is None:
-                raise
-            raise refusal from None
+        except Refused as err:
+            raise _refusal(err) from None
         status = next(st for st in first.lists() if st.name == name)
     return _json(
         {
@@ -456,11 +460,8 @@ async def refresh_list(runtime: Runtime, request: web.Request, p: dict[str, str]
     for firewall, _ in found:
         try:
             rows.append(_status_json(firewall, await firewall.refresh(p["name"])))
-        except Exception as err:
-            refusal = _refusal(err)
-            if refusal is None:
-                raise
-            raise refusal from None
+        except Refused as err:
+            raise _refusal(err) from None
     return _json({"lists": rows})
 
 
@@ -485,12 +486,12 @@ async def explain(runtime: Runtime, request: web.Request, _: dict[str, str]) -> 
         raise ApiError(400, f"'client' is not an IP address: {client!r}") from None
     qname = _name(name)
     listeners = []
-    for key, zones in runtime.config.listeners.items():
-        block = Router(zones).route(qname, qtype)
+    every = _firewalls(runtime)
+    for key, block in routes(runtime.config.listeners, qname, qtype):
         if block is None:
             listeners.append({"listener": str(key), "refused": True})
             continue
-        firewalls = [p for p in block.plugins if p.name == "firewall"]
+        firewalls = [fw for fw in every if any(fw is p for p in block.plugins)]
         listeners.append(
             {
                 "listener": str(key),
@@ -513,22 +514,25 @@ async def explain(runtime: Runtime, request: web.Request, _: dict[str, str]) -> 
 # --- stats, reload, cache -------------------------------------------------------------------
 async def stats(runtime: Runtime, request: web.Request, _: dict[str, str]) -> web.Response:
     top = _int_param(request, "top", TOP_DEFAULT, 1, TOP_MAX)
-    services = runtime.config.app.services
+    services = _services(runtime)
     seen = runtime.shared.get(STATS_KEY)
     server = runtime.server
     assert server is not None
-    caches = [dataclasses.asdict(c.stats()) for c in services.get("cache", [])]
+    caches = [dataclasses.asdict(c.stats()) for c in services.get(CACHES)]
     upstreams = []
-    for forward in services.get("forward", []):
+    for forward in services.get(UPSTREAMS):
         for up in forward.upstreams():
             row = dataclasses.asdict(up)
             latency = row.pop("avg_latency")
             row["avg_latency_ms"] = round(latency * 1000, 3) if latency is not None else None
             upstreams.append(row)
-    matches = runtime.metrics.metrics.get("dnsfw_firewall_rule_matches_total")
+    matches: dict[tuple[str, str, str, str], int] = {}
+    for counters in services.get(RULE_COUNTERS):
+        for labels, n in counters.rule_matches():  # the same rule from several: added up
+            matches[labels] = matches.get(labels, 0) + n
     by_rule = [
         {"group": g, "rule": r, "list": lst, "action": a, "matches": n}
-        for (g, r, lst, a), n in (matches.samples() if matches is not None else [])
+        for (g, r, lst, a), n in matches.items()
     ]
     last = runtime.last_reload
     return _json(
@@ -581,7 +585,7 @@ async def flush(runtime: Runtime, request: web.Request, _: dict[str, str]) -> we
         raise ApiError(400, "'name' must be a domain name")
     if name is not None:
         _name(name)
-    caches = runtime.config.app.services.get("cache", [])
+    caches = _services(runtime).get(CACHES)
     try:
         removed = sum(cache.flush(name) for cache in caches)
     except ValueError as err:

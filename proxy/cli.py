@@ -4,7 +4,7 @@
     dnsfw check [-conf FILE] [-dns.port N]      parse and set up everything, open no socket
     dnsfw -plugins                               the directives dnsfw knows, in chain order
     dnsfw --version
-    dnsfw COMMAND ...                            a plugin's command (plugins.COMMANDS: explain, audit)
+    dnsfw COMMAND ...                            a command (plugins.COMMANDS: explain, audit)
 
 Flags take one dash as in CoreDNS (``-conf``) or two (``--conf``). Without ``-conf``,
 ``./Corefile`` is read; without that file, the built-in ``.:PORT { whoami }``.

@@ -29,6 +29,7 @@ from .corefile import (
 )
 from .metrics import Registry
 from .pipeline import Handler, Plugin, build_chain
+from .services import Services
 
 SERVED_SCHEMES = frozenset({"dns"})
 
@@ -42,8 +43,8 @@ class AppContext:
     checking: bool = False  # under `dnsfw check`: set up, but no I/O that changes anything
     reloading: bool = False  # set up to replace a running configuration (start hooks may wait)
     metrics: Registry = field(default_factory=Registry)
-    # named interfaces that plugins offer to the admin API (e.g. the firewall's lists)
-    services: dict[str, Any] = field(default_factory=dict)
+    # what plugins offer the core (the admin API), under typed keys (proxy.services)
+    services: Services = field(default_factory=Services)
     # process-wide settings that proxy.runtime applies (not per server block):
     # HTTP endpoints by listen address and path prefix (proxy.http.Site: admin, health, ...),
     http: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -1,11 +1,12 @@
 """Listeners, routing, the per-query hot path, lifecycle and reload.
 
 One :class:`Listener` per (transport, host, port) of the configuration owns a UDP socket and a
-TCP listening socket and a :class:`Router` (zone map -> block), which a reload swaps whole. A
-query is parsed (:func:`proxy.request.parse`), routed to the block with the longest matching
-zone (DS queries to the most distant non-root one; REFUSED when none matches), and its chain is
-driven by hand (:mod:`proxy.pipeline`). Replies are post-processed in one place,
-:meth:`Server.complete`: the client's id, and for UDP truncation to the client's size with TC.
+TCP listening socket and a :class:`~proxy.routing.Router` (zone map -> block), which a reload
+swaps whole. A query is parsed (:func:`proxy.request.parse`), routed to the block with the
+longest matching zone (DS queries to the most distant non-root one; REFUSED when none matches;
+:mod:`proxy.routing`), and its chain is driven by hand (:mod:`proxy.pipeline`). Replies are
+post-processed in one place, :meth:`Server.complete`: the client's id, and for UDP truncation
+to the client's size with TC.
 """
 
 from __future__ import annotations
@@ -26,43 +27,14 @@ from .pipeline import Continuation
 from .replay import MAX_REPLAYS, Replay
 from .replay import build as build_replay
 from .request import Malformed, Request, Response, parse
+from .routing import Router
 from .systemd import SocketPool
 
 log = structlog.get_logger("dnsfw.server")
 
-TYPE_DS = 43
 UDP_RCVBUF = 4 << 20
 TCP_BACKLOG = 1024
 BARE_OPT = 11  # an OPT record without options: root name, type, class, TTL, RDLENGTH 0
-
-
-class Router:
-    """Zone map of one listener: the longest matching zone wins (CoreDNS's rule)."""
-
-    __slots__ = ("zones", "only")
-
-    def __init__(self, zones: dict[bytes, Block]) -> None:
-        self.zones = zones
-        # the common case, a single root block, needs no walk
-        self.only = zones[b"\x00"] if len(zones) == 1 and b"\x00" in zones else None
-
-    def route(self, qname: bytes, qtype: int) -> Block | None:
-        if self.only is not None:
-            return self.only
-        zones = self.zones
-        off = 0
-        upward: Block | None = None
-        while True:
-            suffix = qname[off:] if off else qname
-            block = zones.get(suffix)
-            if block is not None:
-                if qtype != TYPE_DS or suffix == b"\x00":
-                    return upward or block
-                upward = block  # DS belongs to the parent side: keep walking up
-            length = qname[off]
-            if length == 0:
-                return upward
-            off += length + 1
 
 
 class Listener:

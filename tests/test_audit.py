@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from plugins.firewall import audit
-from plugins.firewall.audit_names import Domains, flag_names, suggest
-from plugins.firewall.audit_scan import Inventory, TimeWindow, parse_stamp, parse_time_arg
+from commands import audit
+from commands.audit.names import Domains, flag_names, suggest
+from commands.audit.scan import Inventory, TimeWindow, parse_stamp, parse_time_arg
 from plugins.firewall.lists import DomainList, to_wire
 from tests.kit.dnsfw import run_cli
 

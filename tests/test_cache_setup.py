@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 
 import plugins
-from plugins.cache import Cache
+from plugins.cache import INSTANCES, Cache
 from plugins.cache.options import CacheConfig, TTLs
 from plugins.cache.store import effective_capacity
 from proxy.config import AppContext, Config, build
 from proxy.corefile import CorefileError
 from proxy.corefile import parse as parse_corefile
+from proxy.services import CACHES
 from tests.kit.corefiles import BLOCK_WHOAMI, corefile
 from tests.kit.dnsfw import run_cli
 
@@ -132,7 +133,8 @@ def test_store_capacity_and_services() -> None:
     cfg = load("cache {\n success 5000\n denial 10\n }")
     cache = cfg.blocks[0].plugins[0]
     assert (cache.success.capacity, cache.denial.capacity) == (4864, 1024)
-    assert cfg.app.services["cache"] == [cache]
+    assert cfg.app.services.get(CACHES) == [cache]
+    assert cfg.app.services.get(INSTANCES) == [cache]
     assert "coredns_cache_hits_total" in cfg.app.metrics.metrics
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from plugins.firewall import explain
+from commands import explain
 from tests.kit.dnsfw import run_cli
 
 COREFILE = """\

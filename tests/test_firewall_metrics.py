@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from plugins.firewall import FIREWALLS
 from proxy.config import load
+from proxy.services import DOMAIN_LISTS
 
 COREFILE = """
 a.example:53 {
@@ -32,7 +34,8 @@ def test_firewalls_of_two_blocks_are_both_counted(tmp_path):
     conf = tmp_path / "Corefile"
     conf.write_text(COREFILE)
     config = load(str(conf), checking=True)
-    first, second = config.app.services["firewall"]
+    first, second = config.app.services.get(FIREWALLS)
+    assert config.app.services.get(DOMAIN_LISTS) == [first, second]
     first.matches[next(iter(first.matches))] += 2
     second.matches[next(iter(second.matches))] += 3
     text = config.app.metrics.render()

@@ -11,6 +11,7 @@ from plugins.forward import Forward
 from plugins.forward.options import ForwardConfig, Target
 from proxy.config import AppContext, Config, build
 from proxy.corefile import CorefileError, parse
+from proxy.services import UPSTREAMS
 from tests.kit.corefiles import BLOCK, corefile
 from tests.kit.tls import make_cert
 
@@ -357,7 +358,7 @@ def test_forwards_of_other_blocks_do_not_chain() -> None:
     text = ".:1053 {\nforward . 10.0.0.1\n}\nexample.org:1053 {\nforward . 10.0.0.2\n}\n"
     cfg = build(parse(text, directives=plugins.ORDER), AppContext(conf_path="Corefile"))
     assert [p.next_is_forward for b in cfg.blocks for p in b.plugins] == [False, False]
-    assert len(cfg.app.services["forward"]) == 2
+    assert len(cfg.app.services.get(UPSTREAMS)) == 2
 
 
 def test_metrics_are_registered() -> None:

@@ -4,6 +4,7 @@ classes, and Route 53 JSON lines compared byte for byte with real Route 53 log l
 from __future__ import annotations
 
 import calendar
+import io
 import json
 import time
 from pathlib import Path
@@ -15,8 +16,10 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
+from commands.audit.scan import Inventory
 from plugins import log as logplugin
 from plugins.log import formats
+from plugins.log import route53 as schema
 from proxy.config import AppContext, BlockContext, SetupContext
 from proxy.corefile import CorefileError
 from proxy.request import Request, Response
@@ -349,6 +352,28 @@ def test_route53_servfail_line_is_byte_identical_to_route53():
     resp = make_reply(req, dns.rcode.SERVFAIL)
     fmt.wall_offset = offset_for(req, "2023-09-11T19:01:45Z")
     assert fmt.line(req, resp) == ROUTE53_SERVFAIL
+
+
+def test_route53_schema_module_names_the_fields_of_real_lines():
+    """plugins.log.route53, by which the writer writes and dnsfw audit reads, is Route 53's."""
+    block = json.loads(ROUTE53_BLOCK)
+    assert list(block) == [*schema.FIELDS, *schema.FIREWALL_FIELDS]
+    assert block[schema.VERSION_KEY] == schema.VERSION
+    assert list(json.loads(ROUTE53_CNAME)[schema.ANSWERS][0]) == list(schema.ANSWER_FIELDS)
+
+
+def test_audit_reads_the_lines_the_writer_writes():
+    fmt = route53(("123456789012", "us-east-2", "vpc-0abc"))
+    req = make_request("WWW.Example.com.", client=("10.0.16.116", 54089))
+    req.meta["firewall"] = Decision("BLOCK", "egress", "block-all", "all")
+    fmt.wall_offset = offset_for(req, "2026-07-10T19:09:28Z")
+    line = fmt.line(req, make_reply(req))
+    inventory = Inventory(lambda name: name)
+    inventory.read_stream(io.BytesIO(line.encode() + b"\n"), "query.log")
+    assert (inventory.accepted, inventory.bad) == (1, 0)
+    stats = inventory.names["www.example.com"]
+    assert stats.actions == {"BLOCK egress/all": 1} and stats.types == {"A": 1}
+    assert stats.sources == ("10.0.16.116",) and stats.rcodes == {"NOERROR": 1}
 
 
 def test_route53_firewall_fields_only_for_alert_and_block_unless_allow_is_asked():

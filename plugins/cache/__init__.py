@@ -75,7 +75,7 @@ Metrics (labels ``server``, ``zones``, ``view`` (always empty); ``type`` success
 ``coredns_cache_drops_total``, ``coredns_cache_served_stale_total``,
 ``coredns_cache_evictions_total{type}``.
 
-Admin hooks (the plugin objects are listed in ``ctx.app.services["cache"]``):
+Admin hooks (each cache is registered under ``proxy.services.CACHES``):
 ``stats() -> CacheStats`` (entries per cache, hits, misses, ...) and
 ``flush(name: str | None = None) -> int`` (every entry, or every entry of one name).
 
@@ -102,19 +102,22 @@ from __future__ import annotations
 
 from proxy.config import SetupContext
 from proxy.corefile import Directive
+from proxy.services import CACHES, ServiceKey
 
 from . import options
 from .handler import Cache, CacheStats, register_metrics
 
-__all__ = ["Cache", "CacheStats", "ONCE", "setup"]
+__all__ = ["INSTANCES", "Cache", "CacheStats", "ONCE", "setup"]
 
 ONCE = True
+INSTANCES = ServiceKey[Cache]("cache")  # every cache of a configuration (for its metrics)
 
 
 def setup(directive: Directive, ctx: SetupContext) -> Cache:
     config = options.parse(directive, ctx)
     cache = Cache(config, ctx.block.zones)
-    caches: list[Cache] = ctx.app.services.setdefault("cache", [])
-    caches.append(cache)
-    register_metrics(ctx.app.metrics, caches)
+    services = ctx.app.services
+    services.add(INSTANCES, cache)
+    services.add(CACHES, cache)
+    register_metrics(ctx.app.metrics, services.get(INSTANCES))
     return cache

@@ -78,6 +78,11 @@ take no part.
 ``dnsfw_firewall_list_entries{list}``, ``dnsfw_firewall_list_load_timestamp_seconds{list}``,
 ``dnsfw_firewall_list_load_failures_total{list}``, ``dnsfw_firewall_failures_total{mode}``.
 
+**Admin API.** Each firewall is registered under ``proxy.services.DOMAIN_LISTS`` (its lists,
+edits, ``explain()`` and ``rules()``: :mod:`.explain`), and the configuration's rule-match
+counter under ``RULE_COUNTERS``. ``dnsfw audit`` (:mod:`commands.audit`) checks query logs
+against the firewalls of a Corefile (:func:`load_offline`).
+
 Example (the Gmail-only allowlist of the Route 53 field report)::
 
     firewall {
@@ -93,21 +98,24 @@ Example (the Gmail-only allowlist of the Route 53 field report)::
         }
     }
 
-``dnsfw explain -conf FILE NAME [TYPE] [--client IP]`` prints the walk for one query.
+``dnsfw explain -conf FILE NAME [TYPE] [--client IP]`` (:mod:`commands.explain`) prints the
+walk for one query.
 """
 
 from __future__ import annotations
 
 from proxy.config import SetupContext, load
 from proxy.corefile import CorefileError, Directive
+from proxy.services import DOMAIN_LISTS, RULE_COUNTERS, ServiceKey
 
 from .config import parse
 from .lists import ListError
-from .plugin import Firewall, register_metrics
+from .plugin import Firewall, RuleTotals, register_metrics
 
 ONCE = True
+FIREWALLS = ServiceKey[Firewall]("firewall")  # every firewall of a configuration
 
-__all__ = ["Firewall", "load_offline", "setup"]
+__all__ = ["FIREWALLS", "Firewall", "load_offline", "setup"]
 
 
 def setup(directive: Directive, ctx: SetupContext) -> Firewall:
@@ -125,9 +133,13 @@ def setup(directive: Directive, ctx: SetupContext) -> Firewall:
                 raise CorefileError(
                     spec.file, spec.line, f"cannot read list '{spec.name}': {err}"
                 ) from None
-    firewalls = ctx.app.services.setdefault("firewall", [])
-    firewalls.append(firewall)
-    register_metrics(ctx.app.metrics, firewalls)
+    services = ctx.app.services
+    services.add(FIREWALLS, firewall)
+    services.add(DOMAIN_LISTS, firewall)
+    firewalls = services.get(FIREWALLS)
+    matches = register_metrics(ctx.app.metrics, firewalls)
+    if len(firewalls) == 1:  # one counter over every firewall of the configuration
+        services.add(RULE_COUNTERS, RuleTotals(matches))
     return firewall
 
 
@@ -144,4 +156,4 @@ def _list_error(err: ListError, directive: Directive) -> CorefileError:
 def load_offline(conf_path: str) -> list[Firewall]:
     """Every firewall of a Corefile with its lists loaded, without serving (explain, audit)."""
     config = load(conf_path, checking=True)
-    return list(config.app.services.get("firewall", []))
+    return list(config.app.services.get(FIREWALLS))

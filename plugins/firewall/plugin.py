@@ -18,13 +18,13 @@ import dns.rdatatype
 import structlog
 
 from proxy import wire
-from proxy.metrics import Registry
+from proxy.metrics import Metric, Registry
 from proxy.pipeline import Handler, Plugin
 from proxy.replay import TAKES_PART, Effect, Guard, not_replayed
 from proxy.request import Request, Response
 
 from .config import FirewallSpec
-from .explain import FirewallExplanation, describe_rules, explain_firewall
+from .explain import FirewallExplanation, describe_rules, explain_walk
 from .lists import to_wire, wire_suffixes
 from .policy import ALERT, ALLOW, BLOCK, Decision, NotLoaded, Policy, Rule, Verdict
 from .sources import ListEditError, ListSlot, ListStatus
@@ -306,7 +306,12 @@ class Firewall(Plugin):
     def ready(self) -> bool:
         return all(slot.current is not None for slot in self.slots.values())
 
-    # --- the admin interface (used by the admin API) -----------------------------------
+    # --- the admin interface (proxy.services: DOMAIN_LISTS, RULE_COUNTERS) ----------------
+    @property
+    def location(self) -> str:
+        """Where the firewall is configured: ``FILE:LINE`` of its Corefile directive."""
+        return f"{self.spec.file}:{self.spec.line}"
+
     def lists(self) -> list[ListStatus]:
         return [slot.describe() for slot in self.slots.values()]
 
@@ -331,11 +336,16 @@ class Firewall(Plugin):
 
     def explain(self, qname: bytes, qtype: int, client_ip: str) -> FirewallExplanation:
         """The rule walk for a query (wire name), as ``dnsfw explain`` shows it."""
-        return explain_firewall(self, qname, qtype, client_ip)
+        filtered = self.all_zones or self._in_zones(qname)
+        return explain_walk(self.spec, self.policy, qname, qtype, client_ip, filtered=filtered)
 
     def rules(self) -> dict[str, Any]:
         """The effective evaluation order: groups, rules, lists, actions."""
-        return describe_rules(self)
+        return describe_rules(self.spec, self.policy)
+
+    def rule_matches(self) -> list[tuple[tuple[str, str, str, str], int]]:
+        """Matches per rule: ((group, rule, list, action), count), in evaluation order."""
+        return [((r.group, r.name, r.list, r.action), n) for r, n in self.matches.items()]
 
     async def refresh(self, name: str) -> ListStatus:
         slot = self._slot(name)
@@ -354,8 +364,9 @@ class Firewall(Plugin):
         return slot
 
 
-def register_metrics(metrics: Registry, firewalls: list[Firewall]) -> None:
-    """Firewall metrics over every firewall of the configuration (one per server block).
+def register_metrics(metrics: Registry, firewalls: list[Firewall]) -> Metric:
+    """Firewall metrics over every firewall of the configuration (one per server block); the
+    rule-match counter is returned.
 
     Blocks may reuse group, rule and list names, so series with the same labels are combined:
     counts and sizes added, load times the latest.
@@ -370,15 +381,11 @@ def register_metrics(metrics: Registry, firewalls: list[Firewall]) -> None:
     def statuses():
         return [s for fw in firewalls for s in fw.lists()]
 
-    metrics.gauge_func(
+    matches = metrics.gauge_func(
         "dnsfw_firewall_rule_matches_total",
         "Queries (or CNAME targets) a firewall rule matched, by rule.",
         ("group", "rule", "list", "action"),
-        lambda: combined(
-            ((r.group, r.name, r.list, r.action), n)
-            for fw in firewalls
-            for r, n in fw.matches.items()
-        ),
+        lambda: combined(sample for fw in firewalls for sample in fw.rule_matches()),
         kind="counter",
     )
     metrics.gauge_func(
@@ -407,6 +414,20 @@ def register_metrics(metrics: Registry, firewalls: list[Firewall]) -> None:
         lambda: combined(((mode,), n) for fw in firewalls for mode, n in fw.fail_counts.items()),
         kind="counter",
     )
+    return matches
+
+
+class RuleTotals:
+    """The firewalls' rule matches for the admin API (``proxy.services.RULE_COUNTERS``): the
+    rule-match counter, which counts on across reloads (see ``proxy.metrics``)."""
+
+    __slots__ = ("counter",)
+
+    def __init__(self, counter: Metric) -> None:
+        self.counter = counter
+
+    def rule_matches(self) -> list[tuple[tuple[str, str, str, str], int]]:
+        return [(labels, n) for labels, n in self.counter.samples()]  # type: ignore[misc]
 
 
 class ListsUnchanged(Guard):

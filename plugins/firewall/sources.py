@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 import structlog
 
+from proxy.services import Refused
+
 from .config import ListSpec
 from .lists import DomainList, ListError, LoadReport, normalize_entry
 
@@ -43,13 +45,8 @@ FETCH_TIMEOUT = 30.0
 _PARSED: dict[tuple[str, str], tuple[tuple[int, int], DomainList, LoadReport]] = {}
 
 
-class ListEditError(Exception):
+class ListEditError(Refused):
     """An admin edit that was refused; ``status`` is the HTTP status it maps to."""
-
-    def __init__(self, message: str, status: int = 400, errors: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.errors = errors or []
 
 
 @dataclass

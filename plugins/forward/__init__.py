@@ -73,7 +73,8 @@ Metrics: ``coredns_proxy_request_duration_seconds{proxy_name="forward",to,rcode}
 ``coredns_forward_max_concurrent_rejects_total``, and dnsfw's
 ``coredns_forward_rejected_replies_total{to,reason}`` (``unknown_id``: no pending query has
 that id, e.g. a late reply; ``mismatch``: not a response to our question). The plugin's
-``upstreams()`` returns each upstream's state (also via ``ctx.app.services["forward"]``).
+``upstreams()`` returns each upstream's state (registered under ``proxy.services.UPSTREAMS``
+for the admin API).
 
 Examples::
 
@@ -108,6 +109,7 @@ from proxy.metrics import Child
 from proxy.pipeline import Handler, Plugin
 from proxy.replay import TAKES_PART
 from proxy.request import Request, Response
+from proxy.services import UPSTREAMS
 
 from . import options, policy
 from .health import Prober
@@ -135,7 +137,7 @@ def setup(directive: Directive, ctx: SetupContext) -> Forward:
         if previous is not None:
             previous.next_is_forward = True
     _last_setup = (weakref.ref(ctx.block), weakref.ref(plugin))
-    ctx.app.services.setdefault("forward", []).append(plugin)
+    ctx.app.services.add(UPSTREAMS, plugin)
     return plugin
 
 

@@ -86,7 +86,8 @@ too (their case would otherwise come from whichever client filled the cache). ``
 ``{}``: Route 53 puts the *client's* EC2 instance ID there, which a resolver cannot know.
 When the firewall decided ALERT or BLOCK (or ALLOW with ``firewall_allow``), the line ends
 with ``"firewall_rule_action"``, ``"firewall_rule_group_id"`` (the rule group's name) and
-``"firewall_domain_list_id"`` (the domain list's name).
+``"firewall_domain_list_id"`` (the domain list's name). The field names and their order are
+:mod:`plugins.log.route53`, which ``dnsfw audit`` reads logs by.
 
 Annotations: ``log`` reads ``req.meta["firewall"]`` (an object with ``action``, ``group``,
 ``rule`` and ``list`` attributes, set by the ``firewall`` plugin) and sets

@@ -15,7 +15,7 @@ import struct
 
 from proxy import wire
 
-from . import formats  # (formats imports this module: use its names at call time)
+from .text import class_text, name_text, type_text
 
 _RR = struct.Struct("!HHIH")
 _SOA_NUMBERS = struct.Struct("!IIIII")
@@ -42,7 +42,7 @@ def summarise(data: bytes) -> tuple[tuple[str, str, str], ...] | None:
             rdata = _rdata_text(data, rtype, start, off)
             if rdata is None:
                 return None
-            rows.append((rdata, formats.type_text(rtype), formats.class_text(rclass)))
+            rows.append((rdata, type_text(rtype), class_text(rclass)))
     except (wire.WireError, IndexError, struct.error, ValueError):
         return None
     return tuple(rows)
@@ -72,7 +72,7 @@ def _name(data: bytes, off: int, end: int) -> str:
     name, after = wire.read_name(data, off)  # lower case: Route 53 lines lower-case these
     if after > end:
         raise wire.WireError("name runs past its record")
-    return formats.name_text(name)
+    return name_text(name)
 
 
 def _soa(data: bytes, off: int, end: int) -> str:
@@ -81,7 +81,7 @@ def _soa(data: bytes, off: int, end: int) -> str:
     if off + 20 != end:
         raise wire.WireError("bad SOA")
     numbers = " ".join(str(n) for n in _SOA_NUMBERS.unpack_from(data, off))
-    return f"{formats.name_text(mname)} {formats.name_text(rname)} {numbers}"
+    return f"{name_text(mname)} {name_text(rname)} {numbers}"
 
 
 def _txt(rdata: bytes) -> str:

@@ -9,7 +9,6 @@ See the package docstring for the placeholders and the JSON schema.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable
 from functools import lru_cache
@@ -23,6 +22,32 @@ from proxy import wire
 from proxy.request import Request, Response
 
 from . import answers
+from .route53 import (
+    ACCOUNT_ID,
+    ANSWERS,
+    CLASS,
+    FIREWALL_DOMAIN_LIST_ID,
+    FIREWALL_LOGGED,
+    FIREWALL_RULE_ACTION,
+    FIREWALL_RULE_GROUP_ID,
+    QUERY_CLASS,
+    QUERY_NAME,
+    QUERY_TIMESTAMP,
+    QUERY_TYPE,
+    RCODE,
+    RDATA,
+    REGION,
+    SRCADDR,
+    SRCIDS,
+    SRCPORT,
+    TRANSPORT,
+    TRANSPORTS,
+    TYPE,
+    VERSION,
+    VERSION_KEY,
+    VPC_ID,
+)
+from .text import class_text, name_text, plain_name, type_text
 
 Getter = Callable[[Request, Response, float], str]
 
@@ -48,17 +73,6 @@ _FLAG_NAMES = (
     (wire.QR, "qr"), (wire.AA, "aa"), (wire.TC, "tc"), (wire.RD, "rd"), (wire.RA, "ra"),
     (0x0040, "z"), (wire.AD, "ad"), (wire.CD, "cd"),
 )  # fmt: skip
-
-
-@lru_cache(maxsize=1024)
-def type_text(qtype: int) -> str:
-    """Mnemonic of a type, ``TYPEnnn`` when it has none (as miekg/dns and Route 53 print it)."""
-    return dns.rdatatype.to_text(qtype)  # type: ignore[arg-type]
-
-
-@lru_cache(maxsize=64)
-def class_text(qclass: int) -> str:
-    return dns.rdataclass.to_text(qclass)  # type: ignore[arg-type]
 
 
 def rcode_text(rcode: int) -> str:
@@ -118,29 +132,6 @@ def _is_referral(data: bytes) -> bool:
     except (wire.WireError, IndexError):
         pass
     return False
-
-
-_PLAIN_NAME = re.compile(rb'[^\x00-\x20\x7f-\xff\\"();@$]*')
-
-
-def name_text(name: bytes) -> str:
-    """``wire.name_to_text``, with a fast path for the usual names."""
-    return _plain_name(name) or wire.name_to_text(name)
-
-
-def _plain_name(name: bytes) -> str | None:
-    """The text of a name none of whose bytes needs an escape (so none needs one in JSON
-    either), made by turning the length bytes into dots; None for any other name."""
-    if len(name) < 2 or 0x2E in name:  # a raw "." (or a length of 46) needs the slow path
-        return None
-    text = bytearray(name[1:])
-    off = name[0]
-    while text[off]:
-        length = text[off]
-        text[off] = 0x2E
-        off += length + 1
-    text[off] = 0x2E
-    return text.decode("ascii") if _PLAIN_NAME.fullmatch(text) else None
 
 
 def go_seconds(seconds: float) -> str:
@@ -339,9 +330,6 @@ def _getter(placeholder: str) -> Getter:
 
 # --- Route 53 Resolver query logs --------------------------------------------------------
 
-VERSION = "1.100000"
-FIREWALL_LOGGED = frozenset({"ALERT", "BLOCK"})
-_TRANSPORTS = {"udp": "UDP", "tcp": "TCP"}
 # Types whose Rdata is only names and numbers: lower-cased like query_name, since a name
 # compressed against the question carries the case of whichever client asked first (and a
 # cached answer is shared by later clients). Other Rdata (TXT, CAA...) is kept as it is.
@@ -351,7 +339,7 @@ _dumps = json.dumps  # ensure_ascii: every line is plain ASCII, as the real exam
 
 
 def _name_json(name: bytes) -> str:
-    plain = _plain_name(name)
+    plain = plain_name(name)
     return f'"{plain}"' if plain is not None else _dumps(wire.name_to_text(name))
 
 
@@ -387,8 +375,8 @@ class Route53Format:
     def set_identity(self, account_id: str, region: str, vpc_id: str) -> None:
         self.identity = (account_id, region, vpc_id)
         self._head = (
-            f'{{"version":"{VERSION}","account_id":{_dumps(account_id)},'
-            f'"region":{_dumps(region)},"vpc_id":{_dumps(vpc_id)},"query_timestamp":"'
+            f'{{"{VERSION_KEY}":"{VERSION}","{ACCOUNT_ID}":{_dumps(account_id)},'
+            f'"{REGION}":{_dumps(region)},"{VPC_ID}":{_dumps(vpc_id)},"{QUERY_TIMESTAMP}":"'
         )
         self._second = -1  # the time prefix holds the head: build it again
 
@@ -406,7 +394,7 @@ class Route53Format:
         second = int(start + self.wall_offset)
         if second != self._second:
             self._new_second(second)
-        return f'{self._prefix}{middle},"srcaddr":"{client[0]}","srcport":"{client[1]}",{tail}'
+        return f'{self._prefix}{middle},"{SRCADDR}":"{client[0]}","{SRCPORT}":"{client[1]}",{tail}'
 
     def pieces(self, req: Request, resp: Response) -> tuple[str, str]:
         """(middle, tail): the parts of a line fixed by the question, the reply, the transport
@@ -439,7 +427,7 @@ class Route53Format:
     def _new_second(self, second: int) -> None:
         self._second = second
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
-        self._prefix = f'{self._head}{stamp}","query_name":'
+        self._prefix = f'{self._head}{stamp}","{QUERY_NAME}":'
 
     def _middle(self, req: Request, resp: Response, code: int) -> str:
         """``"NAME","query_type":…,"answers":[…]`` for this question and reply, kept with the
@@ -467,8 +455,8 @@ class Route53Format:
     def _kind_fragment(self, qtype: int, qclass: int, rcode: int) -> str:
         """``,"query_type":…,"query_class":…,"rcode":…,"answers":`` for one combination."""
         fragment = (
-            f',"query_type":"{type_text(qtype)}","query_class":"{class_text(qclass)}",'
-            f'"rcode":"{rcode_name(rcode)}","answers":'
+            f',"{QUERY_TYPE}":"{type_text(qtype)}","{QUERY_CLASS}":"{class_text(qclass)}",'
+            f'"{RCODE}":"{rcode_name(rcode)}","{ANSWERS}":'
         )
         self._kinds[(qtype << 20) | (qclass << 4) | rcode] = fragment  # few combinations
         return fragment
@@ -485,14 +473,14 @@ class Route53Format:
         if action not in self.actions:
             return "}"
         return (
-            f',"firewall_rule_action":{_dumps(action)},'
-            f'"firewall_rule_group_id":{_dumps(str(getattr(decision, "group", "")))},'
-            f'"firewall_domain_list_id":{_dumps(str(getattr(decision, "list", "")))}}}'
+            f',"{FIREWALL_RULE_ACTION}":{_dumps(action)},'
+            f'"{FIREWALL_RULE_GROUP_ID}":{_dumps(str(getattr(decision, "group", "")))},'
+            f'"{FIREWALL_DOMAIN_LIST_ID}":{_dumps(str(getattr(decision, "list", "")))}}}'
         )
 
 
 def _tail(transport: str) -> str:
-    return f'"transport":"{_TRANSPORTS.get(transport, transport.upper())}","srcids":{{}}'
+    return f'"{TRANSPORT}":"{TRANSPORTS.get(transport, transport.upper())}","{SRCIDS}":{{}}'
 
 
 def _answers_text(data: bytes, info: Callable[[], wire.AnswerInfo]) -> str:
@@ -502,6 +490,6 @@ def _answers_text(data: bytes, info: Callable[[], wire.AnswerInfo]) -> str:
     if rows is None:
         rows = info().summary()
     return _dumps(
-        [{"Rdata": r.lower() if t in NAME_RDATA else r, "Type": t, "Class": c} for r, t, c in rows],
+        [{RDATA: r.lower() if t in NAME_RDATA else r, TYPE: t, CLASS: c} for r, t, c in rows],
         separators=(",", ":"),
     )

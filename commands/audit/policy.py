@@ -18,7 +18,7 @@ report lists it keeps their types and up to ``MAX_SOURCES`` client addresses too
   ``log`` plugin logs ALLOW only with ``log_allow``): rules or lists changed since the trial.
 
 Decisions are memoised per (name, type, client if any group has ``clients``, CNAME chain), at
-most ``MEMO_SIZE`` at a time. Names counted only in an overflow entry (``audit_scan``) are
+most ``MEMO_SIZE`` at a time. Names counted only in an overflow entry (``commands.audit.scan``) are
 not evaluated.
 """
 
@@ -30,9 +30,12 @@ from typing import Any, Protocol
 
 import dns.rdatatype
 
-from .audit_scan import MAX_SOURCES, NameStats, pairs
-from .lists import to_wire, wire_suffixes
-from .policy import ALERT, ALLOW, BLOCK, Policy, Rule
+from plugins.firewall.lists import to_wire, wire_suffixes
+from plugins.firewall.policy import ALERT, ALLOW, BLOCK, Policy, Rule
+from plugins.log import route53
+from plugins.log.route53 import RDATA, TYPE
+
+from .scan import MAX_SOURCES, NameStats, pairs
 
 MEMO_SIZE = 16384
 MAX_QTYPES = 1024
@@ -201,13 +204,13 @@ class PolicyCheck:
 
 
 def _chain(obj: dict[str, Any]) -> tuple[str, ...]:
-    answers = obj.get("answers")
+    answers = obj.get(route53.ANSWERS)
     if not answers or type(answers) is not list:
         return ()
     return tuple(
-        a["Rdata"].lower()
+        a[RDATA].lower()
         for a in answers
-        if type(a) is dict and a.get("Type") in CHAIN_TYPES and type(a.get("Rdata")) is str
+        if type(a) is dict and a.get(TYPE) in CHAIN_TYPES and type(a.get(RDATA)) is str
     )
 
 

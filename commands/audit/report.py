@@ -30,10 +30,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
-from .audit_names import Flag
-from .audit_policy import ALLOWED, Change, Decided, PolicyCheck, changes, queries_of, verdict
-from .audit_scan import CATCH_ALL, Inventory, NameStats, iso, pairs
-from .policy import ALERT
+from plugins.firewall.policy import ALERT
+
+from .names import Flag
+from .policy import ALLOWED, Change, Decided, PolicyCheck, changes, queries_of, verdict
+from .scan import CATCH_ALL, Inventory, NameStats, iso, pairs
 
 NO_DOMAIN = "(no registrable domain)"
 ELLIPSIS = "…"

@@ -39,8 +39,9 @@ from dataclasses import dataclass
 
 from publicsuffixlist import PublicSuffixList
 
-from .audit_scan import CATCH_ALL, Inventory, NameStats, iso, pairs
-from .lists import normalize_entry
+from plugins.firewall.lists import normalize_entry
+
+from .scan import CATCH_ALL, Inventory, NameStats, iso, pairs
 
 CLOUD_INIT_PROBE = "__cloud_init_expected_not_found__"
 RESERVED_TLDS = {

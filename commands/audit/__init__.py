@@ -5,10 +5,10 @@
                 [--max-names N] [--max-per-domain N] LOG...
 
 Reads Route 53 Resolver query logs (JSON lines, plain or gzip; files, directories or ``-``
-for standard input; see ``audit_scan``), streamed in bounded memory, and prints the inventory
+for standard input; see ``commands.audit.scan``), streamed in bounded memory, and prints the inventory
 of every name queried: its query types, query count, first and last time, source addresses,
 rcodes and the firewall action the log recorded, grouped by registrable domain (Public Suffix
-List). Names that look like probes or noise are flagged (``audit_names``).
+List). Names that look like probes or noise are flagged (``commands.audit.names``).
 
 Options:
 
@@ -16,7 +16,7 @@ Options:
   ``2026-11-20`` is its midnight UTC; ``2026-11-20T10:00:00Z``; no offset means UTC) or an
   age before now (``30m``, ``24h``, ``7d``, ``2w``).
 * ``--policy COREFILE``: evaluate every query against that Corefile's firewalls as they stand
-  (lists loaded now; see ``audit_policy``), and show which names would break, for which
+  (lists loaded now; see ``commands.audit.policy``), and show which names would break, for which
   clients, if ALERT rules became BLOCK, and which are decided differently now than logged.
 * ``--suggest FILE``: write a domain list (Route 53 syntax) that allows everything seen and
   not flagged, collapsed to ``*.NAME`` where ``--wildcard-min`` (default 3; 0: never)
@@ -24,7 +24,7 @@ Options:
   names follow commented out. Use it in a rule:
   ``list seen file FILE`` + ``rule allow-seen 100 ALLOW seen``.
 * ``--format``: ``table`` (default; fitted to the terminal's width), ``json`` or ``csv``
-  (see ``audit_report``).
+  (see ``commands.audit.report``).
 * ``--max-names`` (default 200000) and ``--max-per-domain`` (default 1000) bound memory;
   names beyond them are counted per registrable domain, not kept one by one.
 
@@ -41,21 +41,21 @@ import shutil
 import sys
 from typing import IO
 
+from plugins.firewall import load_offline
+from plugins.firewall.lists import ListError
+from plugins.firewall.policy import NotLoaded
 from proxy.corefile import CorefileError
 
-from . import load_offline
-from .audit_names import Domains, flag_names, render_list, suggest
-from .audit_policy import PolicyCheck
-from .audit_report import Audit, write_csv, write_json, write_table
-from .audit_scan import (
+from .names import Domains, flag_names, render_list, suggest
+from .policy import PolicyCheck
+from .report import Audit, write_csv, write_json, write_table
+from .scan import (
     DEFAULT_MAX_NAMES,
     DEFAULT_MAX_PER_DOMAIN,
     Inventory,
     TimeWindow,
     parse_time_arg,
 )
-from .lists import ListError
-from .policy import NotLoaded
 
 DEFAULT_WILDCARD_MIN = 3
 

@@ -7,8 +7,9 @@ Gzip is recognised by its magic bytes, whatever the file is called. A line may c
 before its JSON object (CloudWatch Logs exports write ``TIMESTAMP {...}``); blank lines are
 ignored.
 
-**Fields used.** ``query_name``, ``query_type`` and ``query_timestamp`` (ISO 8601) are
-required; ``rcode``, ``srcaddr``, ``firewall_rule_action``, ``firewall_rule_group_id`` and
+**Fields used** (named by :mod:`plugins.log.route53`, the schema ``log`` writes).
+``query_name``, ``query_type`` and ``query_timestamp`` (ISO 8601) are required; ``rcode``,
+``srcaddr``, ``firewall_rule_action``, ``firewall_rule_group_id`` and
 ``firewall_domain_list_id`` are read when present (an absent action means Route 53 allowed the
 query or no rule matched), ``answers`` only by ``--policy`` (CNAME/DNAME targets). A line
 without the required fields, or that is not JSON, is a bad line: counted, the first
@@ -45,6 +46,17 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
+
+from plugins.log.route53 import (
+    FIREWALL_DOMAIN_LIST_ID,
+    FIREWALL_RULE_ACTION,
+    FIREWALL_RULE_GROUP_ID,
+    QUERY_NAME,
+    QUERY_TIMESTAMP,
+    QUERY_TYPE,
+    RCODE,
+    SRCADDR,
+)
 
 MAX_SOURCES = 16  # source addresses kept per name
 MAX_BAD_EXAMPLES = 5
@@ -86,7 +98,7 @@ class NameStats:
     ``bump``): this one counter serves as the counters of types, rcodes and actions.
     ``sources`` keeps at most ``MAX_SOURCES`` addresses in the order first seen;
     ``other_sources`` counts the queries from addresses not kept. ``policy`` belongs to
-    ``--policy`` (see ``audit_policy``).
+    ``--policy`` (see ``commands.audit.policy``).
     """
 
     __slots__ = ("domain", "first", "last", "outcomes", "sources", "other_sources", "policy")
@@ -291,22 +303,22 @@ class Inventory:
         """Aggregate one parsed line; the reason it is bad, or None."""
         if type(obj) is not dict:
             return "no JSON object on the line"
-        name = obj.get("query_name")
-        qtype = obj.get("query_type")
-        text = obj.get("query_timestamp")
+        name = obj.get(QUERY_NAME)
+        qtype = obj.get(QUERY_TYPE)
+        text = obj.get(QUERY_TIMESTAMP)
         if type(name) is not str or not name:
-            return "no query_name"
+            return f"no {QUERY_NAME}"
         if type(qtype) is not str or not qtype:
-            return "no query_type"
+            return f"no {QUERY_TYPE}"
         if type(text) is not str:
-            return "no query_timestamp"
+            return f"no {QUERY_TIMESTAMP}"
         if text == self._last_text:  # lines come in time order: most share their second
             stamp = self._last_stamp
         else:
             try:
                 stamp = parse_stamp(text)
             except ValueError:
-                return f"bad query_timestamp {text!r}"
+                return f"bad {QUERY_TIMESTAMP} {text!r}"
             self._last_text, self._last_stamp = text, stamp
         if stamp not in self.window:
             self.outside += 1
@@ -327,18 +339,18 @@ class Inventory:
         elif stamp > stats.last:
             stats.last = stamp
         get = obj.get
-        rcode = get("rcode")
-        action = get("firewall_rule_action")
+        rcode = get(RCODE)
+        action = get(FIREWALL_RULE_ACTION)
         outcome: Outcome = (
             qtype,
             rcode if type(rcode) is str else "",
             action if type(action) is str else "",
-            str(get("firewall_rule_group_id") or "") if action else "",
-            str(get("firewall_domain_list_id") or "") if action else "",
+            str(get(FIREWALL_RULE_GROUP_ID) or "") if action else "",
+            str(get(FIREWALL_DOMAIN_LIST_ID) or "") if action else "",
         )
         outcome = self._outcomes.setdefault(outcome, outcome)
         bump(stats.outcomes, outcome)
-        source = get("srcaddr")
+        source = get(SRCADDR)
         if type(source) is not str:
             source = ""
         sources = stats.sources
