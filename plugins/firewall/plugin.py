@@ -75,7 +75,7 @@ class Firewall(Plugin):
             for rule, _ in self.policy.walk
         }
         self.matches = dict.fromkeys(self.ede, 0)
-        self.rule_matches = {rule: RuleMatch(self.matches, rule) for rule in self.ede}
+        self.count_match = {rule: RuleMatch(self.matches, rule) for rule in self.ede}
         self.fail_counts = {"open": 0, "closed": 0}
         # a replay is keyed by the query's bytes, not its client
         self.replays = (
@@ -113,7 +113,7 @@ class Firewall(Plugin):
         req.record(unchanged)  # what follows holds while no list changes
         rule = verdict.rule
         if rule is not None:
-            req.run(self.rule_matches[rule])
+            req.run(self.count_match[rule])
             req.meta["firewall"] = rule.decision
             if rule.action == BLOCK:
                 return await self.block(req, rule, next)
@@ -182,7 +182,7 @@ class Firewall(Plugin):
             return await self._failed(req, next, verdict.not_loaded, resp)
         rule = verdict.rule
         assert rule is not None
-        req.run(self.rule_matches[rule])
+        req.run(self.count_match[rule])
         req.meta["firewall"] = Decision(
             rule.action, rule.group, rule.name, rule.list, wire.name_to_text(verdict.target), True
         )
