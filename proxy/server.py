@@ -22,6 +22,7 @@ import structlog
 from . import wire
 from .config import Block, Config, ListenerKey
 from .metrics import Registry
+from .names import wire_to_text
 from .pipeline import Continuation
 from .replay import MAX_REPLAYS, Replay
 from .replay import build as build_replay
@@ -430,7 +431,7 @@ class Server:
             log.info(
                 "listening",
                 listener=str(key),
-                zones=",".join(sorted(_zone_text(z) for z in zones)),
+                zones=",".join(sorted(wire_to_text(z) for z in zones)),
             )
 
     def ready(self) -> bool:
@@ -555,7 +556,3 @@ async def _run_hooks(blocks: Iterable[Block], hook: str) -> None:
                 if hook == "start":
                     raise
                 log.warning("plugin_stop_failed", plugin=plugin.name, error=repr(exc))
-
-
-def _zone_text(zone: bytes) -> str:
-    return wire.name_to_text(zone)

@@ -23,12 +23,12 @@ from typing import IO, TYPE_CHECKING, Any
 
 import dns.rdatatype
 
-from proxy import wire
 from proxy.config import load
 from proxy.corefile import CorefileError
+from proxy.names import in_zones, text_to_wire, wire_suffixes, wire_to_text
 from proxy.server import Router
 
-from .lists import ListError, wire_suffixes
+from .lists import ListError
 from .policy import ALLOW, BLOCK, NotLoaded, Rule, Step
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         qtype = int(dns.rdatatype.from_text(args.type.upper()))
-        qname = wire.text_to_wire(args.name)  # international names as list entries map them
+        qname = text_to_wire(args.name)  # international names as list entries map them
     except dns.rdatatype.UnknownRdatatype:
         print(f"dnsfw explain: unknown query type '{args.type}'", file=sys.stderr)
         return 1
@@ -90,7 +90,7 @@ def main(argv: list[str]) -> int:
         print(err, file=sys.stderr)
         return 1
     out = sys.stdout
-    name_text = wire.name_to_text(qname)
+    name_text = wire_to_text(qname)
     print(f"query: {name_text} {dns.rdatatype.to_text(qtype)} from {args.client}", file=out)
     for key, zones in config.listeners.items():
         block = Router(zones).route(qname, qtype)
@@ -122,11 +122,10 @@ def explain_firewall(
         "zones": tuple(spec.zones),
         "groups": groups,
     }
-    suffixes = wire_suffixes(qname)
-    if not firewall.all_zones and not any(s in firewall.zones for s in suffixes):
+    if not firewall.all_zones and not in_zones(qname, firewall.zones):
         return FirewallExplanation(**base, filtered=False)
     try:
-        steps, rule = firewall.policy.explain(suffixes, qtype, client)
+        steps, rule = firewall.policy.explain(wire_suffixes(qname), qtype, client)
     except NotLoaded as err:
         return FirewallExplanation(**base, filtered=True, not_loaded=str(err))
     if rule is None:

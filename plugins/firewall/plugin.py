@@ -19,27 +19,27 @@ import structlog
 
 from proxy import wire
 from proxy.metrics import Registry
+from proxy.names import in_zones, text_to_wire, wire_to_text
 from proxy.pipeline import Handler
 from proxy.replay import PASS, Step
 from proxy.request import Request, Response
 
 from .config import FirewallSpec
 from .explain import FirewallExplanation, describe_rules, explain_firewall
-from .lists import to_wire, wire_suffixes
 from .policy import ALERT, ALLOW, BLOCK, Decision, NotLoaded, Policy, Rule
 from .sources import ListEditError, ListSlot, ListStatus
 
 log = structlog.get_logger("dnsfw.firewall")
 
-SOA_MNAME = to_wire("dnsfw.invalid")
-SOA_RNAME = to_wire("hostmaster.dnsfw.invalid")
+SOA_MNAME = text_to_wire("dnsfw.invalid")
+SOA_RNAME = text_to_wire("hostmaster.dnsfw.invalid")
 EDE_BLOCKED = 15
 _NOERROR = wire.NOERROR
 _NXDOMAIN = wire.NXDOMAIN
 _UNKNOWN = object()  # not in the decision memo
 EDE_NOT_READY = 14
-BYPASS_NXDOMAIN = to_wire("use-application-dns.net")
-BYPASS_NODATA = to_wire("_dns.resolver.arpa")
+BYPASS_NXDOMAIN = text_to_wire("use-application-dns.net")
+BYPASS_NODATA = text_to_wire("_dns.resolver.arpa")
 
 
 class Firewall:
@@ -56,7 +56,7 @@ class Firewall:
         self.inspects = self.policy.inspects
         self.bypass_signals = spec.bypass_signals
         self.all_zones = "." in spec.zones
-        self.zones = frozenset(to_wire(z.rstrip(".")) if z != "." else b"\x00" for z in spec.zones)
+        self.zones = frozenset(text_to_wire(z) for z in spec.zones)
         self.soa = wire.rr(
             wire.QNAME_PTR,
             wire.TYPE_SOA,
@@ -82,7 +82,7 @@ class Firewall:
 
     # --- the query path -----------------------------------------------------------------
     async def serve(self, req: Request, next: Handler) -> Response:
-        if not self.all_zones and not self._in_zones(req.qname_wire):
+        if not self.all_zones and not in_zones(req.qname_wire, self.zones):
             return await next(req)
         if self.bypass_signals:
             signal = self._bypass_signal(req)
@@ -118,7 +118,7 @@ class Firewall:
         (serve failed open or closed, which it counts each time), and not when a CNAME target
         changed the decision. (Firewalls with client groups take no part: see __init__.)
         """
-        if not self.all_zones and not self._in_zones(req.qname_wire):
+        if not self.all_zones and not in_zones(req.qname_wire, self.zones):
             return PASS
         if not self.ready():
             return None
@@ -134,9 +134,6 @@ class Firewall:
         guard = ListsUnchanged(policy)
         count = RuleMatch(self.matches, rule).effect if rule is not None else None
         return Step(guard=guard.guard, effect=count)
-
-    def _in_zones(self, qname: bytes) -> bool:
-        return any(suffix in self.zones for suffix in wire_suffixes(qname))
 
     async def _inspect_chain(
         self,
@@ -155,7 +152,7 @@ class Firewall:
         rule, target = found
         self.matches[rule] += 1
         req.meta["firewall"] = Decision(
-            rule.action, rule.group, rule.name, rule.list, wire.name_to_text(target), True
+            rule.action, rule.group, rule.name, rule.list, wire_to_text(target), True
         )
         if rule.action == BLOCK:
             return await self.block(req, rule, next)
@@ -321,12 +318,6 @@ class Firewall:
         if slot is None:
             raise ListEditError(f"no domain list named '{name}'", 404)
         return slot
-
-    def decide(self, name: str, qtype: int, client_ip: str) -> Rule | None:
-        """The deciding rule for a query name (text), as the query path would decide it."""
-        return self.policy.evaluate(
-            wire_suffixes(to_wire(name.rstrip(".") or ".")), qtype, client_ip
-        )
 
 
 def register_metrics(metrics: Registry, firewalls: list[Firewall]) -> None:

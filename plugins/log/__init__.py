@@ -16,7 +16,9 @@ Syntax::
 
 Arguments, as CoreDNS reads them: no argument logs every name (scope ``.``); one argument is
 always a NAME, even when it contains ``{``; with two or more, the last one is the FORMAT when
-it contains ``{`` and every other one is a NAME. NAMES are zones (CIDRs become reverse zones).
+it contains ``{`` and every other one is a NAME. NAMES are zones, read as server block keys
+are (a CIDR is all its reverse zones, ``10.0.0.0/27`` the 32 of its addresses; international
+names in A-labels).
 
 Which queries are logged (CoreDNS's rules). Every ``log`` line of a server block is a rule, in
 Corefile order; the first rule with a NAME that is the query name or one of its parents takes
@@ -139,8 +141,9 @@ from typing import Any
 
 import structlog
 
-from proxy.config import SetupContext, normalize_zone, zone_wire
-from proxy.corefile import Directive, Token
+from proxy.config import SetupContext
+from proxy.corefile import Directive, Token, zones_of
+from proxy.names import in_zones, text_to_wire
 from proxy.pipeline import Handler
 from proxy.replay import PASS, Step
 from proxy.request import Request, Response
@@ -207,7 +210,7 @@ def parse(directive: Directive) -> Settings:
     if len(args) >= 2 and "{" in args[-1].text:
         fmt = args[-1].text
         args = args[:-1]
-    names = tuple(normalize_zone(t) for t in args) if args else (".",)
+    names = tuple(zone for token in args for zone in zones_of(token)) if args else (".",)
     values: dict[str, object] = {}
     classes: set[str] = set()
     seen: dict[str, Token] = {}
@@ -342,14 +345,14 @@ class Log:
         self._lines = self.sink.lines
         self._limit = settings.buffer
         self._early = self.sink.early
-        zones = frozenset(zone_wire(n) for n in settings.names)
+        zones = frozenset(text_to_wire(n) for n in settings.names)
         self._zones = None if b"\x00" in zones else zones
         if self.route53 is None or settings.classes:
             self.replay = None  # type: ignore[assignment]  # only unfiltered Route 53 lines
 
     async def serve(self, req: Request, next: Handler) -> Response:
         meta = req.meta
-        if "log" in meta or (self._zones is not None and not self._takes(req.qname_wire)):
+        if "log" in meta or (self._zones is not None and not in_zones(req.qname_wire, self._zones)):
             return await next(req)
         meta["log"] = self
         resp = await next(req)
@@ -383,17 +386,6 @@ class Log:
         assert route53 is not None  # see __init__
         middle, tail = route53.pieces(req, resp)
         return Step(effect=LineReplay(self, route53, middle, tail).effect)
-
-    def _takes(self, qname: bytes) -> bool:
-        zones = self._zones
-        off = 0
-        while True:
-            if (qname[off:] if off else qname) in zones:  # type: ignore[operator]
-                return True
-            length = qname[off]
-            if length == 0:
-                return False
-            off += length + 1
 
     def _render_text(self, req: Request, resp: Response) -> str | None:
         classes = self.settings.classes

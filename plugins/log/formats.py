@@ -20,6 +20,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from proxy import wire
+from proxy.names import wire_to_text
 from proxy.request import Request, Response
 
 from . import answers
@@ -124,8 +125,8 @@ _PLAIN_NAME = re.compile(rb'[^\x00-\x20\x7f-\xff\\"();@$]*')
 
 
 def name_text(name: bytes) -> str:
-    """``wire.name_to_text``, with a fast path for the usual names."""
-    return _plain_name(name) or wire.name_to_text(name)
+    """``proxy.names.wire_to_text``, with a fast path for the usual names."""
+    return _plain_name(name) or wire_to_text(name)
 
 
 def _plain_name(name: bytes) -> str | None:
@@ -352,7 +353,7 @@ _dumps = json.dumps  # ensure_ascii: every line is plain ASCII, as the real exam
 
 def _name_json(name: bytes) -> str:
     plain = _plain_name(name)
-    return f'"{plain}"' if plain is not None else _dumps(wire.name_to_text(name))
+    return f'"{plain}"' if plain is not None else _dumps(wire_to_text(name))
 
 
 class Route53Format:
