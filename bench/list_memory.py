@@ -31,7 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from plugins.firewall.lists import DomainList, to_wire, wire_suffixes  # noqa: E402
+from plugins.firewall.lists import DomainList  # noqa: E402
+from proxy.names import text_to_wire, wire_suffixes  # noqa: E402
 
 DEFAULT_LIST = "/tmp/dnsbench-data/blocklist.txt"
 
@@ -141,7 +142,7 @@ def main() -> int:
     for kind, names in kinds.items():
         if not names:
             continue
-        wires = [to_wire(n) for n in names]
+        wires = [text_to_wire(n) for n in names]
         answers = [dl.matches(w) for w in wires]
         expected = [reference_probes(exact, wild, n) for n in names]
         bad = sum(a != e[0] for a, e in zip(answers, expected, strict=True))

@@ -25,9 +25,9 @@ import dns.rdatatype
 from plugins.firewall import FIREWALLS
 from plugins.firewall.explain import FirewallExplanation
 from plugins.firewall.lists import ListError
-from proxy import wire
 from proxy.config import load
 from proxy.corefile import CorefileError
+from proxy.names import text_to_wire, wire_to_text
 from proxy.routing import routes
 
 
@@ -41,7 +41,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         qtype = int(dns.rdatatype.from_text(args.type.upper()))
-        qname = wire.text_to_wire(args.name)  # international names as list entries map them
+        qname = text_to_wire(args.name)  # international names as list entries map them
     except dns.rdatatype.UnknownRdatatype:
         print(f"dnsfw explain: unknown query type '{args.type}'", file=sys.stderr)
         return 1
@@ -54,7 +54,7 @@ def main(argv: list[str]) -> int:
         print(err, file=sys.stderr)
         return 1
     out = sys.stdout
-    name_text = wire.name_to_text(qname)
+    name_text = wire_to_text(qname)
     print(f"query: {name_text} {dns.rdatatype.to_text(qtype)} from {args.client}", file=out)
     every = config.app.services.get(FIREWALLS)
     for key, block in routes(config.listeners, qname, qtype):

@@ -55,10 +55,11 @@ from typing import Any, ClassVar
 import dns.rcode
 from aiohttp import web
 
-from proxy.config import SetupContext, zone_wire
+from proxy.config import SetupContext
 from proxy.corefile import Directive
 from proxy.http import add_site, parse_address, refuse_unless_get
 from proxy.metrics import Child, HistogramChild, Metric, Registry, exposition, exposition_registry
+from proxy.names import longest_zone, text_to_wire
 from proxy.pipeline import Handler, Plugin
 from proxy.replay import TAKES_PART, Effect
 from proxy.request import Request, Response
@@ -121,7 +122,7 @@ class Prometheus(Plugin):
     replays = TAKES_PART
 
     def __init__(self, zones: tuple[str, ...], metrics: Registry) -> None:
-        self.zones = {zone_wire(z): z for z in zones}
+        self.zones = {text_to_wire(z): z for z in zones}
         self.zone = zones[0] if len(zones) == 1 else None  # a single zone needs no match
         self.families = _families(metrics)
         self.series: dict[tuple[str, str], Series] = {}
@@ -147,13 +148,8 @@ class Prometheus(Plugin):
 
     def _zone(self, qname: bytes) -> str:
         """The longest of the block's zones that ``qname`` is in (routing chose this block)."""
-        zones = self.zones
-        off = 0
-        while True:
-            zone = zones.get(qname[off:])
-            if zone is not None or qname[off] == 0:
-                return zone or "."
-            off += qname[off] + 1
+        zone = longest_zone(qname, self.zones)
+        return self.zones[zone] if zone is not None else "."
 
     def _series(self, server: str, zone: str) -> Series:
         series = self.series[(server, zone)] = Series((server, zone, ""), self.families)

@@ -71,7 +71,7 @@ import dns.rdatatype
 import structlog
 from aiohttp import web
 
-from . import __version__, wire
+from . import __version__, names
 from .http import json_error
 from .openapi import document
 from .request import Request, Response
@@ -143,7 +143,7 @@ class TopK:
     def top(self, n: int) -> list[dict[str, Any]]:
         named: dict[str, int] = {}
         for key, count in self.counts.items():
-            text = wire.name_to_text(key) if isinstance(key, bytes) else key
+            text = names.wire_to_text(key) if isinstance(key, bytes) else key
             named[text] = named.get(text, 0) + count  # a name counted in both forms
         best = sorted(named.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
         return [{"name": key, "count": count} for key, count in best]
@@ -335,11 +335,10 @@ async def _json_body(request: web.Request, *, optional: bool = False) -> dict[st
 
 def _name(text: str) -> bytes:
     """A query name from the API (one trailing dot optional) in wire form; ApiError if bad."""
-    name = text[:-1] if text.endswith(".") and text != "." else text
-    if len(name) > 253 or (name != "." and "" in name.split(".")):
-        raise ApiError(400, f"invalid name: {text!r}")
+    if not text:
+        raise ApiError(400, "invalid name: ''")  # the root is "."
     try:
-        return wire.text_to_wire(name)
+        return names.text_to_wire(text)
     except ValueError as err:
         raise ApiError(400, f"invalid name: {err}") from None
 
@@ -504,7 +503,7 @@ async def explain(runtime: Runtime, request: web.Request, _: dict[str, str]) -> 
             }
         )
     query = {
-        "name": wire.name_to_text(qname),
+        "name": names.wire_to_text(qname),
         "type": dns.rdatatype.to_text(qtype),
         "client": client,
     }

@@ -10,7 +10,6 @@ them. Nothing here opens a socket: ``dnsfw check`` runs exactly this.
 from __future__ import annotations
 
 import importlib
-import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -26,8 +25,10 @@ from .corefile import (
     Token,
     fingerprint,
     parse_file,
+    zones_of,
 )
 from .metrics import Registry
+from .names import text_to_wire
 from .pipeline import Handler, Plugin, build_chain
 from .services import Services
 
@@ -82,26 +83,7 @@ class SetupContext:
         (CoreDNS's OriginsFromArgsOrServerBlock)."""
         if not args:
             return self.block.zones
-        return tuple(normalize_zone(t) for t in args)
-
-
-def normalize_zone(token: Token) -> str:
-    """A zone argument as a lower-case FQDN; CIDRs become their (first) reverse zone."""
-    text = token.text
-    if "/" in text:
-        try:
-            net = ipaddress.ip_network(text, strict=False)
-        except ValueError:
-            raise CorefileError(token.file, token.line, f"invalid CIDR {text!r}") from None
-        prefix = net.prefixlen // (8 if net.version == 4 else 4)
-        labels = net.network_address.reverse_pointer.split(".")
-        return ".".join(labels[len(labels) - 2 - prefix :]) + "."
-    zone = text.lower()
-    if not zone.endswith("."):
-        zone += "."
-    if zone != "." and any(not label or len(label) > 63 for label in zone[:-1].split(".")):
-        raise CorefileError(token.file, token.line, f"zone is not a valid domain name: {text}")
-    return zone
+        return tuple(zone for token in args for zone in zones_of(token))
 
 
 @dataclass
@@ -225,17 +207,6 @@ def setup_block(block: ServerBlock, app: AppContext) -> Block:
     )
 
 
-def zone_wire(zone: str) -> bytes:
-    if zone == ".":
-        return b"\x00"
-    out = bytearray()
-    for label in zone[:-1].split("."):
-        raw = label.encode("idna") if not label.isascii() else label.encode()
-        out.append(len(raw))
-        out += raw
-    return bytes(out) + b"\x00"
-
-
 def group_listeners(blocks: list[Block]) -> dict[ListenerKey, dict[bytes, Block]]:
     """Listeners and their zone maps; refuses what CoreDNS refuses (register.go)."""
     listeners: dict[ListenerKey, dict[bytes, Block]] = {}
@@ -264,7 +235,7 @@ def group_listeners(blocks: list[Block]) -> dict[ListenerKey, dict[bytes, Block]
                     )
                 defined[(key.scheme, key.zone, key.port, host)] = (host, key)
                 listener = ListenerKey(key.scheme, host, key.port)
-                listeners.setdefault(listener, {})[zone_wire(key.zone)] = block
+                listeners.setdefault(listener, {})[text_to_wire(key.zone)] = block
     # a wildcard block defined after bound ones on the same zone:port overlaps them too
     for (scheme, zone, port, host), (_, key) in defined.items():
         if not host and any(h and (s, z, p) == (scheme, zone, port) for (s, z, p, h) in defined):

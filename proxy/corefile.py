@@ -50,11 +50,13 @@ Snippets and imports
 Keys
     ``[SCHEME://]ZONE[:PORT]`` with SCHEME one of dns (default), tls, quic, grpc, https, https3.
     Default ports: dns the ``dns_port`` argument, tls and quic 853, grpc/https/https3 443. The
-    zone is lower-cased and fully qualified; an empty zone (``:1053``) is the root ``.``. A zone
-    written as a CIDR becomes its reverse zones, rounded to octet (IPv4) or nibble (IPv6)
-    boundaries: ``10.0.0.0/27`` is the 32 zones ``0.0.0.10.in-addr.arpa.`` ..
-    ``31.0.0.10.in-addr.arpa.``. An empty key (``""``) is ignored. Duplicate zone and port
-    checks need ``bind`` information, so they happen in the core, not here.
+    zone is lower-cased and fully qualified, international names in A-labels (``straße.de``
+    is ``xn--strae-oqa.de.``); an empty zone (``:1053``) is the root ``.``. A zone written as a
+    CIDR becomes its reverse zones, rounded to octet (IPv4) or nibble (IPv6) boundaries:
+    ``10.0.0.0/27`` is the 32 zones ``0.0.0.10.in-addr.arpa.`` .. ``31.0.0.10.in-addr.arpa.``
+    (``proxy.names``; plugins read zone arguments the same way, with ``zones_of``). An empty key
+    (``""``) is ignored. Duplicate zone and port checks need ``bind`` information, so they
+    happen in the core, not here.
 
 Errors are ``CorefileError`` and print like CoreDNS's:
 ``Corefile:12 - Error during parsing: Unknown directive 'fwd'``.
@@ -71,13 +73,14 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import ipaddress
 import json
 import logging
 import os
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+
+from . import names
 
 __all__ = [
     "CorefileError",
@@ -88,6 +91,7 @@ __all__ = [
     "fingerprint",
     "parse",
     "parse_file",
+    "zones_of",
 ]
 
 log = logging.getLogger("dnsfw.corefile")
@@ -679,8 +683,7 @@ def _check_direct_self_import(name: str, body: Sequence[_Lexeme]) -> None:
 
 _SCHEMES = ("dns", "tls", "quic", "grpc", "https", "https3")
 _DEFAULT_PORTS = {"tls": 853, "quic": 853, "grpc": 443, "https": 443, "https3": 443}
-_LABEL = re.compile(r"[a-z0-9_-]{1,63}")
-_CIDR = re.compile(r"[0-9A-Fa-f:.]+/[0-9]{1,3}")
+_HOST_ZONE = re.compile(r"\.|(?:[a-z0-9_-]{1,63}\.)+")  # keys must be host names
 
 
 def _parse_key(token: Token, dns_port: int) -> list[ServerKey]:
@@ -698,7 +701,10 @@ def _parse_key(token: Token, dns_port: int) -> list[ServerKey]:
         port = _DEFAULT_PORTS.get(scheme, dns_port)
     if len(host) > 255:
         raise _error(token, f"specified zone is too long: {len(host)} > 255")
-    zones = _reverse_zones(token, host) if "/" in host else [_zone(token, host)]
+    zones = zones_of(token, host)
+    if not all(_HOST_ZONE.fullmatch(zone) for zone in zones):
+        hint = " (put a space before '{')" if host.endswith("{") else ""
+        raise _error(token, f"zone is not a valid domain name: {host}{hint}")
     return [ServerKey(scheme, zone, port, token) for zone in zones]
 
 
@@ -719,38 +725,15 @@ def _split_port(token: Token, text: str) -> tuple[str, int | None]:
     return host, port
 
 
-def _zone(token: Token, host: str) -> str:
-    if not host or host == ".":
-        return "."
-    name = host.lower().removesuffix(".")
-    if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in name.split(".")):
-        hint = " (put a space before '{')" if host.endswith("{") else ""
-        raise _error(token, f"zone is not a valid domain name: {host}{hint}")
-    return name + "."
-
-
-def _reverse_zones(token: Token, host: str) -> list[str]:
-    """The reverse zones of a CIDR, its prefix rounded up to a whole label (8 or 4 bits)."""
+def zones_of(token: Token, text: str | None = None) -> list[str]:
+    """The zones a token names (``text``: the zone part of a key), by ``proxy.names.zones``:
+    a lower-case FQDN, or a CIDR's reverse zones; a CorefileError at the token's line if
+    neither. Plugins read their zone arguments with this, as the keys are read."""
+    text = token.text if text is None else text
     try:
-        if not _CIDR.fullmatch(host):
-            raise ValueError("expected ADDRESS/PREFIX")
-        network = ipaddress.ip_network(host, strict=False)
-    except ValueError as exc:
-        raise _error(token, f"invalid CIDR '{host}': {exc}") from None
-    label_bits = 8 if network.version == 4 else 4
-    prefix = -(-network.prefixlen // label_bits) * label_bits
-    subnets = [network] if prefix == network.prefixlen else network.subnets(new_prefix=prefix)
-    return [_reverse_name(subnet, prefix // label_bits) for subnet in subnets]
-
-
-def _reverse_name(network: ipaddress.IPv4Network | ipaddress.IPv6Network, labels: int) -> str:
-    if network.version == 4:
-        parts = str(network.network_address).split(".")[:labels]
-        suffix = "in-addr.arpa."
-    else:
-        parts = list(network.network_address.exploded.replace(":", ""))[:labels]
-        suffix = "ip6.arpa."
-    return "".join(f"{part}." for part in reversed(parts)) + suffix
+        return names.zones(text)
+    except ValueError as err:
+        raise _error(token, str(err)) from None
 
 
 def _go_quote(text: str) -> str:

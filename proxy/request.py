@@ -11,7 +11,7 @@ import struct
 import time
 from typing import Any
 
-from . import wire
+from . import names, wire
 from .wire import AnswerInfo, WireError
 
 _HEADER = struct.Struct("!HHHHHH")
@@ -100,7 +100,7 @@ class Request:
     def qname(self) -> str:
         """Lower-case presentation name with a trailing dot (built on first use)."""
         if self._qname is None:
-            self._qname = wire.name_to_text(self.qname_wire)
+            self._qname = names.wire_to_text(self.qname_wire)
         return self._qname
 
     @property

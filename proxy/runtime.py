@@ -53,8 +53,8 @@ from .config import Config, load
 from .corefile import CorefileError, fingerprint, parse_file
 from .http import Change, HttpListeners
 from .metrics import Child, Registry, Staging
+from .names import wire_to_text
 from .server import Server
-from .wire import name_to_text
 
 log = structlog.get_logger("dnsfw")
 
@@ -371,7 +371,7 @@ def _plugins_enabled(config: Config) -> list[tuple[tuple[str, ...], float]]:
     samples: dict[tuple[str, ...], float] = {}
     for key, zones in config.listeners.items():
         for zone, block in zones.items():
-            zone_text = name_to_text(zone)
+            zone_text = wire_to_text(zone)
             for plugin in block.plugins:
                 samples[(str(key), zone_text, "", plugin.name)] = 1
     return list(samples.items())

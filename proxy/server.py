@@ -23,6 +23,7 @@ import structlog
 from . import wire
 from .config import Block, Config, ListenerKey
 from .metrics import Registry
+from .names import wire_to_text
 from .pipeline import Continuation
 from .replay import MAX_REPLAYS, Replay
 from .replay import build as build_replay
@@ -403,7 +404,7 @@ class Server:
             log.info(
                 "listening",
                 listener=str(key),
-                zones=",".join(sorted(_zone_text(z) for z in zones)),
+                zones=",".join(sorted(wire_to_text(z) for z in zones)),
             )
 
     def ready(self) -> bool:
@@ -530,7 +531,3 @@ def _log_replays_off(blocks: Iterable[Block]) -> None:
             log.info(
                 "replays_off", block=f"{block.file}:{block.line}", plugin=plugin, reason=reason
             )
-
-
-def _zone_text(zone: bytes) -> str:
-    return wire.name_to_text(zone)

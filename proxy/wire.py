@@ -4,7 +4,8 @@ Nothing here uses dnspython: a query is read as far as its question and OPT reco
 reply is walked once to find what later stages need (TTL offsets, CNAME/DNAME targets,
 the negative-caching TTL), and small replies are built from pre-rendered bytes.
 Names handled here are *wire* names (length-prefixed labels), lower-cased with
-``bytes.lower()``, which only folds ASCII: exactly DNS's case-insensitivity.
+``bytes.lower()``, which only folds ASCII: exactly DNS's case-insensitivity. Names as text,
+and zones, are ``proxy.names``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import dns.exception
 import dns.message
 import dns.rdataclass
 import dns.rdatatype
-import idna
 
 HEADER_LEN = 12
 
@@ -157,71 +157,6 @@ def find_opt(data: bytes, off: int, an: int, ns: int, ar: int) -> tuple[int, int
             return rclass, ttl, start
         off += 10 + rdlen
     return None
-
-
-def name_to_text(wire: bytes) -> str:
-    """Presentation form of a wire name, with a trailing dot ("." for the root)."""
-    if wire == b"\x00":
-        return "."
-    labels = []
-    off = 0
-    while True:
-        ln = wire[off]
-        if ln == 0:
-            break
-        label = wire[off + 1 : off + 1 + ln]
-        labels.append(_label_text(label))
-        off += ln + 1
-    return ".".join(labels) + "."
-
-
-def _label_text(label: bytes) -> str:
-    if all(0x21 <= b <= 0x7E and b not in b'.\\"();@$' for b in label):
-        return label.decode("ascii")
-    out = []
-    for b in label:
-        if b in b'.\\"();@$':
-            out.append("\\" + chr(b))
-        elif 0x21 <= b <= 0x7E:
-            out.append(chr(b))
-        else:
-            out.append(f"\\{b:03d}")
-    return "".join(out)
-
-
-def text_to_wire(name: str) -> bytes:
-    """Lower-case wire form of a presentation name (no escapes beyond plain labels).
-
-    International names are mapped as domain list entries are (IDNA 2008 with UTS 46,
-    non-transitional, as browsers do), so one name means one domain everywhere in dnsfw.
-    """
-    name = name.rstrip(".").lower()
-    if not name:
-        return b"\x00"
-    if not name.isascii():
-        name = _idna_ascii(name)
-    out = bytearray()
-    for label in name.split("."):
-        raw = label.encode("ascii")
-        if not raw or len(raw) > 63:
-            raise ValueError(f"bad label in {name!r}")
-        out.append(len(raw))
-        out += raw
-    out.append(0)
-    if len(out) > 255:
-        raise ValueError(f"name too long: {name!r}")
-    return bytes(out)
-
-
-def _idna_ascii(name: str) -> str:
-    try:
-        mapped = idna.uts46_remap(name, std3_rules=False, transitional=False)
-        return ".".join(
-            label if label.isascii() else idna.alabel(label).decode("ascii")
-            for label in mapped.split(".")
-        )
-    except idna.IDNAError as err:
-        raise ValueError(f"not a valid international name {name!r}: {err}") from None
 
 
 def with_id(wire: bytes, qid: int) -> bytes:

@@ -8,6 +8,7 @@ from collections import Counter
 from plugins.firewall.policy import Decision
 from proxy import wire
 from proxy.admin import QueryStats, TopK
+from proxy.names import text_to_wire
 from proxy.request import Request, Response
 
 
@@ -38,7 +39,7 @@ def test_topk_exact_while_under_capacity() -> None:
 
 
 def request(name: str, client: str = "192.0.2.1") -> Request:
-    qname = wire.text_to_wire(name)
+    qname = text_to_wire(name)
     data = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + qname + b"\x00\x01\x00\x01"
     req = Request(
         data, qname, 1, 1, len(data), False, 512, False, (client, 5353), "udp", "dns://:53"

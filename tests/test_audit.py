@@ -14,7 +14,8 @@ import pytest
 from commands import audit
 from commands.audit.names import Domains, flag_names, suggest
 from commands.audit.scan import Inventory, TimeWindow, parse_stamp, parse_time_arg
-from plugins.firewall.lists import DomainList, to_wire
+from plugins.firewall.lists import DomainList
+from proxy.names import text_to_wire
 from tests.kit.dnsfw import run_cli
 
 INSTANCE = "10.0.0.150"
@@ -381,8 +382,8 @@ def test_high_cardinality_is_bounded_and_flagged(capsys, tmp_path: Path) -> None
         {"domain": "example.net", "queries": 40},
     ]
     listed = DomainList.from_lines(out.read_text().splitlines())[0]
-    assert not listed.matches(to_wire("00000001.tunnel.example.net"))
-    assert listed.matches(to_wire("host0.other.org"))
+    assert not listed.matches(text_to_wire("00000001.tunnel.example.net"))
+    assert listed.matches(text_to_wire("host0.other.org"))
     assert "# *.example.net" in out.read_text()
 
 
@@ -413,7 +414,7 @@ def test_suggested_list(capsys, logs: Path, tmp_path: Path) -> None:
     listed = DomainList.from_lines(lines, file=str(path))[0]
     for name in SCENARIO:
         bare = name.rstrip(".")
-        assert listed.matches(to_wire(bare)) == (bare not in FLAGGED), bare
+        assert listed.matches(text_to_wire(bare)) == (bare not in FLAGGED), bare
 
 
 def test_suggested_list_is_exactly_this(capsys, logs: Path, tmp_path: Path) -> None:

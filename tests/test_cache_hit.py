@@ -26,6 +26,7 @@ from plugins.cache.store import (
 from proxy import pipeline, wire
 from proxy.config import AppContext, build
 from proxy.corefile import parse as parse_corefile
+from proxy.names import text_to_wire
 from proxy.request import Request, Response, parse
 from proxy.wire import AnswerInfo
 from tests.kit.corefiles import BLOCK_WHOAMI, corefile
@@ -440,7 +441,7 @@ def reply_of_size(name: str, size: int = 0) -> bytes:
 
 def entry_for(name: str, size: int = 0, now: float = 0.0):
     data = reply_of_size(name, size)
-    key = (wire.text_to_wire(name), 16, 1, 0)
+    key = (text_to_wire(name), 16, 1, 0)
     return make_entry(key, SUCCESS, data, AnswerInfo(data), 300, now)
 
 
@@ -449,8 +450,8 @@ def test_store_capacity_evicts_the_oldest() -> None:
     for i in range(1100):
         assert store.put(entry_for(f"n{i}.example.")) == (1 if i >= 1024 else 0)
     assert len(store) == 1024 and store.evictions == 76
-    assert (wire.text_to_wire("n75.example."), 16, 1, 0) not in store.entries
-    assert (wire.text_to_wire("n76.example."), 16, 1, 0) in store.entries
+    assert (text_to_wire("n75.example."), 16, 1, 0) not in store.entries
+    assert (text_to_wire("n76.example."), 16, 1, 0) in store.entries
 
 
 def test_store_byte_budget_bounds_memory() -> None:

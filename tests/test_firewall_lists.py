@@ -16,9 +16,8 @@ from plugins.firewall.lists import (
     ListError,
     LoadReport,
     normalize_entry,
-    to_wire,
-    wire_suffixes,
 )
+from proxy.names import text_to_wire, wire_suffixes
 
 
 def build(*entries: str) -> DomainList:
@@ -27,7 +26,7 @@ def build(*entries: str) -> DomainList:
 
 
 def matches(dl: DomainList, name: str) -> bool:
-    wire = to_wire(name)
+    wire = text_to_wire(name)
     answer = dl.matches(wire)
     assert dl.match_suffixes(wire_suffixes(wire)) is answer
     return answer
@@ -109,7 +108,7 @@ def test_normalize_entry(text: str, canonical: str) -> None:
 
 def test_case_trailing_dot_underscore_and_idn_match() -> None:
     dl = build("Example.COM.", "*._DOMAINKEY.example.org", "bücher.de", "*.münchen.de")
-    assert matches(dl, "EXAMPLE.com.")  # to_wire lower-cases, as the server does
+    assert matches(dl, "EXAMPLE.com.")  # text_to_wire lower-cases, as the server does
     assert matches(dl, "sel1._domainkey.example.org")
     assert matches(dl, "xn--bcher-kva.de")
     assert matches(dl, "www.xn--mnchen-3ya.de")
@@ -126,7 +125,7 @@ def test_length_limits_accept_the_boundary() -> None:
     assert normalize_entry(NAME_253) == NAME_253
     assert normalize_entry(NAME_253 + ".") == NAME_253
     assert normalize_entry("*." + NAME_251) == "*." + NAME_251
-    assert len(to_wire(NAME_253)) == 255
+    assert len(text_to_wire(NAME_253)) == 255
     assert matches(build(NAME_253), NAME_253)
 
 
@@ -316,26 +315,6 @@ def test_adblock_bad_domain_is_an_error() -> None:
     with pytest.raises(ListError) as info:
         DomainList.from_lines(["||ok.example^", "||a..b^"], fmt="adblock", file="a.txt")
     assert str(info.value) == "a.txt:2 - invalid domain list entry '||a..b^': empty label"
-
-
-def test_wire_suffixes() -> None:
-    qname = b"\x03www\x07example\x03com\x00"
-    assert wire_suffixes(qname) == [
-        qname,
-        b"\x07example\x03com\x00",
-        b"\x03com\x00",
-        b"\x00",
-    ]
-    assert wire_suffixes(b"\x00") == [b"\x00"]
-
-
-def test_to_wire() -> None:
-    assert to_wire("www.Example.com.") == b"\x03www\x07example\x03com\x00"
-    assert to_wire("_dmarc.x") == b"\x06_dmarc\x01x\x00"
-    assert to_wire("") == to_wire(".") == b"\x00"
-    for bad in ("a..b", "a" * 64, NAME_253 + "b", "bücher.de"):
-        with pytest.raises(ValueError):
-            to_wire(bad)
 
 
 def test_entries_round_trip_len_and_contains() -> None:

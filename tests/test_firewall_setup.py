@@ -11,10 +11,10 @@ import pytest
 import plugins
 from plugins.firewall import Firewall
 from plugins.firewall.config import DEFAULT_REFRESH
-from plugins.firewall.lists import to_wire
 from proxy.config import AppContext, build
 from proxy.corefile import CorefileError
 from proxy.corefile import parse as parse_corefile
+from proxy.names import text_to_wire
 from tests.kit.corefiles import corefile
 from tests.kit.dnsfw import run_cli
 
@@ -514,7 +514,7 @@ def test_options_and_rule_settings(tmp_path: Path):
     assert (cname.kind, cname.target_name, cname.target_wire, cname.ttl) == (
         "override",
         "sink.example.",
-        to_wire("sink.example"),
+        text_to_wire("sink.example"),
         604800,
     )
     assert (rules["r-v4"].response.target_ip, rules["r-v4"].response.ttl) == ("192.0.2.1", 0)

@@ -22,8 +22,9 @@ import dns.rcode
 import pytest
 
 from plugins.firewall.config import ListSpec
-from plugins.firewall.lists import DomainList, ListError, to_wire
+from plugins.firewall.lists import DomainList, ListError
 from plugins.firewall.sources import ListEditError, ListSlot
+from proxy.names import text_to_wire
 from tests.kit.corefiles import corefile
 
 # --- an HTTP list server in this process ---------------------------------------------------
@@ -261,7 +262,7 @@ async def test_url_slot_starts_from_the_disk_copy(lists_server: ListServer, stat
     # `dnsfw check` / explain read the disk copy without network
     offline = url_slot(lists_server.url)
     offline.load_now()
-    assert offline.current is not None and offline.current.matches(to_wire("x.b.example"))
+    assert offline.current is not None and offline.current.matches(text_to_wire("x.b.example"))
     # a restart: the copy serves, the failed download is reported
     restarted = url_slot(lists_server.url)
     with pytest.raises(OSError, match="Connection refused"):
@@ -392,8 +393,8 @@ async def test_a_list_is_swapped_whole_under_concurrent_readers(tmp_path: Path):
     slot = file_slot(path)
     await slot.load()
     first = slot.current
-    a_wires = [to_wire(n) for n in A_NAMES]
-    b_wires = [to_wire(n) for n in B_NAMES]
+    a_wires = [text_to_wire(n) for n in A_NAMES]
+    b_wires = [text_to_wire(n) for n in B_NAMES]
     seen: collections.Counter[str] = collections.Counter()
     stop = threading.Event()
 
@@ -438,7 +439,7 @@ async def test_failed_reread_keeps_the_same_list_object(tmp_path: Path):
     path.write_text("a.example\nb.example\nb..example\n")
     with pytest.raises(ListError):
         await slot.load()
-    assert slot.current is before and not before.matches(to_wire("b.example"))
+    assert slot.current is before and not before.matches(text_to_wire("b.example"))
     path.unlink()
     with contextlib.suppress(OSError):
         await slot.load()

@@ -1,7 +1,7 @@
 """The ``forward`` plugin end to end: ``dnsfw run`` forwarding to test upstreams on 127.0.0.1.
 
 Most tests start dnsfw as a subprocess (fixture ``dnsfw``) in front of one or two
-``tests.upstream.Upstream`` resolvers whose faults are flipped while it runs. The last ones
+``tests.kit.upstream.Upstream`` resolvers whose faults are flipped while it runs. The last ones
 drive the plugin in-process to read its counters, ``upstreams()`` and its clean stop.
 """
 

@@ -22,6 +22,7 @@ from plugins.log import formats
 from plugins.log import route53 as schema
 from proxy.config import AppContext, BlockContext, SetupContext
 from proxy.corefile import CorefileError
+from proxy.names import in_zones, wire_to_text
 from proxy.request import Request, Response
 from tests.kit.corefiles import corefile
 from tests.kit.directives import directive, log_settings
@@ -266,13 +267,25 @@ async def test_class_filter_and_the_text_line():
 
 def test_name_scopes():
     plugin = logplugin.Log(log_settings("log example.org 10.0.0.0/8"))
-    assert plugin._takes(make_request("example.org.").qname_wire)
-    assert plugin._takes(make_request("a.b.EXAMPLE.org.").qname_wire)
-    assert plugin._takes(make_request("4.3.2.10.in-addr.arpa.", "PTR").qname_wire)
-    assert not plugin._takes(make_request("example.com.").qname_wire)
-    assert not plugin._takes(make_request("notexample.org.").qname_wire)
-    assert not plugin._takes(make_request(".", "NS").qname_wire)
+
+    def takes(req: Request) -> bool:
+        return in_zones(req.qname_wire, plugin._zones)
+
+    assert takes(make_request("example.org."))
+    assert takes(make_request("a.b.EXAMPLE.org."))
+    assert takes(make_request("4.3.2.10.in-addr.arpa.", "PTR"))
+    assert not takes(make_request("example.com."))
+    assert not takes(make_request("notexample.org."))
+    assert not takes(make_request(".", "NS"))
     assert logplugin.Log(log_settings("log"))._zones is None  # "." takes everything
+
+
+def test_cidr_names_are_every_reverse_zone_of_the_cidr():
+    # a /27 is the 32 zones of its addresses, as server block keys are (not the whole /24)
+    plugin = logplugin.Log(log_settings("log 10.0.0.0/27"))
+    assert plugin.settings.names == tuple(f"{i}.0.0.10.in-addr.arpa." for i in range(32))
+    assert in_zones(make_request("31.0.0.10.in-addr.arpa.", "PTR").qname_wire, plugin._zones)
+    assert not in_zones(make_request("32.0.0.10.in-addr.arpa.", "PTR").qname_wire, plugin._zones)
 
 
 # --- Route 53 JSON --------------------------------------------------------------------------
@@ -520,7 +533,5 @@ def test_answers_of_broken_replies_fall_back():
     ],
 )
 def test_name_text_fast_path_agrees_with_wire(name):
-    from proxy import wire
-
-    assert formats.name_text(name) == wire.name_to_text(name)
-    assert json.loads(formats._name_json(name)) == wire.name_to_text(name)
+    assert formats.name_text(name) == wire_to_text(name)
+    assert json.loads(formats._name_json(name)) == wire_to_text(name)

@@ -30,10 +30,10 @@ from typing import Any, Protocol
 
 import dns.rdatatype
 
-from plugins.firewall.lists import to_wire, wire_suffixes
 from plugins.firewall.policy import ALERT, ALLOW, BLOCK, Policy, Rule
 from plugins.log import route53
 from plugins.log.route53 import RDATA, TYPE
+from proxy.names import in_zones, text_to_wire, wire_suffixes
 
 from .scan import MAX_SOURCES, NameStats, pairs
 
@@ -191,8 +191,8 @@ class PolicyCheck:
         self, name: str, qtype: int, client: str, chain: tuple[str, ...]
     ) -> tuple[Decided, ...] | None:
         try:
-            suffixes = wire_suffixes(to_wire(name))
-            targets = [wire_suffixes(to_wire(t)) for t in chain]
+            suffixes = wire_suffixes(text_to_wire(name))
+            targets = [wire_suffixes(text_to_wire(t)) for t in chain]
         except ValueError:
             return None
         out = []
@@ -226,7 +226,7 @@ def _evaluate(
 
     Raises ``NotLoaded`` when a list the walk needs has no content.
     """
-    if not fw.all_zones and not any(s in fw.zones for s in suffixes):
+    if not fw.all_zones and not in_zones(suffixes[0], fw.zones):
         return Decided(None)
     policy = fw.policy
     rule = policy.evaluate(suffixes, qtype, client)

@@ -13,7 +13,9 @@ Syntax::
     }
 
 Once per server block. Replies for names in ZONES (default: the block's zones) are cached;
-queries for other names go straight to the next plugin.
+queries for other names go straight to the next plugin. ZONES are read as server block keys
+are (``proxy.names``): ``straße.de`` is ``xn--strae-oqa.de.``, ``10.0.0.0/27`` the 32 zones
+``0.0.0.10.in-addr.arpa.`` .. ``31.0.0.10.in-addr.arpa.``.
 
 * **TTL** (the first argument, when it is an integer): the maximum cache time of both
   caches, in seconds (> 0, else ``cache TTL can not be zero or negative: N``). Defaults: 3600

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import structlog
 
 from proxy import wire
-from proxy.config import zone_wire
 from proxy.metrics import Registry
+from proxy.names import in_zones, text_to_wire
 from proxy.pipeline import Handler, Plugin
 from proxy.replay import TAKES_PART, Answer, not_replayed
 from proxy.request import Request, Response
@@ -50,18 +50,6 @@ _RD_CD = wire.RD | wire.CD
 _AD = wire.AD
 _AD_LOW = wire.AD & 0xFF  # AD's bit in the second flags byte
 _VERIFIED = (wire.NOERROR, wire.NXDOMAIN)  # RFC 8767: replies that replace a stale entry
-
-
-def in_zones(name: bytes, zones: frozenset[bytes]) -> bool:
-    """Whether the wire name ``name`` is one of ``zones`` or below one."""
-    off = 0
-    while True:
-        if (name[off:] if off else name) in zones:
-            return True
-        length = name[off]
-        if length == 0:
-            return False
-        off += length + 1
 
 
 class Counters:
@@ -118,16 +106,16 @@ class Cache(Plugin):
         self.config = config
         self.zones_label = ",".join(config.zones)
         self.view = ""  # dnsfw has no `view` plugin: CoreDNS's label is empty then
-        self.zone_wires = frozenset(zone_wire(z) for z in config.zones)
+        self.zone_wires = frozenset(text_to_wire(z) for z in config.zones)
         # routing already keeps queries inside the block's zones: check only if ours are narrower
-        self.check_zones = not all(in_zones(zone_wire(z), self.zone_wires) for z in block_zones)
+        self.check_zones = not all(in_zones(text_to_wire(z), self.zone_wires) for z in block_zones)
         self.success = Store(effective_capacity(config.success.capacity))
         self.denial = Store(effective_capacity(config.denial.capacity))
         self._success_get = self.success.entries.get
         self._denial_get = self.denial.entries.get
         self.disabled = (
-            frozenset(zone_wire(z) for z in config.disable_success),
-            frozenset(zone_wire(z) for z in config.disable_denial),
+            frozenset(text_to_wire(z) for z in config.disable_success),
+            frozenset(text_to_wire(z) for z in config.disable_denial),
         )
         self.keepttl = config.keepttl
         self.prefetch = config.prefetch
@@ -344,7 +332,7 @@ class Cache(Plugin):
         return how many were removed. Raises ValueError for a malformed name."""
         if name is None:
             return self.success.clear() + self.denial.clear()
-        name_wire = wire.text_to_wire(name)
+        name_wire = text_to_wire(name)
         return self.success.remove_name(name_wire) + self.denial.remove_name(name_wire)
 
     def _counters(self, server: str) -> Counters:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from proxy.config import SetupContext, normalize_zone
-from proxy.corefile import CorefileError, Directive, Token
+from proxy.config import SetupContext
+from proxy.corefile import CorefileError, Directive, Token, zones_of
 from proxy.durations import parse_duration
 
 DEFAULT_CAPACITY = 10000
@@ -172,7 +172,7 @@ def _disable(line: Directive) -> dict[str, object]:
     zones: list[str] = []
     for token in args[1:]:
         try:
-            zones.append(normalize_zone(token))
+            zones.extend(zones_of(token))
         except CorefileError:
             raise _err(token, f"invalid disabled zone: {token.text}") from None
     # without zones, the whole name space

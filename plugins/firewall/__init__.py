@@ -16,7 +16,9 @@ Syntax::
         bypass_signals on|off
     }
 
-Once per server block; ZONES (default: the block's zones) limit the names it filters.
+Once per server block; ZONES (default: the block's zones, else read as keys are: a CIDR is
+its reverse zones, ``straße.de`` the list entry's ``xn--strae-oqa.de``) limit the names it
+filters.
 
 **Lists.** ``file`` (a path relative to the Corefile's directory, or absolute), ``url``
 (http/https, refreshed every ``refresh``, default 4h, with a conditional GET; the last good

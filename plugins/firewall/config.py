@@ -16,6 +16,7 @@ import dns.rdatatype
 from proxy.config import SetupContext
 from proxy.corefile import Directive, Token
 from proxy.durations import parse_duration
+from proxy.names import text_to_wire
 
 from . import lists
 from .policy import ACTIONS, BLOCK, BlockResponse, Group, Rule
@@ -337,5 +338,5 @@ def _override(line: Directive, token: Token, ttl: int) -> BlockResponse:
     if canonical.startswith("*"):
         raise line.error(f"invalid override target '{text}': wildcards are not names", token)
     return BlockResponse(
-        "override", target_name=canonical + ".", target_wire=lists.to_wire(canonical), ttl=ttl
+        "override", target_name=canonical + ".", target_wire=text_to_wire(canonical), ttl=ttl
     )

@@ -15,8 +15,9 @@ from typing import Any
 
 import dns.rdatatype
 
+from proxy.names import wire_suffixes
+
 from .config import FirewallSpec
-from .lists import wire_suffixes
 from .policy import ALLOW, BLOCK, NotLoaded, Policy, Rule, Step
 
 

@@ -11,10 +11,10 @@ Entry syntax (format ``route53``, the default), one entry per line:
 * Label characters are ``a-z 0-9 - _`` (``_`` for ``_dmarc.example.com``; AWS's docs
   allow only LDH, but ``_`` names exist in DNS and in real lists). ``*`` is allowed only as
   the whole leftmost label.
-* Internationalised names (``bücher.de``, ``*.münchen.de``) are converted to punycode with the
-  ``idna`` package (IDNA 2008 with UTS #46 non-transitional mapping, as browsers do), not with
-  Python's built-in ``encodings.idna`` (IDNA 2003, which maps ``faß.de`` to ``fass.de``, a
-  different domain from the ``xn--fa-hia.de`` a browser asks for).
+* Internationalised names (``bücher.de``, ``*.münchen.de``) are converted to punycode by
+  ``proxy.names.to_ascii`` (IDNA 2008 with UTS #46 non-transitional mapping, as browsers do,
+  and as every other name in dnsfw: ``faß.de`` is ``xn--fa-hia.de``, not IDNA 2003's
+  ``fass.de``).
 * Limits are those of DNS wire form: labels of 1-63 octets, names of at most 255 octets
   (for ``*.name`` the ``*`` label counts: an entry that could match no name is refused).
 * ``#`` starts a comment (whole line or after an entry); blank lines are ignored.
@@ -51,7 +51,7 @@ table (a ``set`` of wire names costs about 79 MB); the blob is also what ``entri
 The table depends on this process's ``hash()`` seed, so pickling rebuilds from the texts;
 the seed (SipHash, random per process) also keeps query names from being crafted to collide.
 
-Matching a query walks the suffixes of its wire name (``wire_suffixes``, computed once per
+Matching a query walks the suffixes of its wire name (``proxy.names.wire_suffixes``, once per
 query and shared by every list a rule walk consults; ``bytes`` caches its hash): the full
 name must hold an exact entry, each proper suffix (the root included) a wildcard entry.
 That is one table probe per label plus one, and no allocation.
@@ -66,7 +66,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-import idna
+from proxy.names import MAX_TEXT, checked_to_wire, to_ascii, wire_suffixes
 
 __all__ = [
     "FORMATS",
@@ -75,8 +75,6 @@ __all__ = [
     "ListError",
     "LoadReport",
     "normalize_entry",
-    "to_wire",
-    "wire_suffixes",
 ]
 
 FORMATS = ("route53", "hosts", "adblock")
@@ -94,8 +92,6 @@ _TRIM_MIN_NAMES = 50_000  # smaller builds leave too little freed heap to be wor
 _ASCII_ENTRY = re.compile(r"(\*\.)?((?:[a-z0-9_-]{1,63}\.)*[a-z0-9_-]{1,63})\.?")
 _PLAIN_NAME = re.compile(r"(?:[a-z0-9_-]{1,63}\.)*[a-z0-9_-]{1,63}")
 _LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
-_MAX_NAME_TEXT = 253  # 255 octets of wire form minus the first length octet and the root
-_BYTE = [bytes((i,)) for i in range(256)]
 _BYTE_POPCOUNT = [bin(i).count("1") for i in range(256)]
 
 _LOCAL_NAMES = frozenset(
@@ -150,19 +146,6 @@ class LoadReport:
     skipped_examples: tuple[str, ...]
 
 
-def _idn_to_ascii(text: str) -> str:
-    prefix = "*." if text.startswith("*.") else ""
-    try:
-        mapped = idna.uts46_remap(text[len(prefix) :], std3_rules=False, transitional=False)
-        labels = [
-            label if label.isascii() else idna.alabel(label).decode("ascii")
-            for label in mapped.split(".")
-        ]
-    except UnicodeError as exc:  # idna.IDNAError is one
-        raise ValueError(f"invalid internationalized name: {exc}") from None
-    return prefix + ".".join(labels)
-
-
 def _diagnose(text: str) -> str:
     """Why a lower-case ASCII entry failed the syntax (it did)."""
     name = text[2:] if text.startswith("*.") else text
@@ -195,15 +178,16 @@ def _parse_entry(text: str) -> tuple[str, int]:
     """Entry text -> (canonical name, _EXACT or _WILDCARD); name "" with _WILDCARD is ``*``."""
     if not text.isascii():
         _check_shape(text)
-        text = _idn_to_ascii(text)
+        prefix = "*." if text.startswith("*.") else ""
+        text = prefix + to_ascii(text[len(prefix) :])
     text = text.lower()
     m = _ASCII_ENTRY.fullmatch(text)
     if m is not None:
         name = m[2]
         if m[1] is None:
-            if len(name) <= _MAX_NAME_TEXT:
+            if len(name) <= MAX_TEXT:
                 return name, _EXACT
-        elif len(name) <= _MAX_NAME_TEXT - 2:
+        elif len(name) <= MAX_TEXT - 2:
             return name, _WILDCARD
     elif text in ("*", "*."):
         return "", _WILDCARD
@@ -220,45 +204,6 @@ def normalize_entry(text: str) -> str:
     if kind == _EXACT:
         return name
     return "*." + name if name else "*"
-
-
-def to_wire(name: str) -> bytes:
-    """Normalised text name (no ``*``; a trailing dot is allowed) -> lower-case wire bytes.
-
-    ``""`` and ``"."`` are the root. Raises ``ValueError`` for an empty or over-long label, a
-    name over 255 octets or non-ASCII text (normalise it first).
-    """
-    if name.endswith("."):
-        name = name[:-1]
-    if not name:
-        return b"\x00"
-    try:
-        labels = name.lower().encode("ascii").split(b".")
-    except UnicodeEncodeError:
-        raise ValueError(f"not an ASCII name: {name!r}") from None
-    if not all(0 < len(label) <= 63 for label in labels) or len(name) > _MAX_NAME_TEXT:
-        raise ValueError(f"not a valid DNS name: {name!r}")
-    return _wire(labels)
-
-
-def _wire(labels: list[bytes]) -> bytes:
-    return b"".join([_BYTE[len(label)] + label for label in labels]) + b"\x00"
-
-
-def wire_suffixes(qname: bytes) -> list[bytes]:
-    """All suffixes of a wire name: the name itself first, the root ``b"\\x00"`` last.
-
-    The hot path, once per query: ``qname`` must be well formed (as the server's parser
-    guarantees); a truncated name raises ``IndexError``.
-    """
-    out = [qname]
-    pos = 0
-    length = qname[0]
-    while length:
-        pos += length + 1
-        out.append(qname[pos:])
-        length = qname[pos]
-    return out
 
 
 def _find_malloc_trim() -> Callable[[int], int] | None:
@@ -318,7 +263,7 @@ def _load_route53(lines: Iterable[str], first_line: int, acc: _Collector) -> Non
             text = text.split("#", 1)[0].rstrip()
         # fast paths for the common lines, ASCII "name" and "*.name" without a trailing dot
         name = text.lower()
-        if text.isascii() and len(name) <= _MAX_NAME_TEXT:
+        if text.isascii() and len(name) <= MAX_TEXT:
             if plain(name) is not None:
                 flags[name] = get(name, 0) | _EXACT
                 continue
@@ -439,7 +384,7 @@ class DomainList:
         last = len(slots) - 1  # stays 0: it ends every probe sequence
         offset = 1  # skips the flags byte of the first record
         for kind, name in zip(kinds, names, strict=True):
-            wire = _wire(name.encode("ascii").split(b"."))
+            wire = checked_to_wire(name)
             blob.append(kind)
             blob += wire
             i = hash(wire) % size
@@ -551,7 +496,7 @@ class DomainList:
             return False
         if not name:
             return self._all
-        return bool(self._flags_of(_wire(name.encode("ascii").split(b"."))) & kind)
+        return bool(self._flags_of(checked_to_wire(name)) & kind)
 
     def entries(self) -> Iterator[str]:
         """Canonical entry texts in sorted order: ``*``, then ``*.name`` entries, then names."""

@@ -19,28 +19,28 @@ import structlog
 
 from proxy import wire
 from proxy.metrics import Metric, Registry
+from proxy.names import in_zones, text_to_wire, wire_to_text
 from proxy.pipeline import Handler, Plugin
 from proxy.replay import TAKES_PART, Effect, Guard, not_replayed
 from proxy.request import Request, Response
 
 from .config import FirewallSpec
 from .explain import FirewallExplanation, describe_rules, explain_walk
-from .lists import to_wire, wire_suffixes
 from .policy import ALERT, ALLOW, BLOCK, Decision, NotLoaded, Policy, Rule, Verdict
 from .sources import ListEditError, ListSlot, ListStatus
 
 log = structlog.get_logger("dnsfw.firewall")
 
-SOA_MNAME = to_wire("dnsfw.invalid")
-SOA_RNAME = to_wire("hostmaster.dnsfw.invalid")
+SOA_MNAME = text_to_wire("dnsfw.invalid")
+SOA_RNAME = text_to_wire("hostmaster.dnsfw.invalid")
 EDE_BLOCKED = 15
 _NOERROR = wire.NOERROR
 _NXDOMAIN = wire.NXDOMAIN
 _UNKNOWN = object()  # not in the decision memo
 OUTSIDE = Verdict(None, inside=False)  # a name outside the firewall's zones: not filtered
 EDE_NOT_READY = 14
-BYPASS_NXDOMAIN = to_wire("use-application-dns.net")
-BYPASS_NODATA = to_wire("_dns.resolver.arpa")
+BYPASS_NXDOMAIN = text_to_wire("use-application-dns.net")
+BYPASS_NODATA = text_to_wire("_dns.resolver.arpa")
 
 
 class Firewall(Plugin):
@@ -57,7 +57,7 @@ class Firewall(Plugin):
         self.inspects = self.policy.inspects
         self.bypass_signals = spec.bypass_signals
         self.all_zones = "." in spec.zones
-        self.zones = frozenset(to_wire(z.rstrip(".")) if z != "." else b"\x00" for z in spec.zones)
+        self.zones = frozenset(text_to_wire(z) for z in spec.zones)
         self.soa = wire.rr(
             wire.QNAME_PTR,
             wire.TYPE_SOA,
@@ -97,7 +97,7 @@ class Firewall(Plugin):
     # --- the query path -----------------------------------------------------------------
     async def serve(self, req: Request, next: Handler) -> Response:
         qname = req.qname_wire
-        if not self.all_zones and not self._in_zones(qname):
+        if not self.all_zones and not in_zones(qname, self.zones):
             return await next(req)
         if self.bypass_signals:
             signal = self._bypass_signal(req)
@@ -133,7 +133,7 @@ class Firewall(Plugin):
         rule that decides on the name, then (``chain``: the CNAME/DNAME targets of the answer,
         in order) on the targets. Without a chain, ``inspects_chain`` says whether the answer's
         targets would still be evaluated. Pure but for the decision memo."""
-        if not self.all_zones and not self._in_zones(qname):
+        if not self.all_zones and not in_zones(qname, self.zones):
             return OUTSIDE
         verdict = self.decide(qname, qtype, client_ip)
         if chain and verdict.inspects_chain:
@@ -151,9 +151,6 @@ class Firewall(Plugin):
             except NotLoaded as err:
                 return Verdict(None, not_loaded=err.list_name)
         return self._no_rule if rule is None else self._verdicts[rule]  # type: ignore[index]
-
-    def _in_zones(self, qname: bytes) -> bool:
-        return any(suffix in self.zones for suffix in wire_suffixes(qname))
 
     def _decide_chain(
         self, decided: Verdict, chain: Sequence[bytes], qtype: int, client_ip: str
@@ -184,7 +181,7 @@ class Firewall(Plugin):
         assert rule is not None
         req.run(self.count_match[rule])
         req.meta["firewall"] = Decision(
-            rule.action, rule.group, rule.name, rule.list, wire.name_to_text(verdict.target), True
+            rule.action, rule.group, rule.name, rule.list, wire_to_text(verdict.target), True
         )
         if rule.action == BLOCK:
             return await self.block(req, rule, next)
@@ -336,7 +333,7 @@ class Firewall(Plugin):
 
     def explain(self, qname: bytes, qtype: int, client_ip: str) -> FirewallExplanation:
         """The rule walk for a query (wire name), as ``dnsfw explain`` shows it."""
-        filtered = self.all_zones or self._in_zones(qname)
+        filtered = self.all_zones or in_zones(qname, self.zones)
         return explain_walk(self.spec, self.policy, qname, qtype, client_ip, filtered=filtered)
 
     def rules(self) -> dict[str, Any]:

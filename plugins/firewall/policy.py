@@ -15,7 +15,7 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .lists import wire_suffixes
+from proxy.names import wire_suffixes
 
 ALLOW = "ALLOW"
 ALERT = "ALERT"

@@ -27,7 +27,8 @@ Syntax::
   TLS, port 853), or a resolv.conf-style file whose ``nameserver`` lines each add ``IP:53``.
   Host names are not resolved (``not an IP address or file: "NAME"``). ``https://``,
   ``quic://``, ``grpc://`` are refused at setup.
-* ``except NAMES...``: names (and their subdomains) not to forward.
+* ``except NAMES...``: names (and their subdomains) not to forward; a CIDR excepts all its
+  reverse zones (``10.0.0.0/27``: the 32 of its addresses).
 * ``force_tcp``: always TCP to the upstreams. ``prefer_udp``: UDP even for queries that came
   over TCP. Otherwise the client's transport is used. ``force_tcp`` wins over ``prefer_udp``.
   A UDP reply with TC set is always fetched again over TCP.
@@ -106,6 +107,7 @@ from proxy import wire
 from proxy.config import SetupContext
 from proxy.corefile import Directive
 from proxy.metrics import Child
+from proxy.names import in_zones, text_to_wire
 from proxy.pipeline import Handler, Plugin
 from proxy.replay import TAKES_PART
 from proxy.request import Request, Response
@@ -160,9 +162,10 @@ class Forward(Plugin):
     def __init__(self, cfg: ForwardConfig, ctx: SetupContext) -> None:
         metrics = ctx.app.metrics
         self.cfg = cfg
-        self.from_wire = wire.text_to_wire(cfg.from_zone)
+        self.from_wire = text_to_wire(cfg.from_zone)
+        self.from_zones = frozenset((self.from_wire,))
         self.from_root = self.from_wire == b"\x00"
-        self.except_wires = frozenset(wire.text_to_wire(z) for z in cfg.except_zones)
+        self.except_wires = frozenset(text_to_wire(z) for z in cfg.except_zones)
         self.policy = policy.make(cfg.policy)
         self.proxies = tuple(Upstream(t, cfg, metrics) for t in cfg.targets)
         self.prober = Prober(cfg)
@@ -189,8 +192,8 @@ class Forward(Plugin):
     # --- the query path ----------------------------------------------------------------
     async def serve(self, req: Request, next: Handler) -> Response:
         qname = req.qname_wire
-        if not (self.from_root or _in_zone(qname, self.from_wire)) or (
-            self.except_wires and qname != self.from_wire and _under_any(qname, self.except_wires)
+        if not (self.from_root or in_zones(qname, self.from_zones)) or (
+            self.except_wires and qname != self.from_wire and in_zones(qname, self.except_wires)
         ):
             return await next(req)
         if self.concurrent >= self.limit:
@@ -303,26 +306,3 @@ class Forward(Plugin):
             )
             for up in self.proxies
         ]
-
-
-def _in_zone(name: bytes, zone: bytes) -> bool:
-    """``name`` equals ``zone`` or lies under it (both lower-case wire names)."""
-    cut = len(name) - len(zone)
-    if cut < 0 or name[cut:] != zone:
-        return False
-    off = 0
-    while off < cut:
-        off += name[off] + 1
-    return off == cut
-
-
-def _under_any(name: bytes, zones: frozenset[bytes]) -> bool:
-    """Whether ``name`` or one of its ancestors is in ``zones``."""
-    off = 0
-    while True:
-        if name[off:] in zones:
-            return True
-        length = name[off]
-        if length == 0:
-            return False
-        off += length + 1

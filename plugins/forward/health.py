@@ -18,6 +18,7 @@ import asyncio
 import structlog
 
 from proxy import wire
+from proxy.names import text_to_wire
 
 from .options import ForwardConfig
 from .upstream import Upstream
@@ -33,7 +34,7 @@ class Prober:
     def __init__(self, cfg: ForwardConfig) -> None:
         self.interval = cfg.health_check
         self.enabled = cfg.health_check > 0 and cfg.max_fails > 0
-        self.qname = wire.text_to_wire(cfg.health_domain)
+        self.qname = text_to_wire(cfg.health_domain)
         flags = wire.RD if cfg.health_rd else 0
         # the probe without its id (the exchange adds a fresh one): header, then the question
         self.tail = wire.TYPE_NS.to_bytes(2, "big") + wire.CLASS_IN.to_bytes(2, "big")

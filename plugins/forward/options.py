@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 
 import dns.rcode
 
-from proxy import wire
-from proxy.config import normalize_zone
-from proxy.corefile import CorefileError, Directive, Token
+from proxy import names
+from proxy.corefile import CorefileError, Directive, Token, zones_of
 from proxy.durations import parse_duration
 
 MAX_TOS = 15
@@ -141,25 +140,17 @@ def parse(directive: Directive) -> ForwardConfig:
 
 
 def _from_zone(token: Token) -> str:
-    if "/" in token.text:
-        return _cidr_zones(token)[0]  # CoreDNS uses the first zone of a CIDR
-    return normalize_zone(token)
+    return _zones(token)[0]  # CoreDNS uses the first zone of a CIDR
 
 
-def _cidr_zones(token: Token) -> list[str]:
-    """Reverse zones of a CIDR, the prefix rounded up to whole labels (CoreDNS NormalizeExact)."""
+def _zones(token: Token) -> list[str]:
+    """The zones of a FROM or ``except`` token; a bad CIDR in CoreDNS's words."""
+    if "/" not in token.text:
+        return zones_of(token)
     try:
-        net = ipaddress.ip_network(token.text, strict=False)
+        return names.reverse_zones(token.text)
     except ValueError:
         raise CorefileError(token.file, token.line, f"unable to normalize '{token.text}'") from None
-    bits = 8 if net.version == 4 else 4
-    prefix = -(-net.prefixlen // bits) * bits
-    zones = []
-    for sub in net.subnets(new_prefix=prefix) if prefix != net.prefixlen else (net,):
-        labels = sub.network_address.reverse_pointer.split(".")
-        keep = prefix // bits
-        zones.append(".".join(labels[len(labels) - 2 - keep :]) + ".")
-    return zones
 
 
 # --- TO ------------------------------------------------------------------------------------
@@ -278,7 +269,7 @@ def _except(line: Directive) -> dict[str, object]:
         raise line.arg_error()
     zones: list[str] = []
     for token in line.args:
-        zones.extend(_cidr_zones(token) if "/" in token.text else [normalize_zone(token)])
+        zones.extend(_zones(token))
     return {"except_zones": tuple(zones)}
 
 
@@ -313,10 +304,10 @@ def _health_check(line: Directive) -> dict[str, object]:
                 raise line.arg_error()
             name = rest.pop(0)
             try:
-                wire.text_to_wire(name.text)
-            except (ValueError, UnicodeError):
+                domain = names.text_to_wire(name.text)
+            except ValueError:
                 raise _err(name, f"health_check: invalid domain name {name.text}") from None
-            options["health_domain"] = name.text.lower().rstrip(".") + "."
+            options["health_domain"] = names.wire_to_text(domain)
         else:
             raise _err(token, f"health_check: unknown option {token.text}")
     return options

@@ -16,7 +16,9 @@ Syntax::
 
 Arguments, as CoreDNS reads them: no argument logs every name (scope ``.``); one argument is
 always a NAME, even when it contains ``{``; with two or more, the last one is the FORMAT when
-it contains ``{`` and every other one is a NAME. NAMES are zones (CIDRs become reverse zones).
+it contains ``{`` and every other one is a NAME. NAMES are zones, read as server block keys
+are (a CIDR is all its reverse zones, ``10.0.0.0/27`` the 32 of its addresses; international
+names in A-labels).
 
 Which queries are logged (CoreDNS's rules). Every ``log`` line of a server block is a rule, in
 Corefile order; the first rule with a NAME that is the query name or one of its parents takes
@@ -143,8 +145,9 @@ from typing import Any
 
 import structlog
 
-from proxy.config import SetupContext, normalize_zone, zone_wire
-from proxy.corefile import Directive, Token
+from proxy.config import SetupContext
+from proxy.corefile import Directive, Token, zones_of
+from proxy.names import in_zones, text_to_wire
 from proxy.pipeline import Handler, Plugin
 from proxy.replay import TAKES_PART, Effect, not_replayed
 from proxy.request import Request, Response
@@ -211,7 +214,7 @@ def parse(directive: Directive) -> Settings:
     if len(args) >= 2 and "{" in args[-1].text:
         fmt = args[-1].text
         args = args[:-1]
-    names = tuple(normalize_zone(t) for t in args) if args else (".",)
+    names = tuple(zone for token in args for zone in zones_of(token)) if args else (".",)
     values: dict[str, object] = {}
     classes: set[str] = set()
     seen: dict[str, Token] = {}
@@ -350,12 +353,12 @@ class Log(Plugin):
         self._limit = settings.buffer
         self._early = self.sink.early
         self._classes = settings.classes
-        zones = frozenset(zone_wire(n) for n in settings.names)
+        zones = frozenset(text_to_wire(n) for n in settings.names)
         self._zones = None if b"\x00" in zones else zones
 
     async def serve(self, req: Request, next: Handler) -> Response:
         meta = req.meta
-        if "log" in meta or (self._zones is not None and not self._takes(req.qname_wire)):
+        if "log" in meta or (self._zones is not None and not in_zones(req.qname_wire, self._zones)):
             return await next(req)
         meta["log"] = self
         resp = await next(req)
@@ -389,17 +392,6 @@ class Log(Plugin):
 
     def _text_line(self, req: Request, resp: Response) -> TextLine:
         return TextLine(self.keep, self._prefix + self._text.line(req, resp, monotonic()))
-
-    def _takes(self, qname: bytes) -> bool:
-        zones = self._zones
-        off = 0
-        while True:
-            if (qname[off:] if off else qname) in zones:  # type: ignore[operator]
-                return True
-            length = qname[off]
-            if length == 0:
-                return False
-            off += length + 1
 
     async def start(self) -> None:
         if self.route53 is not None and self.settings.identity_ec2:

@@ -19,6 +19,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from proxy import wire
+from proxy.names import wire_to_text
 from proxy.request import Request, Response
 
 from . import answers
@@ -340,7 +341,7 @@ _dumps = json.dumps  # ensure_ascii: every line is plain ASCII, as the real exam
 
 def _name_json(name: bytes) -> str:
     plain = plain_name(name)
-    return f'"{plain}"' if plain is not None else _dumps(wire.name_to_text(name))
+    return f'"{plain}"' if plain is not None else _dumps(wire_to_text(name))
 
 
 class Route53Format:

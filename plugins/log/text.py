@@ -9,7 +9,7 @@ from functools import lru_cache
 import dns.rdataclass
 import dns.rdatatype
 
-from proxy import wire
+from proxy.names import wire_to_text
 
 
 @lru_cache(maxsize=1024)
@@ -27,8 +27,8 @@ _PLAIN_NAME = re.compile(rb'[^\x00-\x20\x7f-\xff\\"();@$]*')
 
 
 def name_text(name: bytes) -> str:
-    """``wire.name_to_text``, with a fast path for the usual names."""
-    return plain_name(name) or wire.name_to_text(name)
+    """``proxy.names.wire_to_text``, with a fast path for the usual names."""
+    return plain_name(name) or wire_to_text(name)
 
 
 def plain_name(name: bytes) -> str | None:
