@@ -74,7 +74,6 @@ from aiohttp import web
 from . import __version__, names
 from .http import json_error
 from .openapi import document
-from .request import Request, Response
 from .routing import routes
 from .services import (
     CACHES,
@@ -152,7 +151,7 @@ class TopK:
 class QueryStats:
     """What the ``admin`` stages saw, for ``GET /v1/stats``; shared by every configuration.
 
-    :meth:`observe` runs once per query: a few int and dict operations.
+    :meth:`count` runs once per query (``plugins.admin``): a few int and dict operations.
     """
 
     def __init__(self) -> None:
@@ -166,9 +165,6 @@ class QueryStats:
         self.second = [0] * RATE_WINDOW
         self.queries = [0] * RATE_WINDOW
         self.blocks = [0] * RATE_WINDOW
-
-    def observe(self, req: Request, resp: Response) -> None:
-        self.count(resp.rcode, req.client[0], req.start, req.meta.get("firewall"), req.qname_wire)
 
     def count(
         self, rcode: int, client_ip: str, start: float, decision: Any, qname_wire: bytes

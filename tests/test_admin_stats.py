@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+from plugins.admin import Admin
 from plugins.firewall.policy import Decision
 from proxy import wire
 from proxy.admin import QueryStats, TopK
@@ -38,6 +39,13 @@ def test_topk_exact_while_under_capacity() -> None:
     assert top.passes == 0
 
 
+def answered(resp: Response):
+    async def next_stage(req: Request) -> Response:
+        return resp
+
+    return next_stage
+
+
 def request(name: str, client: str = "192.0.2.1") -> Request:
     qname = text_to_wire(name)
     data = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + qname + b"\x00\x01\x00\x01"
@@ -48,21 +56,22 @@ def request(name: str, client: str = "192.0.2.1") -> Request:
     return req
 
 
-def test_query_stats_counts_rcodes_actions_names_and_rates() -> None:
+async def test_query_stats_counts_rcodes_actions_names_and_rates() -> None:
     stats = QueryStats()
+    observe = Admin(stats).serve  # the chain stage that feeds them
     blocked = Decision("BLOCK", "g", "r", "l")
     via_chain = Decision("BLOCK", "g", "r", "l", "target.example.", True)
     for i in range(3):
         req = request("bad.example", client=f"192.0.2.{i % 2}")
         req.meta["firewall"] = blocked
-        stats.observe(req, Response(b"", wire.NXDOMAIN, "firewall"))
+        await observe(req, answered(Response(b"", wire.NXDOMAIN, "firewall")))
     req = request("www.example")
     req.meta["firewall"] = via_chain
-    stats.observe(req, Response(b"", wire.NXDOMAIN, "firewall"))
+    await observe(req, answered(Response(b"", wire.NXDOMAIN, "firewall")))
     req = request("watch.example")
     req.meta["firewall"] = Decision("ALERT", "g", "a", "l")
-    stats.observe(req, Response(b"", wire.NOERROR, "upstream"))
-    stats.observe(request("ok.example"), Response(b"", wire.NOERROR, "upstream"))
+    await observe(req, answered(Response(b"", wire.NOERROR, "upstream")))
+    await observe(request("ok.example"), answered(Response(b"", wire.NOERROR, "upstream")))
     data = stats.to_json(top=10)
     assert data["queries"]["total"] == 6
     assert data["queries"]["by_rcode"] == {"NOERROR": 2, "NXDOMAIN": 4}

@@ -8,9 +8,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import dns.message
 import pytest
 
 from commands import explain
+from plugins.firewall.explain import describe_reply
+from proxy.config import load
+from proxy.request import parse
 from tests.kit.dnsfw import run_cli
 
 COREFILE = """\
@@ -138,7 +142,7 @@ def test_client_group_skipped(conf: Path, capsys: pytest.CaptureFixture[str]):
         ),
         (
             "AAAA",
-            "answer: NOERROR, no answer (NODATA: the sinkhole is A); SOA dnsfw.invalid. in "
+            "answer: NOERROR, no answer (NODATA); SOA dnsfw.invalid. in "
             "authority, TTL 30; EDE 15 (Blocked) \"blocked by dnsfw rule 'sinkhole' (group "
             "'egress', list 'sink')\" to EDNS clients",
         ),
@@ -222,3 +226,32 @@ def test_explain_maps_international_names_like_list_entries(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("query: xn--fa-hia.de. A from 127.0.0.1")
     assert "decision: BLOCK by rule r (group g, list idn)" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("name", "rdtype", "client"),
+    [
+        ("yahoo.co.jp", "A", "127.0.0.1"),  # NODATA with the SOA and an EDE
+        ("ads.example", "A", "127.0.0.1"),  # the sinkhole's address
+        ("ads.example", "AAAA", "127.0.0.1"),  # NODATA: the sinkhole is IPv4
+        ("printer.internal", "A", "10.1.2.3"),  # NXDOMAIN for the LAN group
+    ],
+)
+async def test_the_answer_shown_is_the_reply_the_firewall_sends(conf, name, rdtype, client):
+    """explain renders the reply the query path builds: the same bytes, not a restatement."""
+    config = load(str(conf), checking=True)
+    (firewall,) = [p for p in config.blocks[0].plugins if p.name == "firewall"]
+    await firewall.start()
+    try:
+        query = dns.message.make_query(name, rdtype, use_edns=0)
+        req = parse(query.to_wire(), (client, 5353), "udp", "test")
+
+        async def upstream(_req):
+            raise AssertionError("a blocked query never goes upstream")
+
+        served = await firewall.serve(req, upstream)
+        shown = firewall.explain(req.qname_wire, req.qtype, client)
+    finally:
+        await firewall.stop()
+    assert shown.decision is not None and shown.decision.action == "BLOCK"
+    assert shown.answer == describe_reply(served.wire)

@@ -1,12 +1,12 @@
 """``dnsfw audit --policy``: every logged query evaluated against a Corefile's firewall now.
 
-Each query of the log is decided again, with its own type and client address, by the same
-engine as the plugin and ``dnsfw explain`` (:meth:`Policy.evaluate`): the firewall's zones,
-rule groups (with their ``clients``), rules (with their ``qtype``) and loaded lists. As in the
-plugin, unless the query is blocked or a ``redirection trust`` rule decided it, the CNAME and
-DNAME targets in the logged answer (``answers`` of a NOERROR or NXDOMAIN reply) are evaluated
-too: a BLOCK on a target blocks the query, an ALERT on a target counts when the query itself
-had no decision.
+Each query of the log is decided again, with its own type and client address, by the
+firewall's verdict (``Firewall.verdict``: the one the query path acts on and ``dnsfw explain``
+shows): the firewall's zones, rule groups (with their ``clients``), rules (with their
+``qtype``) and loaded lists, then, unless the query is blocked or a ``redirection trust`` rule
+decided it, the CNAME and DNAME targets in the logged answer (``answers`` of a NOERROR or
+NXDOMAIN reply): a BLOCK on a target blocks the query, an ALERT on a target counts when the
+query itself had no decision.
 
 Per name it counts queries by (firewall, logged verdict, decision now); for the ones the
 report lists it keeps their types and up to ``MAX_SOURCES`` client addresses too:
@@ -30,10 +30,10 @@ from typing import Any, Protocol
 
 import dns.rdatatype
 
-from plugins.firewall.policy import ALERT, ALLOW, BLOCK, Policy, Rule
+from plugins.firewall.policy import ALERT, ALLOW, NotLoaded, Policy, Rule, Verdict
 from plugins.log import route53
 from plugins.log.route53 import RDATA, TYPE
-from proxy.names import in_zones, text_to_wire, wire_suffixes
+from proxy.names import text_to_wire
 
 from .scan import MAX_SOURCES, NameStats, pairs
 
@@ -45,11 +45,14 @@ CHAIN_RCODES = ("NOERROR", "NXDOMAIN")  # an NXDOMAIN answer can hold a chain to
 
 
 class AuditFirewall(Protocol):
-    """What audit needs of a firewall (``plugins.firewall.Firewall`` has it)."""
+    """What audit needs of a firewall (``plugins.firewall.Firewall`` has it): the verdict the
+    query path acts on."""
 
     policy: Policy
-    all_zones: bool
-    zones: frozenset[bytes]
+
+    def verdict(
+        self, qname: bytes, qtype: int, client_ip: str, chain: Sequence[bytes] | None = None
+    ) -> Verdict: ...
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -191,13 +194,13 @@ class PolicyCheck:
         self, name: str, qtype: int, client: str, chain: tuple[str, ...]
     ) -> tuple[Decided, ...] | None:
         try:
-            suffixes = wire_suffixes(text_to_wire(name))
-            targets = [wire_suffixes(text_to_wire(t)) for t in chain]
+            qname = text_to_wire(name)
+            targets = [text_to_wire(t) for t in chain]
         except ValueError:
             return None
         out = []
         for fw in self.firewalls:
-            decided = _evaluate(fw, suffixes, targets, chain, qtype, client)
+            decided = _evaluate(fw, qname, targets, chain, qtype, client)
             # rules live as long as the firewall, so their id is stable while it is used
             out.append(self._decided.setdefault((id(decided.rule), decided.target), decided))
         return tuple(out)
@@ -216,29 +219,21 @@ def _chain(obj: dict[str, Any]) -> tuple[str, ...]:
 
 def _evaluate(
     fw: AuditFirewall,
-    suffixes: list[bytes],
-    targets: list[list[bytes]],
+    qname: bytes,
+    targets: list[bytes],
     chain: tuple[str, ...],
     qtype: int,
     client: str,
 ) -> Decided:
-    """The plugin's decision (``Firewall.serve`` and ``_inspect_chain``) without the I/O.
-
-    Raises ``NotLoaded`` when a list the walk needs has no content.
+    """The firewall's verdict on a logged query whose answer held the CNAME/DNAME ``targets``
+    (wire; ``chain`` as logged). Raises ``NotLoaded`` when a list the walk needs has no content.
     """
-    if not fw.all_zones and not in_zones(suffixes[0], fw.zones):
-        return Decided(None)
-    policy = fw.policy
-    rule = policy.evaluate(suffixes, qtype, client)
-    if (rule is not None and (rule.action == BLOCK or rule.trust)) or not policy.inspects:
-        return Decided(rule)
-    # the same chain walk as the plugin's (suffixes[0] of a target is its whole wire name)
-    wires = [t[0] for t in targets]
-    found = policy.inspect_chain(wires, qtype, client, rule)
-    if found is None:
-        return Decided(rule)
-    hit, target = found
-    return Decided(hit, chain[wires.index(target)].rstrip("."))
+    verdict = fw.verdict(qname, qtype, client, targets)
+    if verdict.not_loaded is not None:
+        raise NotLoaded(verdict.not_loaded)
+    if not verdict.target:
+        return Decided(verdict.rule)
+    return Decided(verdict.rule, chain[targets.index(verdict.target)].rstrip("."))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,11 @@
-"""How a firewall decides one query, as data: the rule walk and the effective rule order.
+"""How a firewall decides one query, as data: the verdict, the rule walk and the rule order.
 
-:func:`explain_walk` -> :class:`FirewallExplanation` is every rule considered in evaluation
-order (skipped for its qtype or client networks, no match, match), the rule that decides, its
-action and the exact answer a client would get; :func:`describe_rules` is the effective
-evaluation order. ``Firewall.explain()`` and ``Firewall.rules()`` return them: the admin API
+:func:`explanation` -> :class:`FirewallExplanation` shows the :class:`~.policy.Verdict` the
+query path acts on (``Firewall.verdict``), every rule its walk considered in evaluation order
+(skipped for its qtype or client networks, no match, match) and, for a BLOCK, the reply a
+client gets, rendered from the bytes the firewall's own reply builder makes
+(:func:`describe_reply`); :func:`describe_rules` is the effective evaluation order.
+``Firewall.explain()`` and ``Firewall.rules()`` return them: the admin API
 (``GET /v1/explain``, ``GET /v1/rules``) as JSON, ``dnsfw explain`` (:mod:`commands.explain`)
 as text. Nothing here reads a list's source or sends a query.
 """
@@ -13,12 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import dns.edns
+import dns.message
+import dns.rcode
 import dns.rdatatype
 
-from proxy.names import wire_suffixes
-
 from .config import FirewallSpec
-from .policy import ALLOW, BLOCK, NotLoaded, Policy, Rule, Step
+from .policy import ALERT, ALLOW, BLOCK, Policy, Rule, Step, Verdict
 
 
 @dataclass(frozen=True)
@@ -53,11 +56,15 @@ class FirewallExplanation:
     note: str | None = None  # about CNAME/DNAME inspection
 
 
-def explain_walk(
-    spec: FirewallSpec, policy: Policy, qname: bytes, qtype: int, client: str, *, filtered: bool
+def explanation(
+    spec: FirewallSpec,
+    policy: Policy,
+    verdict: Verdict,
+    steps: list[Step],
+    blocked_reply: str | None = None,
 ) -> FirewallExplanation:
-    """The walk of a firewall (``spec``, ``policy``) for a query (wire name), as the query path
-    would walk it; ``filtered``: the name is inside the firewall's zones."""
+    """The explanation of ``verdict``: ``steps`` is the walk that made it, ``blocked_reply``
+    the reply a BLOCK sends (:func:`describe_reply`)."""
     groups = tuple(
         GroupView(g.name, g.priority, tuple(str(c) for c in g.clients)) for g in policy.groups
     )
@@ -68,60 +75,68 @@ def explain_walk(
         "zones": tuple(spec.zones),
         "groups": groups,
     }
-    if not filtered:
+    if not verdict.inside:
         return FirewallExplanation(**base, filtered=False)
-    try:
-        steps, rule = policy.explain(wire_suffixes(qname), qtype, client)
-    except NotLoaded as err:
-        return FirewallExplanation(**base, filtered=True, not_loaded=str(err))
+    if verdict.not_loaded is not None:
+        error = f"domain list '{verdict.not_loaded}' is not loaded"
+        return FirewallExplanation(**base, filtered=True, not_loaded=error)
+    rule = verdict.rule
     if rule is None:
         decision = answer = None
     else:
         decision = DecisionView(rule.action, rule.name, rule.group, rule.list)
-        answer = describe_answer(spec, rule, qtype)
-    note = None if rule is not None and rule.action == BLOCK else _inspection_note(policy, rule)
+        answer = blocked_reply if rule.action == BLOCK else _passed(rule)
     return FirewallExplanation(
         **base,
         filtered=True,
         steps=tuple(steps),
         decision=decision,
         answer=answer,
-        note=note,
+        note=_inspection_note(verdict),
     )
 
 
-def describe_answer(spec: FirewallSpec, rule: Rule, qtype: int) -> str:
-    """What a client gets when ``rule`` decides a query of type ``qtype``, in words."""
-    ede = (
-        f"; EDE 15 (Blocked) \"blocked by dnsfw rule '{rule.name}' (group '{rule.group}', "
-        f"list '{rule.list}')\" to EDNS clients"
-        if spec.ede
-        else ""
-    )
-    soa = f"SOA dnsfw.invalid. in authority, TTL {spec.block_ttl}"
-    if rule.action != BLOCK:
-        note = " (logged as ALERT)" if rule.action == "ALERT" else ""
-        return f"the upstream's answer, unchanged{note}"
-    response = rule.response
-    if response.kind == "nxdomain":
-        return f"NXDOMAIN, no answer; {soa}{ede}"
-    if response.kind == "override" and response.target_ip is not None:
-        family = "A" if ":" not in response.target_ip else "AAAA"
-        if dns.rdatatype.to_text(qtype) == family:
-            return f"NOERROR, {family} {response.target_ip} (TTL {response.ttl}){ede}"
-        return f"NOERROR, no answer (NODATA: the sinkhole is {family}); {soa}{ede}"
-    if response.kind == "override":
-        return (
-            f"NOERROR, CNAME {response.target_name} (TTL {response.ttl}) followed by the records "
-            f"of {response.target_name} resolved upstream{ede}"
-        )
-    return f"NOERROR, no answer (NODATA); {soa}{ede}"
+def _passed(rule: Rule) -> str:
+    note = " (logged as ALERT)" if rule.action == ALERT else ""
+    return f"the upstream's answer, unchanged{note}"
 
 
-def _inspection_note(policy: Policy, rule: Rule | None) -> str | None:
+def describe_reply(data: bytes, resolved_target: str | None = None) -> str:
+    """A reply the firewall built (wire), in words: rcode, answers, the SOA in authority and
+    the Extended DNS Error; ``resolved_target``: the answer goes on with that name's records,
+    resolved upstream (an override with a CNAME)."""
+    msg = dns.message.from_wire(data)
+    rcode = msg.rcode()
+    records = [
+        f"{dns.rdatatype.to_text(rrset.rdtype)} {rdata.to_text()} (TTL {rrset.ttl})"
+        for rrset in msg.answer
+        for rdata in rrset
+    ]
+    if records:
+        text = f"{dns.rcode.to_text(rcode)}, {', '.join(records)}"
+        if resolved_target is not None:
+            text += f" followed by the records of {resolved_target} resolved upstream"
+    else:
+        nodata = " (NODATA)" if rcode == dns.rcode.NOERROR else ""
+        text = f"{dns.rcode.to_text(rcode)}, no answer{nodata}"
+    for rrset in msg.authority:
+        for rdata in rrset:
+            if rrset.rdtype == dns.rdatatype.SOA:
+                text += f"; SOA {rdata.mname} in authority, TTL {rrset.ttl}"
+    for option in msg.options:
+        if isinstance(option, dns.edns.EDEOption):
+            name = option.code.name.replace("_", " ").title()
+            text += f'; EDE {int(option.code)} ({name}) "{option.text}" to EDNS clients'
+    return text
+
+
+def _inspection_note(verdict: Verdict) -> str | None:
+    rule = verdict.rule
+    if rule is not None and rule.action == BLOCK:
+        return None
     if rule is not None and rule.trust:
         return "redirection trust: CNAME/DNAME targets in the answer are not inspected"
-    if policy.inspects:
+    if verdict.inspects_chain:
         return (
             "redirection inspect: CNAME/DNAME targets in the upstream answer are evaluated too "
             "(explain does not query upstream; run explain on a target name to see its walk)"

@@ -19,14 +19,14 @@ import structlog
 
 from proxy import wire
 from proxy.metrics import Metric, Registry
-from proxy.names import in_zones, text_to_wire, wire_to_text
+from proxy.names import in_zones, text_to_wire, wire_suffixes, wire_to_text
 from proxy.pipeline import Handler, Plugin
 from proxy.replay import TAKES_PART, Effect, Guard, not_replayed
-from proxy.request import Request, Response
+from proxy.request import Request, Response, parse
 
 from .config import FirewallSpec
-from .explain import FirewallExplanation, describe_rules, explain_walk
-from .policy import ALERT, ALLOW, BLOCK, Decision, NotLoaded, Policy, Rule, Verdict
+from .explain import FirewallExplanation, describe_reply, describe_rules, explanation
+from .policy import ALERT, ALLOW, BLOCK, Decision, NotLoaded, Policy, Rule, Step, Verdict
 from .sources import ListEditError, ListSlot, ListStatus
 
 log = structlog.get_logger("dnsfw.firewall")
@@ -220,6 +220,14 @@ class Firewall(Plugin):
 
     # --- block answers ---------------------------------------------------------------
     async def block(self, req: Request, rule: Rule, next: Handler) -> Response:
+        reply = self.block_reply(req, rule)
+        if reply is not None:
+            return reply
+        return await self._override_cname(req, rule, next)
+
+    def block_reply(self, req: Request, rule: Rule) -> Response | None:
+        """The reply to ``req`` that ``rule`` blocks, or None for an override with a CNAME
+        that needs its target resolved (:meth:`_override_cname`)."""
         response = rule.response
         options = self.ede[rule]
         if response.kind == "nxdomain":
@@ -229,7 +237,9 @@ class Firewall(Plugin):
         if response.kind == "override":
             if response.target_ip is not None:
                 return self._sinkhole(req, rule, options)
-            return await self._override_cname(req, rule, next, options)
+            if req.qtype == wire.TYPE_CNAME:
+                return self._cname_reply(req, rule)
+            return None
         return req.reply(wire.NOERROR, authority=(self.soa,), options=options, source="firewall")
 
     def _sinkhole(self, req: Request, rule: Rule, options: bytes) -> Response:
@@ -242,17 +252,20 @@ class Firewall(Plugin):
         answer = wire.rr(wire.QNAME_PTR, wanted, rule.response.ttl, address.packed)
         return req.reply(wire.NOERROR, answer=(answer,), options=options, source="firewall")
 
-    async def _override_cname(
-        self, req: Request, rule: Rule, next: Handler, options: bytes
+    def _cname_reply(
+        self, req: Request, rule: Rule, *more: bytes, rcode: int = wire.NOERROR
     ) -> Response:
-        """``QNAME CNAME TARGET`` plus TARGET's records, resolved through the rest of the chain."""
+        """``QNAME CNAME TARGET`` (and ``more`` records after it)."""
         target = rule.response.target_wire
         assert target is not None
         cname = wire.rr(wire.QNAME_PTR, wire.TYPE_CNAME, rule.response.ttl, target)
-        if req.qtype == wire.TYPE_CNAME:
-            return req.reply(wire.NOERROR, answer=(cname,), options=options, source="firewall")
-        sub = _subquery(req, target)
-        resolved = await next(sub)
+        return req.reply(rcode, answer=(cname, *more), options=self.ede[rule], source="firewall")
+
+    async def _override_cname(self, req: Request, rule: Rule, next: Handler) -> Response:
+        """``QNAME CNAME TARGET`` plus TARGET's records, resolved through the rest of the chain."""
+        target = rule.response.target_wire
+        assert target is not None
+        resolved = await next(_subquery(req, target))
         extra: tuple[bytes, ...] = ()
         rcode = resolved.rcode
         with contextlib.suppress(dns.exception.DNSException, ValueError):
@@ -261,7 +274,7 @@ class Firewall(Plugin):
             extra = tuple(record for rrset in msg.answer for record in _render(rrset))
         if rcode not in (wire.NOERROR, wire.NXDOMAIN):
             rcode = wire.NOERROR  # the CNAME is still an answer
-        return req.reply(rcode, answer=(cname, *extra), options=options, source="firewall")
+        return self._cname_reply(req, rule, *extra, rcode=rcode)
 
     # --- lifecycle and readiness ------------------------------------------------------
     async def start(self) -> None:
@@ -332,9 +345,24 @@ class Firewall(Plugin):
         return await self._slot(name).replace_text(text)
 
     def explain(self, qname: bytes, qtype: int, client_ip: str) -> FirewallExplanation:
-        """The rule walk for a query (wire name), as ``dnsfw explain`` shows it."""
-        filtered = self.all_zones or in_zones(qname, self.zones)
-        return explain_walk(self.spec, self.policy, qname, qtype, client_ip, filtered=filtered)
+        """How this firewall decides a query (lower-case wire name): its :meth:`verdict`, the
+        rules the walk considered and, for a BLOCK, the reply this firewall builds for it."""
+        verdict = self.verdict(qname, qtype, client_ip)
+        steps: list[Step] = []
+        if verdict.inside:
+            with contextlib.suppress(NotLoaded):  # the verdict says which list
+                self.policy.evaluate(wire_suffixes(qname), qtype, client_ip, steps)
+        rule = verdict.rule
+        blocked = None
+        if rule is not None and rule.action == BLOCK:
+            req = parse(_query(qname, qtype), ("0.0.0.0", 0), "udp", "explain")
+            reply = self.block_reply(req, rule)
+            resolved = None
+            if reply is None:  # a CNAME override: the CNAME, then the target's records
+                reply = self._cname_reply(req, rule)
+                resolved = rule.response.target_name
+            blocked = describe_reply(reply.wire, resolved)
+        return explanation(self.spec, self.policy, verdict, steps, blocked)
 
     def rules(self) -> dict[str, Any]:
         """The effective evaluation order: groups, rules, lists, actions."""
@@ -497,6 +525,12 @@ def _render(rrset) -> list[bytes]:
     return [
         wire.rr(name, rrset.rdtype, rrset.ttl, rdata.to_wire(), rrset.rdclass) for rdata in rrset
     ]
+
+
+def _query(qname: bytes, qtype: int) -> bytes:
+    """A query for ``qname`` and ``qtype`` as a stub resolver with EDNS sends it."""
+    header = struct.pack("!HHHHHH", 0, wire.RD, 1, 0, 0, 1)
+    return header + qname + struct.pack("!HH", qtype, wire.CLASS_IN) + wire.opt_record(1232, False)
 
 
 __all__ = ["ALLOW", "ALERT", "BLOCK", "Firewall"]

@@ -110,13 +110,17 @@ class NotLoaded(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One rule considered by :meth:`Policy.explain`."""
+    """One rule considered by a traced :meth:`Policy.evaluate` (``dnsfw explain``)."""
 
     group: str
     rule: str
     list: str
     action: str
     outcome: str  # "match", "no match", "skipped: ..."
+
+    @classmethod
+    def of(cls, rule: Rule, outcome: str) -> Step:
+        return cls(rule.group, rule.name, rule.list, rule.action, outcome)
 
 
 class ClientSet:
@@ -228,12 +232,23 @@ class Policy:
         self.memo.clear()
         self.generation += 1
 
-    def evaluate(self, suffixes: Sequence[bytes], qtype: int, client_ip: str) -> Rule | None:
-        """The deciding rule for a name (given as its wire suffixes), or None. Raises NotLoaded."""
+    def evaluate(
+        self,
+        suffixes: Sequence[bytes],
+        qtype: int,
+        client_ip: str,
+        trace: list[Step] | None = None,
+    ) -> Rule | None:
+        """The deciding rule for a name (given as its wire suffixes), or None. Raises NotLoaded.
+
+        ``trace`` (``dnsfw explain``): every rule considered is appended to it, in order, with
+        why it did or did not match."""
         lookup = self.lookup
         in_group: dict[int, bool] | None = None
         for rule, clients in self.walk:
             if rule.qtype is not None and rule.qtype != qtype:
+                if trace is not None:
+                    trace.append(Step.of(rule, "skipped: qtype differs"))
                 continue
             if clients is not None:
                 if in_group is None:
@@ -243,33 +258,18 @@ class Policy:
                 if inside is None:
                     inside = in_group[key] = clients.contains(client_ip)
                 if not inside:
+                    if trace is not None:
+                        trace.append(Step.of(rule, "skipped: client not in the group's networks"))
                     continue
             domains = lookup(rule.list)
             if domains is None:
+                if trace is not None:
+                    trace.append(Step.of(rule, "list not loaded"))
                 raise NotLoaded(rule.list)
             if domains.match_suffixes(suffixes):  # type: ignore[attr-defined]
+                if trace is not None:
+                    trace.append(Step.of(rule, "match"))
                 return rule
+            if trace is not None:
+                trace.append(Step.of(rule, "no match"))
         return None
-
-    def explain(
-        self, suffixes: Sequence[bytes], qtype: int, client_ip: str
-    ) -> tuple[list[Step], Rule | None]:
-        """Every rule considered, in order, with why it did or did not match; and the decider."""
-        steps: list[Step] = []
-        for rule, clients in self.walk:
-            base = (rule.group, rule.name, rule.list, rule.action)
-            if rule.qtype is not None and rule.qtype != qtype:
-                steps.append(Step(*base, "skipped: qtype differs"))
-                continue
-            if clients is not None and not clients.contains(client_ip):
-                steps.append(Step(*base, "skipped: client not in the group's networks"))
-                continue
-            domains = self.lookup(rule.list)
-            if domains is None:
-                steps.append(Step(*base, "list not loaded"))
-                raise NotLoaded(rule.list)
-            if domains.match_suffixes(suffixes):  # type: ignore[attr-defined]
-                steps.append(Step(*base, "match"))
-                return steps, rule
-            steps.append(Step(*base, "no match"))
-        return steps, None
