@@ -92,6 +92,28 @@ class Request:
         """This query's answer must not be replayed (a stage decided in a way it cannot record)."""
         self.trail = None
 
+    def derive(self, data: bytes | None = None, qname_wire: bytes | None = None) -> Request:
+        """A new Request from the same client, with its own meta, start time and trail: for
+        the same query (a background refresh) or for ``data`` asking ``qname_wire`` with this
+        query's type, class and EDNS (a sub-query)."""
+        if data is None or qname_wire is None:
+            data, qname_wire, qend = self.wire, self.qname_wire, self.qend
+        else:
+            qend = wire.HEADER_LEN + len(qname_wire) + 4
+        return Request(
+            data,
+            qname_wire,
+            self.qtype,
+            self.qclass,
+            qend,
+            self.edns,
+            self.udp_size,
+            self.do,
+            self.client,
+            self.transport,
+            self.server,
+        )
+
     @property
     def id(self) -> int:
         return (self.wire[0] << 8) | self.wire[1]

@@ -279,7 +279,7 @@ class Cache(Plugin):
         entry.refreshing = True
         counters.prefetches += 1
         task = asyncio.get_running_loop().create_task(
-            self._refresh(_copy(req), next, entry, counters)
+            self._refresh(req.derive(), next, entry, counters)
         )
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -414,23 +414,6 @@ def _key(req: Request) -> tuple[bytes, int, int, int]:
 def _clamp(msg_ttl: int, ttls: TTLs) -> int:
     """CoreDNS's computeTTL: raised to MINTTL, then capped at TTL (the cap wins)."""
     return min(max(msg_ttl, ttls.min_ttl), ttls.max_ttl)
-
-
-def _copy(req: Request) -> Request:
-    """A fresh Request for the same query (own meta and start time), for a background fetch."""
-    return Request(
-        req.wire,
-        req.qname_wire,
-        req.qtype,
-        req.qclass,
-        req.qend,
-        req.edns,
-        req.udp_size,
-        req.do,
-        req.client,
-        req.transport,
-        req.server,
-    )
 
 
 # name, help, field of Cache.samples (None: entries), label names, kind

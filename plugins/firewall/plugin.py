@@ -504,20 +504,7 @@ def _subquery(req: Request, target: bytes) -> Request:
     )
     question = target + struct.pack("!HH", req.qtype, req.qclass)
     opt = wire.opt_record(req.udp_size, req.do) if req.edns else b""
-    data = header + question + opt
-    return Request(
-        data,
-        target,
-        req.qtype,
-        req.qclass,
-        12 + len(question),
-        req.edns,
-        req.udp_size,
-        req.do,
-        req.client,
-        req.transport,
-        req.server,
-    )
+    return req.derive(header + question + opt, target)
 
 
 def _render(rrset) -> list[bytes]:
