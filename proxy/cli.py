@@ -129,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         for key, zones in config.listeners.items():
             print(f"{key}: {len(zones)} zone(s)")
+        for block in config.blocks:
+            for plugin, reason in block.replays_off():
+                print(f"{block.file}:{block.line}: no replays through {plugin}: {reason}")
         print(f"{path}: OK")
         return 0
     runtime = Runtime(

@@ -37,7 +37,7 @@ from proxy.metrics import exposition, exposition_registry
 from proxy.replay import not_replayed
 from proxy.server import Listener, Server
 from tests.kit.counter_plugin import Counter
-from tests.kit.dnsfw import free_port
+from tests.kit.dnsfw import free_port, run_cli
 from tests.kit.metrics import sample
 from tests.kit.upstream import Upstream
 
@@ -460,3 +460,22 @@ async def test_a_plugin_without_the_contract_is_refused_at_setup(
     with pytest.raises(CorefileError) as err:
         build(parse_file(str(conf), directives=plugins.ORDER), AppContext(conf_path=str(conf)))
     assert f"{conf}:2" in str(err.value) and "does not meet the plugin contract" in str(err.value)
+
+
+def test_dnsfw_check_says_which_stage_keeps_queries_off_replays(tmp_path):
+    conf = tmp_path / "Corefile"
+    conf.write_text(".:53 {\n    log\n    cache {\n        prefetch 2\n    }\n    whoami\n}\n")
+    result = run_cli("check", "-conf", str(conf))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-3:] == [
+        f"{conf}:1: no replays through log: log format common prints each query's own id and "
+        "duration",
+        f"{conf}:1: no replays through cache: prefetch counts every hit of an entry as it is "
+        "served",
+        f"{conf}: OK",
+    ]
+    conf.write_text(
+        ".:53 {\n    log . {\n        format route53\n    }\n    cache\n    whoami\n}\n"
+    )
+    assert run_cli("check", "-conf", str(conf)).stdout.splitlines()[-1] == f"{conf}: OK"
+    assert "no replays" not in run_cli("check", "-conf", str(conf)).stdout
