@@ -11,8 +11,9 @@ from __future__ import annotations
 import dns.rcode
 
 import plugins
-from proxy import corefile
 from proxy.config import AppContext, build
+from proxy.corefile import parse as parse_corefile
+from tests.kit.corefiles import corefile
 
 CIDR_27 = tuple(f"{i}.0.0.10.in-addr.arpa." for i in range(32))
 
@@ -23,18 +24,21 @@ def asked(upstream, name: str) -> int:
 
 def test_cache_zone_and_list_entry_in_unicode_name_the_same_domain(dnsfw, upstream) -> None:
     server = dnsfw(
-        f"""
-.:{{PORT}} {{
-    firewall {{
+        corefile(
+            """\
+.:$PORT {
+    firewall {
         list intl domains straße.de
-        group g 100 {{
+        group g 100 {
             rule block-intl 100 BLOCK intl response nxdomain
-        }}
-    }}
+        }
+    }
     cache straße.de
-    forward . {upstream.address}
-}}
-"""
+    forward . $UPSTREAM
+}
+""",
+            UPSTREAM=upstream.address,
+        )
     )
     # the list entry is the IDNA 2008 name: it is blocked, the IDNA 2003 spelling is not
     blocked = server.query("xn--strae-oqa.de.", "A")
@@ -49,8 +53,8 @@ def test_cache_zone_and_list_entry_in_unicode_name_the_same_domain(dnsfw, upstre
     assert asked(upstream, "www.strasse.de.") == 2
 
 
-def setup(text: str):
-    blocks = corefile.parse(text, directives=plugins.ORDER)
+def configured(text: str):
+    blocks = parse_corefile(text, directives=plugins.ORDER)
     return build(blocks, AppContext(conf_path="Corefile", checking=True))
 
 
@@ -60,7 +64,7 @@ def plugin(config, name: str):
 
 
 def test_a_27_is_its_32_zones_in_every_plugin() -> None:
-    config = setup(
+    config = configured(
         """
 10.0.0.0/27:1053 {
     log 10.0.0.0/27
@@ -86,6 +90,6 @@ def test_a_27_is_its_32_zones_in_every_plugin() -> None:
 
 
 def test_cache_zones_default_to_the_block_zones_of_a_cidr_key() -> None:
-    config = setup("10.0.0.0/27:1053 {\n    cache\n    prometheus 127.0.0.1:9153\n}\n")
+    config = configured("10.0.0.0/27:1053 {\n    cache\n    prometheus 127.0.0.1:9153\n}\n")
     assert plugin(config, "cache").config.zones == CIDR_27
     assert set(plugin(config, "prometheus").zones.values()) == set(CIDR_27)

@@ -36,6 +36,7 @@ from proxy.corefile import CorefileError, parse_file
 from proxy.metrics import exposition, exposition_registry
 from proxy.replay import not_replayed
 from proxy.server import Listener, Server
+from tests.kit.corefiles import corefile
 from tests.kit.counter_plugin import Counter
 from tests.kit.dnsfw import free_port, run_cli
 from tests.kit.metrics import sample
@@ -72,10 +73,13 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def running(tmp_path: Path, body: str, *, ready: bool = True) -> AsyncIterator[Running]:
+async def running(
+    tmp_path: Path, body: str, *, ready: bool = True, **values: object
+) -> AsyncIterator[Running]:
+    """A server in this loop whose one block is ``body`` (a template: ``values`` fill it)."""
     port = free_port()
     conf = tmp_path / "Corefile"
-    conf.write_text(f".:{port} {{\n    bind 127.0.0.1\n{body}\n}}\n")
+    conf.write_text(corefile(SERVER, PORT=port, BODY=corefile(body, **values)))
     config = build(
         parse_file(str(conf), directives=plugins.ORDER),
         AppContext(conf_path=str(conf)),
@@ -103,19 +107,38 @@ def asked(upstream: Upstream, name: str) -> int:
     return len([s for s in upstream.seen if s.name.lower() == name.lower()])
 
 
-FIREWALL = """
-    firewall {
-        list blocked domains blocked.example
-        list watched domains mail.example.com
-        group g 10 {
-            rule block-listed 10 BLOCK blocked response nxdomain
-            rule watch 20 ALERT watched
-        }
-    }"""
+SERVER = """\
+.:$PORT {
+    bind 127.0.0.1
+    $BODY
+}
+"""
+
+CACHED = """\
+cache
+forward . $UPSTREAM"""
+
+FIREWALL = """\
+firewall {
+    list blocked domains blocked.example
+    list watched domains mail.example.com
+    group g 10 {
+        rule block-listed 10 BLOCK blocked response nxdomain
+        rule watch 20 ALERT watched
+    }
+}
+$MORE"""
+
+ROUTE53_LOG = """\
+log {
+    format route53
+    output $OUT
+}
+$MORE"""
 
 
 async def test_a_cache_hit_is_replayed_as_the_chain_answers_it(tmp_path, upstream):
-    async with running(tmp_path, f"{FIREWALL}\n    cache\n    forward . {upstream.address}") as d:
+    async with running(tmp_path, corefile(FIREWALL, MORE=CACHED), UPSTREAM=upstream.address) as d:
         q = query("www.example.com.", want_dnssec=False, use_edns=0)
         first = await d.ask(q)  # a miss: forwarded, stored
         assert not d.replayed(q)
@@ -154,7 +177,7 @@ async def test_a_cache_hit_is_replayed_as_the_chain_answers_it(tmp_path, upstrea
 
 
 async def test_a_list_change_ends_a_replay_at_once(tmp_path, upstream):
-    async with running(tmp_path, f"{FIREWALL}\n    cache\n    forward . {upstream.address}") as d:
+    async with running(tmp_path, corefile(FIREWALL, MORE=CACHED), UPSTREAM=upstream.address) as d:
         fw = d.plugin(Firewall)
         direct, chained = query("gmail.com."), query("a.example.")
         for _ in range(3):
@@ -182,8 +205,8 @@ async def test_a_list_change_ends_a_replay_at_once(tmp_path, upstream):
 
 
 async def test_a_replay_ends_with_its_cache_entry(tmp_path, upstream):
-    body = f"    cache {{\n        success 100 3600 1\n    }}\n    forward . {upstream.address}"
-    async with running(tmp_path, body) as d:
+    body = "cache {\n    success 100 3600 1\n}\nforward . $UPSTREAM"
+    async with running(tmp_path, body, UPSTREAM=upstream.address) as d:
         cache = d.plugin(Cache)
         q = query("example.com.")
         for _ in range(3):
@@ -204,12 +227,9 @@ async def test_a_replay_ends_with_its_cache_entry(tmp_path, upstream):
 
 async def test_replays_are_logged_and_counted_like_the_chain(tmp_path, upstream):
     out = tmp_path / "query.log"
-    body = (
-        f"    log {{\n        format route53\n        output {out}\n    }}\n"
-        f"{FIREWALL}\n    cache\n    forward . {upstream.address}"
-    )
+    body = corefile(ROUTE53_LOG, OUT=out, MORE=corefile(FIREWALL, MORE=CACHED))
     ports = []
-    async with running(tmp_path, body) as d:
+    async with running(tmp_path, body, UPSTREAM=upstream.address) as d:
         for name in ("mail.example.com.", "example.com."):
             q = query(name)
             for _ in range(5):
@@ -237,20 +257,20 @@ async def test_replays_are_logged_and_counted_like_the_chain(tmp_path, upstream)
 @pytest.mark.parametrize(
     ("name", "body"),
     [
-        ("text log", "    log\n    cache"),
-        ("log class filter", "    log {{\n        class success\n    }}\n    cache"),
-        ("prefetch", "    cache {{\n        prefetch 2\n    }}"),
+        ("text log", "log\ncache"),
+        ("text log with a class filter", "log {\n    class success\n}\ncache"),
+        ("prefetch", "cache {\n    prefetch 2\n}"),
         (
             "client groups",
-            "    firewall {{\n        list l domains blocked.example\n"
-            "        group g 1 {{\n            clients 10.0.0.0/8\n"
-            "            rule r 1 BLOCK l\n        }}\n    }}\n    cache",
+            "firewall {\n    list l domains blocked.example\n"
+            "    group g 1 {\n        clients 10.0.0.0/8\n"
+            "        rule r 1 BLOCK l\n    }\n}\ncache",
         ),
     ],
 )
 async def test_no_replay_where_a_stage_cannot_take_part(tmp_path, upstream, name, body):
-    body = body.format() + f"\n    forward . {upstream.address}"
-    async with running(tmp_path, body) as d:
+    body += "\nforward . $UPSTREAM"
+    async with running(tmp_path, body, UPSTREAM=upstream.address) as d:
         q = query("example.com.")
         for _ in range(4):
             assert (await d.ask(q)).rcode() == dns.rcode.NOERROR
@@ -259,7 +279,7 @@ async def test_no_replay_where_a_stage_cannot_take_part(tmp_path, upstream, name
 
 
 async def test_only_whole_udp_answers_are_replayed(tmp_path, upstream):
-    async with running(tmp_path, f"    cache\n    forward . {upstream.address}") as d:
+    async with running(tmp_path, CACHED, UPSTREAM=upstream.address) as d:
         big = query("big.example.com.", "TXT", use_edns=False)  # more than 512 bytes
         for _ in range(3):
             reply = await d.ask(big)
@@ -272,7 +292,7 @@ async def test_only_whole_udp_answers_are_replayed(tmp_path, upstream):
 
 
 async def test_a_reload_drops_the_replays(tmp_path, upstream):
-    async with running(tmp_path, f"    cache\n    forward . {upstream.address}") as d:
+    async with running(tmp_path, CACHED, UPSTREAM=upstream.address) as d:
         q = query("example.com.")
         await d.make_replay(q, asks=3)
         conf = tmp_path / "Corefile"
@@ -287,11 +307,9 @@ async def test_a_reload_drops_the_replays(tmp_path, upstream):
 
 
 async def test_replays_count_in_the_metrics_and_admin_stats(tmp_path, upstream):
-    body = (
-        f"    prometheus 127.0.0.1:{free_port()}\n    admin 127.0.0.1:{free_port()}\n"
-        f"{FIREWALL}\n    cache\n    forward . {upstream.address}"
-    )
-    async with running(tmp_path, body) as d:
+    stages = f"prometheus 127.0.0.1:{free_port()}\nadmin 127.0.0.1:{free_port()}\n"
+    body = stages + corefile(FIREWALL, MORE=CACHED)
+    async with running(tmp_path, body, UPSTREAM=upstream.address) as d:
         plain, alerted = query("example.com."), query("mail.example.com.", want_dnssec=True)
         for _ in range(5):
             await d.ask(plain)
@@ -324,7 +342,7 @@ async def test_replays_count_in_the_metrics_and_admin_stats(tmp_path, upstream):
 
 async def test_only_plain_queries_make_replays(tmp_path, upstream):
     """Trailing bytes and EDNS options are answered as usual, but never kept as replay keys."""
-    async with running(tmp_path, f"    cache\n    forward . {upstream.address}") as d:
+    async with running(tmp_path, CACHED, UPSTREAM=upstream.address) as d:
         plain = query("example.com.")
         await d.make_replay(plain)
         padded = query("example.com.", use_edns=0, options=[dns.edns.GenericOption(12, b"\0" * 64)])
@@ -348,19 +366,19 @@ def raw_udp(port: int, data: bytes) -> bytes:
 
 async def test_fail_open_counts_every_query(tmp_path, upstream):
     """A CNAME target that reaches an unloaded list: fail open, counted for every query."""
-    body = f"""
-    firewall {{
-        list ok domains a.example
-        list missing file {tmp_path / "missing.txt"}
-        fail open
-        group g 10 {{
-            rule allow-a 10 ALLOW ok
-            rule block-missing 20 BLOCK missing
-        }}
-    }}
-    cache
-    forward . {upstream.address}"""
-    async with running(tmp_path, body, ready=False) as d:
+    body = """\
+firewall {
+    list ok domains a.example
+    list missing file $MISSING
+    fail open
+    group g 10 {
+        rule allow-a 10 ALLOW ok
+        rule block-missing 20 BLOCK missing
+    }
+}
+$CACHED"""
+    values = {"MISSING": tmp_path / "missing.txt", "UPSTREAM": upstream.address}
+    async with running(tmp_path, body.replace("$CACHED", CACHED), ready=False, **values) as d:
         q = query("a.example.")  # a.example -> b.tracker.example -> c.cdn.example
         for _ in range(6):
             assert (await d.ask(q)).rcode() == dns.rcode.NOERROR
@@ -370,11 +388,8 @@ async def test_fail_open_counts_every_query(tmp_path, upstream):
 
 async def test_a_replay_that_raises_is_dropped_and_the_chain_answers(tmp_path, upstream):
     out = tmp_path / "query.log"
-    body = (
-        f"    log {{\n        format route53\n        output {out}\n    }}\n"
-        f"    cache\n    forward . {upstream.address}"
-    )
-    async with running(tmp_path, body) as d:
+    body = corefile(ROUTE53_LOG, OUT=out, MORE=CACHED)
+    async with running(tmp_path, body, UPSTREAM=upstream.address) as d:
         q = query("example.com.")
         await d.make_replay(q)
 
@@ -390,7 +405,7 @@ async def test_a_replay_that_raises_is_dropped_and_the_chain_answers(tmp_path, u
 
 
 async def test_eviction_ends_a_replay_and_frees_its_entry(tmp_path, upstream):
-    async with running(tmp_path, f"    cache\n    forward . {upstream.address}") as d:
+    async with running(tmp_path, CACHED, UPSTREAM=upstream.address) as d:
         q = query("example.com.")
         for _ in range(2):
             await d.ask(q)
@@ -415,8 +430,8 @@ def with_counter(monkeypatch):
 
 
 async def test_a_new_plugin_takes_part_with_only_its_effect(tmp_path, upstream, with_counter):
-    body = f"{FIREWALL}\n    counter\n    cache\n    forward . {upstream.address}"
-    async with running(tmp_path, body) as d:
+    body = corefile(FIREWALL, MORE=f"counter\n{CACHED}")
+    async with running(tmp_path, body, UPSTREAM=upstream.address) as d:
         q = query("example.com.")
         for _ in range(6):
             assert (await d.ask(q)).rcode() == dns.rcode.NOERROR
@@ -432,10 +447,10 @@ async def test_a_new_plugin_takes_part_with_only_its_effect(tmp_path, upstream, 
 async def test_a_plugin_that_cannot_take_part_says_so(
     tmp_path, upstream, with_counter, monkeypatch
 ):
-    body = f"    counter\n    cache\n    forward . {upstream.address}"
+    body = f"counter\n{CACHED}"
     monkeypatch.setattr(Counter, "replays", not_replayed("it counts by client"))
     with structlog.testing.capture_logs() as logs:
-        async with running(tmp_path, body) as d:
+        async with running(tmp_path, body, UPSTREAM=upstream.address) as d:
             q = query("example.com.")
             for _ in range(4):
                 await d.ask(q)
@@ -479,3 +494,18 @@ def test_dnsfw_check_says_which_stage_keeps_queries_off_replays(tmp_path):
     )
     assert run_cli("check", "-conf", str(conf)).stdout.splitlines()[-1] == f"{conf}: OK"
     assert "no replays" not in run_cli("check", "-conf", str(conf)).stdout
+
+
+async def test_a_route53_log_with_a_class_filter_takes_part(tmp_path, upstream):
+    out = tmp_path / "query.log"
+    body = corefile(ROUTE53_LOG, OUT=out, MORE=CACHED).replace(
+        f"output {out}\n", f"output {out}\n    class denial\n"
+    )
+    async with running(tmp_path, body, UPSTREAM=upstream.address) as d:
+        kept, filtered = query("nothing-here.example.com."), query("example.com.")
+        for _ in range(4):
+            assert (await d.ask(kept)).rcode() == dns.rcode.NXDOMAIN
+            assert (await d.ask(filtered)).rcode() == dns.rcode.NOERROR
+        assert d.replayed(kept) and d.replayed(filtered)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["query_name"] for r in lines] == ["nothing-here.example.com."] * 4

@@ -34,9 +34,8 @@ def free_port() -> int:
 
 
 def with_port(text: str, port: int) -> str:
-    """``text`` with ``$PORT`` replaced by ``port``. ``{PORT}`` too: the spelling of the
-    f-string Corefiles (``{{PORT}}``) still in tests/test_replay.py."""
-    return text.replace("$PORT", str(port)).replace("{PORT}", str(port))
+    """``text`` with ``$PORT`` replaced by ``port``."""
+    return text.replace("$PORT", str(port))
 
 
 class Dnsfw:
