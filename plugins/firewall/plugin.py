@@ -54,7 +54,6 @@ class Firewall(Plugin):
         self.policy = Policy(spec.groups, lambda name: slots[name].current)
         for slot in slots.values():
             slot.on_swap.append(self.policy.forget)
-        self.inspects = self.policy.inspects
         self.bypass_signals = spec.bypass_signals
         self.all_zones = "." in spec.zones
         self.zones = frozenset(text_to_wire(z) for z in spec.zones)

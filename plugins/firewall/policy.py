@@ -59,10 +59,6 @@ class Verdict:
     not_loaded: str | None = None
     inspects_chain: bool = False
 
-    @property
-    def action(self) -> str | None:
-        return self.rule.action if self.rule is not None else None
-
 
 @dataclass(frozen=True, slots=True)
 class BlockResponse:
