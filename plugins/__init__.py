@@ -2,8 +2,10 @@
 
 ``ORDER`` is CoreDNS v1.14.7's ``plugin.cfg`` with dnsfw's own stages added: ``firewall``
 right after ``acl`` and before ``cache`` (policy sees the final name, and a list change applies
-at once even to cached names), and ``admin`` (the HTTP API on a process-wide listener; in the
-chain it counts the queries of its block for the API's statistics).
+at once even to cached names), ``admin`` (the HTTP API on a process-wide listener; in the
+chain it counts the queries of its block for the API's statistics), and ``ratelimit`` right
+after ``prometheus`` (CoreDNS's is an external plugin: a limited query is still counted in
+the request metrics but costs no log line and no work behind it; see plugins/ratelimit.py).
 It is also the set of directives the Corefile parser accepts; a directive in ``ORDER`` that
 dnsfw does not implement is refused at setup with ``plugin/NAME: not supported by dnsfw``.
 
@@ -31,7 +33,10 @@ meet it) and has:
   with ``req.record(guard)``; a stage that answers from state it keeps (the cache) puts an
   :class:`proxy.replay.Answer` on its Response. That is all it takes for a replayed query
   to get the same behaviour: the replay runs the recorded objects again, in the same order.
-  ``req.no_replay()`` keeps one query from being replayed;
+  A stage that lets a query go on or not by its client and the time (a rate limit) asks a
+  :class:`proxy.replay.Gate` with ``req.admit(gate)``, which replays ask again per client.
+  ``req.no_replay()`` keeps one query from being replayed; ``req.drop()`` is a Response for
+  which nothing is sent;
 * optionally ``async start()``, ``async stop()`` and ``ready() -> bool`` (defaults: nothing,
   nothing, True).
 
@@ -65,6 +70,7 @@ ORDER: tuple[str, ...] = tuple(
         "pprof",
         "shed",
         "prometheus",
+        "ratelimit",
         "errors",
         "log",
         "dnstap",
@@ -117,6 +123,7 @@ IMPLEMENTED: dict[str, str] = {
     "health": "plugins.health",
     "log": "plugins.log",
     "prometheus": "plugins.prometheus",
+    "ratelimit": "plugins.ratelimit",
     "ready": "plugins.ready",
     "reload": "plugins.reload",
     "timeouts": "plugins.timeouts",

@@ -30,7 +30,8 @@ labels, so CoreDNS dashboards work unchanged:
 the name falls in, ``view`` always empty, ``family`` 1 (IPv4) or 2 (IPv6), ``type`` the query
 type among CoreDNS's list (A, AAAA, MX, SOA, CNAME, PTR, TXT, NS, SRV, DS, DNSKEY, RRSIG,
 NSEC, NSEC3, HTTPS, IXFR, AXFR, ANY) or ``other``. ``plugin`` names the stage that wrote the
-reply: ``forward`` (an upstream's answer), ``cache``, ``firewall``, else empty. The cost per
+reply: ``forward`` (an upstream's answer), ``cache``, ``firewall``, else empty. A query a
+stage dropped (``ratelimit`` with ``drop``) counts as a request with no response. The cost per
 query is a few dict look-ups and integer additions on children kept by this stage.
 
 The listener is process-wide, kept across reloads, and may share its address with
@@ -141,7 +142,9 @@ class Prometheus(Plugin):
                 series.do if req.do else None,
                 len(req.wire),
                 len(resp.wire),
-                series.responses.get(rkey) or self._response_child(series, rkey),
+                (series.responses.get(rkey) or self._response_child(series, rkey))
+                if resp.wire
+                else None,  # dropped (Request.drop): a request with no response
             )
         )
         return resp
@@ -192,7 +195,7 @@ class Count(Effect):
         do: Child | None,
         req_len: int,
         resp_len: int,
-        answered: Child,
+        answered: Child | None,
     ) -> None:
         self.prometheus = prometheus
         self.series = series
@@ -219,9 +222,11 @@ class Count(Effect):
             self.do.value += 1
         req_size, req_len, resp_size, resp_len = self.sizes
         req_size.observe(req_len)
-        resp_size.observe(resp_len)
         self.series.duration.observe(_monotonic() - start)
-        self.answered.value += 1
+        answered = self.answered
+        if answered is not None:
+            resp_size.observe(resp_len)
+            answered.value += 1
 
 
 def _families(metrics: Registry) -> dict[str, Metric]:

@@ -1,6 +1,7 @@
 """The ``dnsfw`` command.
 
-    dnsfw run   [-conf FILE] [-dns.port N] [-max-inflight N] [-tcp-max-conns N] [-quiet]
+    dnsfw run   [-conf FILE] [-dns.port N] [-max-inflight N] [-max-inflight-per-client N]
+                [-tcp-max-conns N] [-quiet]
     dnsfw check [-conf FILE] [-dns.port N]      parse and set up everything, open no socket
     dnsfw -plugins                               the directives dnsfw knows, in chain order
     dnsfw --version
@@ -79,6 +80,15 @@ def _parser() -> argparse.ArgumentParser:
         help="queries that may wait on upstream I/O at once; more are REFUSED",
     )
     p.add_argument(
+        "-max-inflight-per-client",
+        "--max-inflight-per-client",
+        dest="max_inflight_per_client",
+        type=int,
+        default=None,
+        help="of those, how many one client (IPv4 address, IPv6 /64) may have; more are "
+        "REFUSED (default: a tenth of -max-inflight, at least 100; 0: no share)",
+    )
+    p.add_argument(
         "-tcp-max-conns",
         "--tcp-max-conns",
         dest="tcp_max_conns",
@@ -138,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         path,
         dns_port=args.dns_port,
         max_inflight=args.max_inflight,
+        max_inflight_per_client=args.max_inflight_per_client,
         tcp_max_connections=args.tcp_max_conns,
     )
     try:

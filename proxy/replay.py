@@ -13,13 +13,18 @@ the chain runs them (:meth:`proxy.request.Request.record` and :meth:`~proxy.requ
   address and the query's monotonic receive time (count a rule match, write a query-log line,
   count the query in the metrics). ``serve`` runs it through ``req.run(effect)``, which also
   records it, so the replay does exactly what the chain did, in the same order.
+* a :class:`Gate` -- whether a query from this client may go on now (a rate limit). ``serve``
+  asks it through ``req.admit(gate)``, which also records it; a replay asks it again for every
+  query before the answer. A closed gate does not drop the replay: that one query runs the
+  chain, where the stage answers it as it does for any held-back query (REFUSED, nothing...)
+  and the stages around it count it as they count any chain answer.
 * an :class:`Answer` -- the reply for the query bytes at a monotonic time, or None once it no
   longer holds (the cache: the entry expired, was flushed or replaced). The stage that answered
   puts it on its Response (``Response(..., replay=answer)``) after using it for the reply itself.
 
 When the chain finished a UDP query at once with an Answer, the listener keeps
-:class:`Replay` (guards, answer, effects) under the query's bytes after its id; the same bytes
-from any client are then answered by :meth:`Replay.run` with no Request and no stage call.
+:class:`Replay` (guards, gates, answer, effects) under the query's bytes after its id; the same
+bytes from any client are then answered by :meth:`Replay.run` with no Request and no stage call.
 
 Whether a stage can take part is declared at setup, not discovered per query: every plugin
 has ``replays`` (:data:`TAKES_PART`, or :func:`not_replayed` with the reason). A stage that
@@ -45,6 +50,7 @@ from dataclasses import dataclass
 from typing import Any
 
 MAX_REPLAYS = 16384  # per listener; cleared when full (the working set refills it at once)
+HELD = b""  # Replay.run: a gate held this query back; the chain answers it, the replay stays
 
 
 class Guard:
@@ -65,6 +71,18 @@ class Effect:
     __slots__ = ()
 
     def __call__(self, client: Any, start: float) -> None:
+        raise NotImplementedError
+
+
+class Gate:
+    """Recorded by a stage that lets a query go on or not by its client and the time (a rate
+    limit): ``gate(client, now)`` is True when a query from ``client`` (address, port) at
+    monotonic time ``now`` may go on, and it counts that query against the client. Asked
+    through ``req.admit(gate)`` in ``serve``, and again by every replay of the query."""
+
+    __slots__ = ()
+
+    def __call__(self, client: Any, now: float) -> bool:
         raise NotImplementedError
 
 
@@ -98,21 +116,30 @@ def not_replayed(reason: str) -> Replays:
 class Replay:
     """What the chain recorded for one query, run without the chain."""
 
-    __slots__ = ("guards", "answer", "effects")
+    __slots__ = ("guards", "gates", "answer", "effects")
 
     def __init__(
-        self, guards: tuple[Guard, ...], answer: Answer, effects: tuple[Effect, ...]
+        self,
+        guards: tuple[Guard, ...],
+        gates: tuple[Gate, ...],
+        answer: Answer,
+        effects: tuple[Effect, ...],
     ) -> None:
         self.guards = guards
+        self.gates = gates
         self.answer = answer
         self.effects = effects
 
     def run(self, data: bytes, client: Any) -> bytes | None:
-        """The reply to ``data`` from ``client``, or None (run the chain instead)."""
+        """The reply to ``data`` from ``client``; None: it no longer holds (drop it and run the
+        chain); :data:`HELD`: a gate held this client back (run the chain, keep the replay)."""
         for guard in self.guards:
             if not guard():
                 return None
         now = time.monotonic()
+        for gate in self.gates:
+            if not gate(client, now):
+                return HELD
         reply = self.answer(data, now)
         if reply is not None:
             for effect in self.effects:
@@ -120,8 +147,9 @@ class Replay:
         return reply
 
 
-def build(trail: Sequence[Guard | Effect], answer: Answer) -> Replay:
+def build(trail: Sequence[Guard | Gate | Effect], answer: Answer) -> Replay:
     """A replay from a query's recorded ``trail`` (in the order the chain ran it)."""
     guards = tuple(step for step in trail if isinstance(step, Guard))
-    effects = tuple(step for step in trail if not isinstance(step, Guard))
-    return Replay(guards, answer, effects)
+    gates = tuple(step for step in trail if isinstance(step, Gate))
+    effects = tuple(step for step in trail if not isinstance(step, (Guard, Gate)))
+    return Replay(guards, gates, answer, effects)

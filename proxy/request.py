@@ -88,6 +88,14 @@ class Request:
         if trail is not None:
             trail.append(effect)
 
+    def admit(self, gate: Any) -> bool:
+        """Ask a stage's :class:`~proxy.replay.Gate` whether this query may go on, and record
+        it for a replay of this query (which asks it again for each client)."""
+        trail = self.trail
+        if trail is not None:
+            trail.append(gate)
+        return gate(self.client, self.start)
+
     def no_replay(self) -> None:
         """This query's answer must not be replayed (a stage decided in a way it cannot record)."""
         self.trail = None
@@ -165,11 +173,16 @@ class Request:
         )
         return Response(data, rcode, source, error=error)
 
+    def drop(self) -> Response:
+        """No reply at all: the server sends nothing for this query (the client times out)."""
+        return Response(b"", wire.REFUSED, "drop")
+
 
 class Response:
     """A reply on its way back through the chain.
 
-    ``source`` says who made it: ``upstream``, ``cache``, ``firewall``, ``local``, ``error``.
+    ``source`` says who made it: ``upstream``, ``cache``, ``firewall``, ``local``, ``error``;
+    ``drop`` (empty ``wire``, :meth:`Request.drop`): nothing is sent.
     ``info`` is the shared, computed-once view of an upstream answer (None for local replies
     unless a stage asks for it via :meth:`answer_info`). ``error`` is a message for the
     ``errors`` stage when the chain failed (CoreDNS's returned ``err``). ``replay`` is the

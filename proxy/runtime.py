@@ -88,12 +88,14 @@ class Runtime:
         *,
         dns_port: int = 53,
         max_inflight: int = 10000,
+        max_inflight_per_client: int | None = None,
         tcp_max_connections: int = 1000,
         shutdown_grace: float = 5.0,
     ) -> None:
         self.path = path
         self.dns_port = dns_port
         self.max_inflight = max_inflight
+        self.max_inflight_per_client = max_inflight_per_client
         self.tcp_max_connections = tcp_max_connections
         self.shutdown_grace = shutdown_grace
         self.metrics = Registry()  # process-wide: counters survive reloads
@@ -160,6 +162,7 @@ class Runtime:
         server = Server(
             config,
             max_inflight=self.max_inflight,
+            max_inflight_per_client=self.max_inflight_per_client,
             tcp_max_connections=self.tcp_max_connections,
             shutdown_grace=self.shutdown_grace,
             inherited=passed,

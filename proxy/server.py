@@ -55,7 +55,8 @@ class Listener:
         self.timeouts = listener_timeouts(router)
 
     def query(self, data: bytes, client: Any, proto: str, sink: Any) -> bytes | None:
-        """Run one query: the reply when it finished at once, None when ``sink.finish`` will get it."""
+        """Run one query: the reply when it finished at once (empty: send nothing), None when
+        ``sink.finish`` will get it."""
         server = self.server
         try:
             req = parse(data, client, proto, self.label)
@@ -75,11 +76,9 @@ class Listener:
             return server.complete(req, resp, None)
         except Exception as exc:  # noqa: BLE001 - a plugin bug must not take the listener down
             return server.complete(req, None, exc)
-        if server.inflight >= server.max_inflight:
+        if not server.hold(client):
             coro.close()
-            server.overflow += 1
             return wire.build_reply(data, req.qend, wire.REFUSED, opt=req.opt())
-        server.inflight += 1
         Continuation(coro, awaited, req, sink, server.loop)
         return None
 
@@ -127,6 +126,24 @@ class Listener:
                 conn.transport.abort()
 
 
+def per_client_share(max_inflight: int, per_client: int | None) -> int:
+    """Queries one client may have waiting on I/O: ``per_client`` when given (0: the whole
+    pool), else a tenth of the pool but at least 100 (a busy client of a small pool is not
+    held back before the pool itself is)."""
+    if per_client is None:
+        return max(max_inflight // 10, 100)
+    return per_client or max_inflight
+
+
+def client_key(client: Any) -> str | bytes:
+    """Whose share of the in-flight pool a query takes: its IPv4 address, or the /64 of its
+    IPv6 address (one host may use any address of its /64)."""
+    host = client[0]
+    if ":" not in host:
+        return host
+    return socket.inet_pton(socket.AF_INET6, host.partition("%")[0])[:8]
+
+
 def listener_timeouts(router: Router) -> dict[str, float]:
     """TCP timeouts of a listener: the first block's `timeouts`, else CoreDNS's defaults."""
     values = {"read": 3.0, "write": 5.0, "idle": 10.0}
@@ -156,19 +173,21 @@ class UDPProtocol(asyncio.DatagramProtocol):
             except Exception as exc:  # noqa: BLE001 - a part's bug: report it, let the chain answer
                 listener.server.report_panic("replay_failed", repr(exc))
                 reply = None
-            if reply is not None:
+            if reply:
                 self.sendto(reply, addr)
                 return
-            listener.replays.pop(data[2:], None)  # something changed: the chain decides again
+            if reply is None:  # something changed: the chain decides again
+                listener.replays.pop(data[2:], None)
+            # else a gate held this client back (proxy.replay.HELD): the chain answers it
         reply = listener.query(data, addr, "udp", self)
-        if reply is not None:
+        if reply:
             self.sendto(reply, addr)
 
     def finish(self, req: Request, resp: Response | None, exc: BaseException | None) -> None:
         server = self.listener.server
-        server.inflight -= 1
+        server.release(req.client)
         reply = server.complete(req, resp, exc)
-        if reply is not None and self.transport is not None and not self.transport.is_closing():
+        if reply and self.transport is not None and not self.transport.is_closing():
             self.sendto(reply, req.client)
 
     def error_received(self, exc: Exception) -> None:
@@ -224,9 +243,9 @@ class TCPConnection(asyncio.Protocol):
             if self.listener.closing:
                 continue
             reply = self.listener.query(message, self.peer, "tcp", self)
-            if reply is not None:
+            if reply:
                 self._write(reply)
-            else:
+            elif reply is None:  # answered later, by finish()
                 self.pending += 1
                 if self.pending >= self.MAX_PENDING and not self.paused:
                     self.paused = True
@@ -234,10 +253,10 @@ class TCPConnection(asyncio.Protocol):
 
     def finish(self, req: Request, resp: Response | None, exc: BaseException | None) -> None:
         server = self.listener.server
-        server.inflight -= 1
+        server.release(req.client)
         self.pending -= 1
         reply = server.complete(req, resp, exc)
-        if reply is not None:
+        if reply:
             self._write(reply)
         if self.paused and self.pending < self.MAX_PENDING // 2 and self.transport is not None:
             self.paused = False
@@ -335,6 +354,7 @@ class Server:
         config: Config,
         *,
         max_inflight: int = 10000,
+        max_inflight_per_client: int | None = None,
         tcp_max_connections: int = 1000,
         shutdown_grace: float = 5.0,
         inherited: SocketPool | None = None,
@@ -343,6 +363,9 @@ class Server:
         self.config = config
         self.inherited = inherited  # sockets from systemd socket activation
         self.max_inflight = max_inflight
+        self.max_per_client = per_client_share(max_inflight, max_inflight_per_client)
+        # queries waiting on I/O per client (client_key), only for clients that have some
+        self.held: dict[str | bytes, int] = {}
         self.tcp_max_connections = tcp_max_connections
         self.shutdown_grace = shutdown_grace
         self.loop = asyncio.get_running_loop()
@@ -351,6 +374,7 @@ class Server:
         # plain counters on the hot path; exported through the metrics registry
         self.malformed = 0
         self.overflow = 0
+        self.client_overflow = 0
         self.tcp_rejected = 0
         self.panics = 0
         self._last_panic_log = 0.0  # chain failures are logged at most once a second
@@ -360,13 +384,42 @@ class Server:
         # registered once: these counters belong to the process, not to a configuration
         self._register_metrics(metrics if metrics is not None else config.app.metrics)
 
+    # --- the in-flight pool ---------------------------------------------------------
+    def hold(self, client: Any) -> bool:
+        """Take a place in the in-flight pool for a query from ``client`` that must wait on
+        I/O; False (counted) when the pool is full or the client already has its share."""
+        if self.inflight >= self.max_inflight:
+            self.overflow += 1
+            return False
+        key = client_key(client)
+        held = self.held.get(key, 0)
+        if held >= self.max_per_client:
+            self.client_overflow += 1
+            return False
+        self.held[key] = held + 1
+        self.inflight += 1
+        return True
+
+    def release(self, client: Any) -> None:
+        """Give back the place :meth:`hold` took for a query from ``client``."""
+        self.inflight -= 1
+        key = client_key(client)
+        held = self.held[key] - 1
+        if held:
+            self.held[key] = held
+        else:
+            del self.held[key]  # the table holds only clients with queries in flight
+
     # --- the reply path -------------------------------------------------------------
     def complete(self, req: Request, resp: Response | None, exc: BaseException | None) -> bytes:
-        """The bytes to send for a finished query: SERVFAIL on failure, client id, UDP truncation."""
+        """The bytes to send for a finished query: SERVFAIL on failure, client id, UDP truncation;
+        empty when a stage dropped the query."""
         if exc is not None or type(resp) is not Response:
             self._chain_failed(req, exc, resp)
             return wire.build_reply(req.wire, req.qend, wire.SERVFAIL, flags=wire.RA, opt=req.opt())
         data = resp.wire
+        if not data:
+            return data  # a stage chose to send nothing (Request.drop)
         if data[0] != req.wire[0] or data[1] != req.wire[1]:
             data = req.wire[:2] + data[2:]
         if req.transport == "udp" and len(data) > req.udp_size:
@@ -501,6 +554,13 @@ class Server:
             "coredns_panics_total",
             "Queries whose chain raised an exception (answered SERVFAIL).",
             "panics",
+            "counter",
+        ),
+        (
+            "dnsfw_inflight_client_overflow_total",
+            "Queries answered REFUSED because their client already had its share of the "
+            "queries waiting on I/O.",
+            "client_overflow",
             "counter",
         ),
         ("dnsfw_inflight_queries", "Queries waiting on I/O now.", "inflight", "gauge"),

@@ -44,7 +44,11 @@ Syntax::
   ``tls_servername`` and a ``%SERVERNAME`` is an error.
 * ``policy`` (random): order of upstreams per query, see :mod:`plugins.forward.policy`.
 * ``max_concurrent MAX`` (0: no limit): more queries waiting on upstreams at once are answered
-  REFUSED with the error ``concurrent queries exceeded maximum MAX``.
+  REFUSED with the error ``concurrent queries exceeded maximum MAX`` and counted in
+  ``coredns_forward_max_concurrent_rejects_total``, as in CoreDNS; that is not an upstream
+  failure. It keeps a zone whose servers stop answering from holding the process's whole
+  in-flight pool (``-max-inflight``); pick MAX above the zone's query rate times its upstreams'
+  latency.
 * ``read_timeout`` (2s): how long one upstream may take; then the next one is tried. Whatever
   happens, a query is given up after 5s in all.
 * ``failfast_all_unhealthy_upstreams``: when every upstream is down, answer SERVFAIL at once
