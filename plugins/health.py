@@ -51,7 +51,7 @@ class HealthSite:
     name: ClassVar[str] = "health"
     prefix: ClassVar[str] = "/health"
 
-    async def handle(self, request: web.Request, runtime: Any) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest, runtime: Any) -> web.StreamResponse:
         refusal = refuse_unless_get(request, self.prefix)
         if refusal is not None:
             return refusal

@@ -85,7 +85,7 @@ class MetricsSite:
     name: ClassVar[str] = "prometheus"
     prefix: ClassVar[str] = "/metrics"
 
-    async def handle(self, request: web.Request, runtime: Any) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest, runtime: Any) -> web.StreamResponse:
         refusal = refuse_unless_get(request, self.prefix)
         if refusal is not None:
             return refusal

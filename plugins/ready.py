@@ -43,7 +43,7 @@ class ReadySite:
     name: ClassVar[str] = "ready"
     prefix: ClassVar[str] = "/ready"
 
-    async def handle(self, request: web.Request, runtime: Any) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest, runtime: Any) -> web.StreamResponse:
         refusal = refuse_unless_get(request, self.prefix)
         if refusal is not None:
             return refusal

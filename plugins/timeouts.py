@@ -8,11 +8,18 @@ Syntax::
         idle DURATION
     }
 
-``idle`` (default 10s) closes a TCP connection with no query in flight and nothing received
-for that long. ``read`` (default 3s) bounds the time a client may take to send the rest of a
-query it started; ``write`` (default 5s) the time a reply may wait to be taken by the client.
-Each between 1s and 24h. It is a per-listener setting: with several blocks on one port, the
-first block's values apply (as in CoreDNS). UDP is not affected.
+``read`` (default 3s) is one deadline per message: a query must arrive whole within ``read``
+of its first byte, however its bytes trickle in (a client sending a byte a second is cut off,
+as CoreDNS sets one read deadline per message). ``write`` (default 5s) is one deadline per
+reply: the client must take it within ``write`` of its writing, whatever it keeps sending. A
+connection past either deadline is reset, which frees its ``-tcp-max-conns`` slot. ``idle``
+(default 10s) closes a connection with no query in flight, no reply waiting and nothing
+received for that long, one that never sent anything included. (CoreDNS gives the first
+message ``read`` from the connection's start and later ones ``idle``; dnsfw gives every
+message ``read`` from its first byte, and the time between messages ``idle``.) Each between
+1s and 24h. It is a per-listener setting: with several blocks on one port, the first block's
+values apply (as in CoreDNS). UDP is not affected. The deadlines are checked every half of
+the shortest of them, at most every second, so a connection is closed up to that much later.
 
 Example::
 

@@ -36,8 +36,10 @@ once and re-read by the others; if they name different sources, the edit answers
 Edits and reloads are serialised (:attr:`proxy.runtime.Runtime.lock`).
 
 **Errors** are JSON ``{"error": MESSAGE}`` (400, 401, 403, 404, 405, 409, 413; 502 when a
-refresh failed, the old list serving on). Request bodies: JSON at most 1 MiB, PUT at most
-64 MiB (413 beyond).
+refresh failed, the old list serving on), and so are those of requests the HTTP listener
+refuses before the API sees them (400, 414, 417, 431: :mod:`proxy.http`). Request bodies: JSON
+at most 1 MiB, PUT at most 64 MiB (413 beyond); a body that does not decode or parse (JSON
+nested too deeply included) is 400. No input gets a 5xx.
 
 **Statistics** come from the ``admin`` stage of each server block that has one (it counts
 what it sees: the final rcode, the firewall's decision, the client) and from the plugins'
@@ -232,7 +234,7 @@ def _rcode_text(rcode: int) -> str:
 
 
 # --- the site -------------------------------------------------------------------------------
-Handler = Callable[["Runtime", web.Request, dict[str, str]], Awaitable[web.StreamResponse]]
+Handler = Callable[["Runtime", web.BaseRequest, dict[str, str]], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True)
@@ -243,7 +245,7 @@ class AdminSite:
     name: ClassVar[str] = "admin"
     prefix: ClassVar[str] = "/v1"
 
-    async def handle(self, request: web.Request, runtime: Runtime) -> web.StreamResponse:
+    async def handle(self, request: web.BaseRequest, runtime: Runtime) -> web.StreamResponse:
         denied = self._authorize(request)
         if denied is not None:
             return denied
@@ -273,7 +275,7 @@ class AdminSite:
             return reply
         return json_error(404, f"no such endpoint: {request.path}")
 
-    def _authorize(self, request: web.Request) -> web.Response | None:
+    def _authorize(self, request: web.BaseRequest) -> web.Response | None:
         if self.token is None:
             return None
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
@@ -296,7 +298,7 @@ def _json(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status)
 
 
-def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+def _int_param(request: web.BaseRequest, name: str, default: int, low: int, high: int) -> int:
     text = request.query.get(name)
     if text is None:
         return default
@@ -305,18 +307,21 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
     return int(text)
 
 
-async def _body(request: web.Request, limit: int) -> bytes:
+async def _body(request: web.BaseRequest, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, f"request body larger than {limit} bytes")
     data = bytearray()
-    async for chunk in request.content.iter_chunked(1 << 16):
-        data += chunk
-        if len(data) > limit:
-            raise ApiError(413, f"request body larger than {limit} bytes")
+    try:
+        async for chunk in request.content.iter_chunked(1 << 16):
+            data += chunk
+            if len(data) > limit:
+                raise ApiError(413, f"request body larger than {limit} bytes")
+    except web.RequestPayloadError as err:  # a body that does not decode (Content-Encoding)
+        raise ApiError(400, f"request body unreadable: {err}") from None
     return bytes(data)
 
 
-async def _json_body(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
+async def _json_body(request: web.BaseRequest, *, optional: bool = False) -> dict[str, Any]:
     raw = await _body(request, MAX_JSON_BODY)
     if not raw.strip() and optional:
         return {}
@@ -324,6 +329,8 @@ async def _json_body(request: web.Request, *, optional: bool = False) -> dict[st
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as err:
         raise ApiError(400, f"request body is not valid JSON: {err}") from None
+    except RecursionError:  # json.loads recurses per level: arrays nested thousands deep
+        raise ApiError(400, "request body is not valid JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise ApiError(400, "request body must be a JSON object")
     return data
@@ -364,16 +371,16 @@ def _find(runtime: Runtime, name: str) -> list[tuple[DomainLists, ListState]]:
 
 
 # --- lists ----------------------------------------------------------------------------------
-async def openapi(runtime: Runtime, request: web.Request, _: dict[str, str]) -> web.Response:
+async def openapi(runtime: Runtime, request: web.BaseRequest, _: dict[str, str]) -> web.Response:
     return _json(document(auth=request[AUTH_KEY]))
 
 
-async def list_lists(runtime: Runtime, request: web.Request, _: dict[str, str]) -> web.Response:
+async def list_lists(runtime: Runtime, request: web.BaseRequest, _: dict[str, str]) -> web.Response:
     rows = [_status_json(fw, st) for fw in _firewalls(runtime) for st in fw.lists()]
     return _json({"lists": rows})
 
 
-async def get_list(runtime: Runtime, request: web.Request, p: dict[str, str]) -> web.Response:
+async def get_list(runtime: Runtime, request: web.BaseRequest, p: dict[str, str]) -> web.Response:
     offset = _int_param(request, "offset", 0, 0, 100_000_000)
     limit = _int_param(request, "limit", PAGE_DEFAULT, 1, PAGE_MAX)
     found = _find(runtime, p["name"])
@@ -390,7 +397,7 @@ async def get_list(runtime: Runtime, request: web.Request, p: dict[str, str]) ->
     )
 
 
-async def patch_list(runtime: Runtime, request: web.Request, p: dict[str, str]) -> web.Response:
+async def patch_list(runtime: Runtime, request: web.BaseRequest, p: dict[str, str]) -> web.Response:
     body = await _json_body(request)
     unknown = sorted(set(body) - {"operation", "domains"})
     if unknown:
@@ -412,7 +419,7 @@ async def patch_list(runtime: Runtime, request: web.Request, p: dict[str, str]) 
     )
 
 
-async def put_list(runtime: Runtime, request: web.Request, p: dict[str, str]) -> web.Response:
+async def put_list(runtime: Runtime, request: web.BaseRequest, p: dict[str, str]) -> web.Response:
     raw = await _body(request, MAX_TEXT_BODY)
     try:
         text = raw.decode("utf-8-sig")
@@ -449,7 +456,9 @@ async def _edit(
     )
 
 
-async def refresh_list(runtime: Runtime, request: web.Request, p: dict[str, str]) -> web.Response:
+async def refresh_list(
+    runtime: Runtime, request: web.BaseRequest, p: dict[str, str]
+) -> web.Response:
     found = _find(runtime, p["name"])
     rows = []
     for firewall, _ in found:
@@ -461,11 +470,11 @@ async def refresh_list(runtime: Runtime, request: web.Request, p: dict[str, str]
 
 
 # --- rules, explain -------------------------------------------------------------------------
-async def rules(runtime: Runtime, request: web.Request, _: dict[str, str]) -> web.Response:
+async def rules(runtime: Runtime, request: web.BaseRequest, _: dict[str, str]) -> web.Response:
     return _json({"firewalls": [fw.rules() for fw in _firewalls(runtime)]})
 
 
-async def explain(runtime: Runtime, request: web.Request, _: dict[str, str]) -> web.Response:
+async def explain(runtime: Runtime, request: web.BaseRequest, _: dict[str, str]) -> web.Response:
     name = request.query.get("name", "")
     if not name.strip():
         raise ApiError(400, "query parameter 'name' is required")
@@ -507,7 +516,7 @@ async def explain(runtime: Runtime, request: web.Request, _: dict[str, str]) -> 
 
 
 # --- stats, reload, cache -------------------------------------------------------------------
-async def stats(runtime: Runtime, request: web.Request, _: dict[str, str]) -> web.Response:
+async def stats(runtime: Runtime, request: web.BaseRequest, _: dict[str, str]) -> web.Response:
     top = _int_param(request, "top", TOP_DEFAULT, 1, TOP_MAX)
     services = _services(runtime)
     seen = runtime.shared.get(STATS_KEY)
@@ -561,14 +570,14 @@ async def stats(runtime: Runtime, request: web.Request, _: dict[str, str]) -> we
     )
 
 
-async def reload(runtime: Runtime, request: web.Request, _: dict[str, str]) -> web.Response:
+async def reload(runtime: Runtime, request: web.BaseRequest, _: dict[str, str]) -> web.Response:
     result = await runtime.reload("api")
     if result.ok:
         return _json(result.to_json())
     return json_error(400, result.error or "reload failed", reload=result.to_json())
 
 
-async def flush(runtime: Runtime, request: web.Request, _: dict[str, str]) -> web.Response:
+async def flush(runtime: Runtime, request: web.BaseRequest, _: dict[str, str]) -> web.Response:
     body = await _json_body(request, optional=True)
     unknown = sorted(set(body) - {"name"})
     if unknown:

@@ -17,6 +17,15 @@ the life of the process:
   ``/metrics``, ``/v1``); the same stage in several server blocks with the same address and
   settings is one site. Other overlaps are errors at setup, with file and line.
 
+Errors are JSON ``{"error": MESSAGE}`` (:func:`json_error`): those of the admin API, of a path
+no site serves, and those aiohttp answers itself for a request no site sees (a request line
+over 8190 bytes: 414; a header over 8192 bytes or more than 128 headers: 431; anything else it
+cannot parse, such as a bad request line, a header without a colon or bad chunked encoding:
+400), through :class:`JsonErrors`, aiohttp's protocol with its ``handle_error`` hook
+overridden. Those 4xx are the client's doing: logged at debug level, never with a traceback.
+(``/health``, ``/ready`` and ``/metrics`` answer a wrong path or method in plain text, as
+CoreDNS does: :func:`refuse_unless_get`.)
+
 ADDRESS syntax (as CoreDNS): ``HOST:PORT``, ``:PORT`` (every address, IPv4 and IPv6),
 ``[IPV6]:PORT``; HOST is an IP address or a name resolved when the listener opens
 (``localhost``: 127.0.0.1 and ::1).
@@ -30,10 +39,12 @@ import ipaddress
 import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 
 from .corefile import Directive, Token
 
@@ -42,7 +53,10 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("dnsfw.http")
 
-MAX_BODY = 64 << 20  # the largest request body any site takes (the admin API's list PUT)
+# aiohttp's limits, the field one a little higher so that LineTooLong's limit tells the lines apart
+MAX_LINE = 8190  # bytes of the request line: longer is 414
+MAX_FIELD = 8192  # bytes of one header (name and value): longer is 431
+MAX_HEADERS = 128  # more is 431
 BACKLOG = 128
 SHUTDOWN_TIMEOUT = 2.0  # seconds a closing listener waits for requests in progress
 
@@ -94,7 +108,7 @@ class Site(Protocol):
     name: str  # the directive, for messages
     prefix: str  # "/health", "/v1", ...
 
-    async def handle(self, request: web.Request, runtime: Any) -> web.StreamResponse: ...
+    async def handle(self, request: web.BaseRequest, runtime: Any) -> web.StreamResponse: ...
 
 
 def add_site(app: AppContext, directive: Directive, address: Address, site: Site) -> None:
@@ -168,20 +182,23 @@ class HttpListener:
 
     async def open(self) -> None:
         sockets = open_sockets(self.address)
-        # every request goes to dispatch, whatever aiohttp's router makes of its path
-        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._middleware])
-        self.runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
+        # aiohttp's low-level server: every request goes to dispatch, not to aiohttp's router
+        server = JsonErrorsServer(
+            self.dispatch,
+            access_log=None,
+            max_line_size=MAX_LINE,
+            max_field_size=MAX_FIELD,
+            max_headers=MAX_HEADERS,
         )
+        self.runner = web.ServerRunner(server, shutdown_timeout=SHUTDOWN_TIMEOUT)
         await self.runner.setup()
         for sock in sockets:
             await web.SockSite(self.runner, sock, shutdown_timeout=SHUTDOWN_TIMEOUT).start()
 
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        return await self.dispatch(request)  # not aiohttp's routing: ``handler`` is unused
-
-    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+    async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        refused = await _expect(request)
+        if refused is not None:
+            return refused
         path = request.path
         for prefix, site in self.sites.items():  # a snapshot: a reload replaces the mapping
             if path == prefix or path.startswith(prefix + "/"):
@@ -192,6 +209,77 @@ class HttpListener:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
+
+
+async def _expect(request: web.BaseRequest) -> web.Response | None:
+    """``Expect: 100-continue`` answered as aiohttp's router does (the low-level server does
+    not): "100 Continue" before the site reads the body; 417 for any other expectation."""
+    expect = request.headers.get("Expect")
+    if expect is None or request.version != (1, 1):
+        return None
+    if expect.lower() != "100-continue":
+        return json_error(417, f"unsupported Expect: {expect}")
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0  # the reply proper has not started
+    return None
+
+
+class JsonErrors(web.RequestHandler):
+    """aiohttp's HTTP/1 protocol, whose errors are dnsfw's: JSON, 4xx for a client's request.
+
+    aiohttp answers itself, through ``handle_error``, a request it cannot parse (before any
+    site sees it) and a site that raised (500; 504 on a timeout); it would answer plain text.
+    """
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status >= 500:
+            self.log_exception("Error handling request from %s", request.remote, exc_info=exc)
+        else:  # the client's doing: no traceback in the journal at its request
+            self.logger.debug("bad request from %s: %s", request.remote, message)
+        if request.writer.output_size > 0:  # as aiohttp: a reply under way cannot be replaced
+            raise ConnectionError("a response is under way: cannot send the error")
+        reply = json_error(*_early_error(status, exc, message))
+        reply.force_close()
+        return reply
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        # aiohttp reads on a body the site did not read whole, after the reply; a body the
+        # client broke (bad chunk, bad gzip) is its doing, as above
+        exc = kw.get("exc_info")
+        if isinstance(exc, web.RequestPayloadError):
+            self.logger.debug("bad request body: %s", exc)
+        else:
+            super().log_exception(*args, **kw)
+
+
+def _early_error(status: int, exc: BaseException | None, message: str | None) -> tuple[int, str]:
+    """The status and message of an error aiohttp answers itself (see JsonErrors)."""
+    if isinstance(exc, LineTooLong):
+        if exc.args[1] == MAX_LINE:
+            return 414, f"request line longer than {MAX_LINE} bytes"
+        return 431, f"header longer than {MAX_FIELD} bytes"
+    if isinstance(exc, BadHttpMessage) and exc.message.startswith("Too many headers"):
+        return 431, f"more than {MAX_HEADERS} headers"
+    if status >= 500:
+        return status, f"internal error: {HTTPStatus(status).phrase}"
+    return status, f"bad HTTP request: {message or HTTPStatus(status).phrase}"
+
+
+class JsonErrorsServer(web.Server):
+    """aiohttp's low-level server, making :class:`JsonErrors` protocols with ``settings``."""
+
+    def __init__(self, handler: Any, **settings: Any) -> None:
+        super().__init__(handler, **settings)
+        self.settings = settings
+
+    def __call__(self) -> JsonErrors:
+        return JsonErrors(self, loop=asyncio.get_running_loop(), **self.settings)
 
 
 @dataclass(frozen=True)
@@ -266,6 +354,7 @@ __all__ = [
     "Change",
     "HttpListener",
     "HttpListeners",
+    "JsonErrors",
     "Site",
     "add_site",
     "json_error",
@@ -274,7 +363,7 @@ __all__ = [
 ]
 
 
-def refuse_unless_get(request: web.Request, path: str) -> web.Response | None:
+def refuse_unless_get(request: web.BaseRequest, path: str) -> web.Response | None:
     """The 404 or 405 a single-path, read-only endpoint (``/health``, ``/ready``,
     ``/metrics``) gives to anything but ``GET``/``HEAD`` of its path; None when it is one."""
     if request.path != path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import __version__
+from .http import MAX_FIELD, MAX_HEADERS, MAX_LINE
 
 NAME_PATTERN = "^[A-Za-z0-9_-]+$"  # firewall list names (plugins/firewall/config.py)
 
@@ -23,17 +24,24 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     text = {
-        400: "Bad request (the message says why; invalid entries are listed in `errors`)",
+        400: "Bad request: malformed HTTP, parameters or body (the message says why; invalid "
+        "entries are listed in `errors`)",
         401: "No `Authorization: Bearer TOKEN` header",
         403: "Wrong token",
         404: "No such list or endpoint",
         405: "Method not allowed",
         409: "The list cannot be edited (url, inline or hosts/adblock list) or is ambiguous",
         413: "Request body too large",
+        414: f"Request line longer than {MAX_LINE} bytes",
+        417: "An `Expect` header other than `100-continue`",
+        431: f"A header longer than {MAX_FIELD} bytes, or more than {MAX_HEADERS} headers",
         502: "Re-reading the list's source failed; the old list keeps serving",
     }
     return {str(code): _json(_ref("Error"), text[code]) for code in codes}
 
+
+# what any request may get from the HTTP listener itself (proxy/http.py), before the API
+HTTP_ERRORS = (400, 414, 417, 431)
 
 _NULLABLE_NUMBER = {"type": "number", "nullable": True}
 _NULLABLE_STRING = {"type": "string", "nullable": True}
@@ -374,19 +382,21 @@ PATHS: dict[str, Any] = {
 }
 
 
+def _with(responses: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``responses`` and those of ``extra`` it does not describe itself."""
+    return {**responses, **{code: r for code, r in extra.items() if code not in responses}}
+
+
 def document(auth: bool = True) -> dict[str, Any]:
     """The OpenAPI document; ``auth``: the listener has a ``token_file``."""
-    paths = PATHS
-    if auth:
-        paths = {
-            path: {
-                key: {**op, "responses": {**op["responses"], **_errors(401, 403)}}
-                if key != "parameters"
-                else op
-                for key, op in item.items()
-            }
-            for path, item in PATHS.items()
+    extra = _errors(*HTTP_ERRORS, *((401, 403) if auth else ()))
+    paths = {
+        path: {
+            key: op if key == "parameters" else {**op, "responses": _with(op["responses"], extra)}
+            for key, op in item.items()
         }
+        for path, item in PATHS.items()
+    }
     doc: dict[str, Any] = {
         "openapi": "3.0.3",
         "info": {

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import socket
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -206,7 +207,11 @@ class TCPConnection(asyncio.Protocol):
         self.pending = 0
         self.transport: asyncio.Transport | None = None
         self.peer: Any = None
-        self.last_active = time.monotonic()
+        self.last_active = time.monotonic()  # the last bytes received or reply written
+        self.started = 0.0  # when the first byte of the message in ``buffer`` came
+        self.written = 0  # bytes of replies handed to the transport
+        # (end offset in ``written``, when written) of replies not yet all taken by the client
+        self.unsent: deque[tuple[int, float]] = deque()
         self.idle_timer: asyncio.TimerHandle | None = None
         self.paused = False
 
@@ -228,8 +233,10 @@ class TCPConnection(asyncio.Protocol):
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
-        self.last_active = time.monotonic()
+        now = self.last_active = time.monotonic()
         buf = self.buffer
+        if not buf:
+            self.started = now  # a message begins: `read` runs from its first byte (one deadline)
         buf += data
         while len(buf) >= 2 and self.transport is not None:
             size = (buf[0] << 8) | buf[1]
@@ -240,6 +247,7 @@ class TCPConnection(asyncio.Protocol):
                 break
             message = bytes(buf[2 : size + 2])
             del buf[: size + 2]
+            self.started = now  # the next message, if it came in the same bytes, begins now
             if self.listener.closing:
                 continue
             reply = self.listener.query(message, self.peer, "tcp", self)
@@ -260,14 +268,19 @@ class TCPConnection(asyncio.Protocol):
             self._write(reply)
         if self.paused and self.pending < self.MAX_PENDING // 2 and self.transport is not None:
             self.paused = False
+            self.started = time.monotonic()  # a message cut by the pause gets its whole `read`
             self.transport.resume_reading()
         if self.listener.closing and self.pending == 0 and self.transport is not None:
             self.transport.close()
 
     def _write(self, reply: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
             self.last_active = time.monotonic()
-            self.transport.write(len(reply).to_bytes(2, "big") + reply)
+            transport.write(len(reply).to_bytes(2, "big") + reply)
+            self.written += len(reply) + 2
+            if transport.get_write_buffer_size():  # not all in the kernel: `write` runs for it
+                self.unsent.append((self.written, self.last_active))
 
     def _arm_idle(self) -> None:
         # one timer per connection, checking the read, write and idle limits
@@ -280,15 +293,26 @@ class TCPConnection(asyncio.Protocol):
         if transport is None:
             return
         timeouts = self.listener.timeouts
-        quiet = time.monotonic() - self.last_active
-        if self.buffer and quiet >= timeouts["read"]:
-            transport.abort()  # a query started but never finished
-        elif transport.get_write_buffer_size() and quiet >= timeouts["write"]:
-            transport.abort()  # the client does not take its replies
-        elif self.pending == 0 and not self.buffer and quiet >= timeouts["idle"]:
+        now = time.monotonic()
+        quiet = now - self.last_active
+        if self.buffer and not self.paused and now - self.started >= timeouts["read"]:
+            # a message not complete within `read` of its first byte, however its bytes
+            # trickle in (slowloris); while reading is paused the client cannot send
+            transport.abort()
+        elif self._oldest_unsent(transport) <= now - timeouts["write"]:
+            transport.abort()  # a reply not taken within `write`, whatever the client sends
+        elif not (self.pending or self.buffer or self.unsent) and quiet >= timeouts["idle"]:
             transport.close()
         else:
             self._arm_idle()
+
+    def _oldest_unsent(self, transport: asyncio.Transport) -> float:
+        """When the oldest reply the client has not yet taken whole was written (inf: none)."""
+        taken = self.written - transport.get_write_buffer_size()
+        unsent = self.unsent
+        while unsent and unsent[0][0] <= taken:
+            unsent.popleft()
+        return unsent[0][1] if unsent else float("inf")
 
     def drain_and_close(self) -> None:
         if self.pending == 0 and self.transport is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -69,3 +70,12 @@ class Api:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
+
+
+def raw_request(port: int, data: bytes, timeout: float = 10.0) -> Reply:
+    """Send ``data`` to 127.0.0.1:``port`` as it is (malformed HTTP too) and read the reply."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        resp = http.client.HTTPResponse(sock)
+        resp.begin()  # skips a "100 Continue"
+        return Reply(resp.status, resp.headers, resp.read())

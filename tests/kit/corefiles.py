@@ -33,6 +33,17 @@ WHOAMI = """\
 }
 """
 
+# whoami with TCP timeouts: TIMEOUTS is the `timeouts` block's lines ("read 1s")
+WHOAMI_TIMEOUTS = """\
+.:$PORT {
+    bind 127.0.0.1
+    timeouts {
+        $TIMEOUTS
+    }
+    whoami
+}
+"""
+
 # everything forwarded to the test upstream
 FORWARD = """\
 .:$PORT {
