@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         for block in config.blocks:
             for plugin, reason in block.replays_off():
                 print(f"{block.file}:{block.line}: no replays through {plugin}: {reason}")
+        for warning in config.app.warnings:
+            print(warning, file=sys.stderr)
         print(f"{path}: OK")
         return 0
     runtime = Runtime(

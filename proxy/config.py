@@ -53,6 +53,12 @@ class AppContext:
     lameduck: float = 0.0  # seconds to keep serving after a stop signal (`health`)
     # state that outlives one configuration: `dnsfw run` passes the same dict to every reload
     shared: dict[str, Any] = field(default_factory=dict)
+    # what `dnsfw check` prints without failing: "FILE:LINE - Warning: ..." (see warn)
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, file: str, line: int, message: str) -> None:
+        """A setup finding that is legal but surely not meant (a rule that can never match)."""
+        self.warnings.append(f"{file}:{line} - Warning: {message}")
 
 
 @dataclass
