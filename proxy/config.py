@@ -24,6 +24,7 @@ from .corefile import (
     ServerKey,
     Token,
     fingerprint,
+    parse,
     parse_file,
     zones_of,
 )
@@ -140,13 +141,15 @@ def load(
     reloading: bool = False,
     metrics: Registry | None = None,
     shared: dict[str, Any] | None = None,
+    text: str | None = None,
 ) -> Config:
     """Parse ``path`` and set up every block. Raises CorefileError with file and line.
 
     ``metrics`` and ``shared`` are the process's (``dnsfw run``); by default a fresh registry
-    and dict, as for ``dnsfw check``.
+    and dict, as for ``dnsfw check``. ``text``: the Corefile's text, not read from ``path``
+    (the built-in default configuration).
     """
-    blocks = parse_file(path, directives=registry.ORDER, dns_port=dns_port)
+    blocks = parse_blocks(path, dns_port, text)
     app = AppContext(conf_path=path, dns_port=dns_port, checking=checking, reloading=reloading)
     if metrics is not None:
         app.metrics = metrics
@@ -155,6 +158,13 @@ def load(
     config = build(blocks, app)
     config.sha512 = fingerprint(blocks)
     return config
+
+
+def parse_blocks(path: str, dns_port: int, text: str | None = None) -> list[ServerBlock]:
+    """The server blocks of the Corefile at ``path``, or of ``text`` named ``path``."""
+    if text is None:
+        return parse_file(path, directives=registry.ORDER, dns_port=dns_port)
+    return parse(text, filename=path, directives=registry.ORDER, dns_port=dns_port)
 
 
 def build(blocks: list[ServerBlock], app: AppContext) -> Config:
