@@ -59,7 +59,7 @@ Keys
     happen in the core, not here.
 
 Errors are ``CorefileError`` and print like CoreDNS's, with a hint where one helps:
-``Corefile:12 - Error during parsing: Unknown directive 'fwd' (did you mean 'forward'?)``.
+``Corefile:12 - Error during parsing: Unknown directive 'firewal' (did you mean 'firewall'?)``.
 A block still open at the end of the input names the block and where it opened (CoreDNS
 says only ``Unexpected token '}', expecting '}'``); an unknown directive that looks like a
 server block key, or a stray ``}``, says which block it ended up in.
@@ -185,7 +185,8 @@ def did_you_mean(word: str, known: Iterable[str]) -> str:
     Every "unknown directive / property / option" message of the parser and the plugins
     gets its suggestion here, so they all read alike.
     """
-    close = difflib.get_close_matches(word, list(known), n=1)
+    # 0.7, not difflib's 0.6: 'ttl' would get 'keepttl'; typos of one or two letters pass
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.7)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
@@ -565,7 +566,9 @@ class _Parser:
             if braced:
                 return f" (is a '}}' missing before it? {label} at {_at(first)} is still open)"
             return f" ({label} at {_at(first)} has no '{{', so it runs to the end of the file)"
-        if lines and lines[-1].block is None:
+        # the line right above has no block: maybe its '{' is missing (the lines below it
+        # then read as directives)
+        if lines and lines[-1].block is None and lines[-1].line + 1 == token.line:
             previous = lines[-1].name
             return f" (a property of '{previous.text}' at {_at(previous)}? then that line needs a '{{')"
         return ""

@@ -281,7 +281,7 @@ STRUCTURE_ERRORS = [
     (
         "s1_10_15_unknown_directive",
         ". {\n  whoami\n\n  fwd . 1.1.1.1\n}\n",
-        "Corefile:4 - Error during parsing: Unknown directive 'fwd' (did you mean 'forward'?)",
+        "Corefile:4 - Error during parsing: Unknown directive 'fwd'",
     ),
     (
         "leading_bare_directive_is_a_key",  # the coredns.io manual's example
@@ -399,8 +399,7 @@ STRUCTURE_ERRORS = [
     (
         "error_line_counts_quoted_newlines",
         '. {\n  log "a\n\nb"\n  nope\n}\n',
-        "Corefile:5 - Error during parsing: Unknown directive 'nope' (a property of 'log' at"
-        " Corefile:2? then that line needs a '{')",
+        "Corefile:5 - Error during parsing: Unknown directive 'nope'",
     ),
 ]
 
@@ -1064,8 +1063,7 @@ IMPORT_ERRORS = [
         "error_in_imported_file",
         ". {\n  import c.conf\n}\n",
         {"c.conf": "log\n\nnope\n"},
-        "{tmp}/c.conf:3 - Error during parsing: Unknown directive 'nope' (a property of 'log'"
-        " at {tmp}/c.conf:1? then that line needs a '{')",
+        "{tmp}/c.conf:3 - Error during parsing: Unknown directive 'nope'",
     ),
     (
         "unterminated_quote_in_imported_file",
