@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format check bench clean
+.PHONY: run test lint format check docs bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ run: $(STAMP)
 
 check: $(STAMP)
 	$(VENV)/bin/dnsfw check -conf Corefile.example
+
+# docs/reference.md from the plugin docstrings (tests/test_docs.py fails when it is stale)
+docs: $(STAMP)
+	$(PY) -m proxy.reference > docs/reference.md
 
 # pytest exits 5 when it collected no test: that must fail, and it does (non-zero).
 test: $(STAMP)

@@ -115,7 +115,7 @@ def setup(directive: Directive, ctx: SetupContext) -> Admin:
     token: str | None = None
     for line in directive.block or ():
         if line.name.text != "token_file":
-            raise line.unknown_property()
+            raise line.unknown_property(("token_file",))
         if len(line.args) != 1:
             raise line.arg_error()
         token = _read_token(line, line.args[0], ctx)

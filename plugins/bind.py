@@ -39,7 +39,7 @@ def setup(directive: Directive, ctx: SetupContext) -> None:
     excluded: set[str] = set()
     for line in directive.block or ():
         if line.name.text != "except":
-            raise line.unknown_property()
+            raise line.unknown_property(("except",))
         if not line.args:
             raise line.arg_error()
         excluded.update(a for token in line.args for a in _resolve(token))

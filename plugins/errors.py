@@ -76,7 +76,7 @@ def setup(directive: Directive, ctx: SetupContext) -> Errors:
         elif name == "consolidate":
             rules.append(_consolidation(line))
         else:
-            raise line.unknown_property()
+            raise line.unknown_property(("stacktrace", "consolidate"))
     return Errors(rules)
 
 

@@ -67,7 +67,7 @@ def setup(directive: Directive, ctx: SetupContext) -> None:
     )
     for line in directive.block or ():
         if line.name.text != "lameduck":
-            raise line.unknown_property()
+            raise line.unknown_property(("lameduck",))
         if len(line.args) != 1:
             raise line.arg_error()
         seconds = parse_duration(line.args[0])

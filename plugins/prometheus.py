@@ -273,7 +273,7 @@ def setup(directive: Directive, ctx: SetupContext) -> Prometheus:
         raise directive.arg_error()
     for line in directive.block or ():
         if line.name.text != "runtime_metrics":
-            raise line.unknown_property()
+            raise line.unknown_property(("runtime_metrics",))
         if line.args:
             raise line.arg_error()
     address = parse_address(

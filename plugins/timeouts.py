@@ -49,7 +49,7 @@ def setup(directive: Directive, ctx: SetupContext) -> None:
     for line in directive.block:
         name = line.name.text
         if name not in ("read", "write", "idle"):
-            raise line.unknown_property()
+            raise line.unknown_property(("read", "write", "idle"))
         if len(line.args) != 1:
             raise line.arg_error()
         seconds = parse_duration(line.args[0])

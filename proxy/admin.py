@@ -5,7 +5,8 @@ GET      /v1/openapi.json                  this API as an OpenAPI 3.0 document
 GET      /v1/lists                         every domain list of every firewall, with status
 GET      /v1/lists/{name}?offset=&limit=   one list: status and a page of entries (sorted)
 PATCH    /v1/lists/{name}                  ``{"operation": "ADD"|"REMOVE"|"REPLACE",
-                                           "domains": [...]}``, at most 1000 domains
+                                           "domains": [...]}``, at most 1000 domains;
+                                           Route 53's ``Operation``/``Domains`` too
 PUT      /v1/lists/{name}                  REPLACE with a text body, one entry per line
 POST     /v1/lists/{name}/refresh          re-read the list's source (file or URL)
 GET      /v1/rules                         the effective evaluation order of each firewall
@@ -29,7 +30,10 @@ before the reply: a query sent after the reply sees it, and a restart or a crash
 reply loses nothing. ``url`` lists, inline (``domains``) lists and ``hosts``/``adblock`` files
 answer 409 with the reason. Invalid entries answer 400 with ``errors``, one line per bad entry
 and why (for PUT with its line number), and the list is unchanged. PATCH takes at most 1000
-domains, as Route 53's UpdateFirewallDomains does (clients written for it behave the same);
+domains, as Route 53's UpdateFirewallDomains does (clients written for it behave the same),
+and takes its body as written for it too: ``{"Operation": "ADD", "Domains": [...]}``, with an
+optional ``FirewallDomainListId`` that must be the list's name (one casing per body: a mix
+is refused);
 PUT is the bulk path (parsed, built and written in a thread: a 100,000-entry REPLACE does not
 hold the DNS listeners). A list name used by several firewalls (server blocks) is edited
 once and re-read by the others; if they name different sources, the edit answers 409.
@@ -398,12 +402,7 @@ async def get_list(runtime: Runtime, request: web.BaseRequest, p: dict[str, str]
 
 
 async def patch_list(runtime: Runtime, request: web.BaseRequest, p: dict[str, str]) -> web.Response:
-    body = await _json_body(request)
-    unknown = sorted(set(body) - {"operation", "domains"})
-    if unknown:
-        raise ApiError(400, f"unknown field(s): {', '.join(unknown)}")
-    operation = body.get("operation")
-    domains = body.get("domains")
+    operation, domains = _list_edit(await _json_body(request), p["name"])
     if operation not in ("ADD", "REMOVE", "REPLACE"):
         raise ApiError(400, "'operation' must be ADD, REMOVE or REPLACE")
     if not isinstance(domains, list):
@@ -417,6 +416,29 @@ async def patch_list(runtime: Runtime, request: web.BaseRequest, p: dict[str, st
     return await _edit(
         runtime, p["name"], operation, lambda fw: fw.edit(p["name"], operation, domains)
     )
+
+
+# PATCH bodies in dnsfw's casing, or in Route 53's (UpdateFirewallDomains), never mixed
+_EDIT_FIELDS = {"operation": "operation", "domains": "domains"}
+_ROUTE53_EDIT_FIELDS = {
+    "Operation": "operation",
+    "Domains": "domains",
+    "FirewallDomainListId": "id",
+}
+
+
+def _list_edit(body: dict[str, Any], name: str) -> tuple[Any, Any]:
+    """(operation, domains) of a PATCH body; Route 53's ``FirewallDomainListId``, when
+    given, must name the list of the URL."""
+    fields = _ROUTE53_EDIT_FIELDS if set(body) & set(_ROUTE53_EDIT_FIELDS) else _EDIT_FIELDS
+    unknown = sorted(set(body) - set(fields))
+    if unknown:
+        known = ", ".join(k for k in fields if k != "FirewallDomainListId")
+        raise ApiError(400, f"unknown field(s): {', '.join(unknown)} (expected {known})")
+    edit = {fields[key]: value for key, value in body.items()}
+    if "id" in edit and edit["id"] != name:
+        raise ApiError(400, f"'FirewallDomainListId' is not the list of the URL ('{name}')")
+    return edit.get("operation"), edit.get("domains")
 
 
 async def put_list(runtime: Runtime, request: web.BaseRequest, p: dict[str, str]) -> web.Response:

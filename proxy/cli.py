@@ -3,13 +3,16 @@
     dnsfw run   [-conf FILE] [-dns.port N] [-max-inflight N] [-max-inflight-per-client N]
                 [-tcp-max-conns N] [-quiet]
     dnsfw check [-conf FILE] [-dns.port N]      parse and set up everything, open no socket
-    dnsfw -plugins                               the directives dnsfw knows, in chain order
+    dnsfw -plugins                               the directives dnsfw implements, in chain order
     dnsfw --version
     dnsfw COMMAND ...                            a command (plugins.COMMANDS: explain, audit)
 
+``dnsfw -h`` lists them all, each command with the first line of its module's docstring.
 Flags take one dash as in CoreDNS (``-conf``) or two (``--conf``). Without ``-conf``,
-``./Corefile`` is read; without that file, the built-in ``.:PORT { whoami }``.
-Exit status 1 with a ``FILE:LINE - ...`` message for a bad Corefile.
+``./Corefile`` is read; without that file, as CoreDNS, the built-in ``.:PORT { whoami }``
+(PORT from ``-dns.port``, default 53), and dnsfw says so. Exit status 1 with a
+``FILE:LINE - ...`` message for a bad Corefile; ``check`` prints warnings (rules that can
+never match...) on stderr and still exits 0.
 
 Signals while running: SIGTERM/SIGINT stop gracefully (in-flight queries finish, bounded);
 SIGHUP and SIGUSR1 reload the Corefile (a failed reload changes nothing and is logged).
@@ -26,7 +29,6 @@ import importlib
 import logging
 import os
 import sys
-import tempfile
 
 import structlog
 
@@ -38,6 +40,10 @@ from .corefile import CorefileError
 from .runtime import Runtime
 
 DEFAULT_COREFILE = ".:{port} {{\n    whoami\n}}\n"
+CORE_COMMANDS = {
+    "run": "serve DNS with the Corefile (the default command)",
+    "check": "parse and set up everything (lists read), open no socket; exit 1 on error",
+}
 
 
 def configure_logging(quiet: bool = False) -> None:
@@ -56,11 +62,29 @@ def configure_logging(quiet: bool = False) -> None:
     )
 
 
+def _commands() -> str:
+    """One line per command: run, check, then each of plugins.COMMANDS (its docstring's
+    first line, "dnsfw NAME - what it does")."""
+    lines = [f"  {name:<9} {text}" for name, text in CORE_COMMANDS.items()]
+    for name, module in registry.COMMANDS.items():
+        doc = importlib.import_module(module).__doc__ or ""
+        summary = doc.strip().splitlines()[0].split(" - ", 1)[-1].rstrip(".")
+        lines.append(f"  {name:<9} {summary} (dnsfw {name} -h)")
+    return "commands:\n" + "\n".join(lines)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="dnsfw", description="DNS firewall (CoreDNS-compatible Corefile)"
+        prog="dnsfw",
+        usage=f"dnsfw [run|check] [options]  |  dnsfw {{{','.join(registry.COMMANDS)}}} ...  "
+        "|  dnsfw -plugins",
+        description="DNS firewall (CoreDNS-compatible Corefile)",
+        epilog=_commands(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("command", nargs="?", choices=("run", "check"), default="run")
+    p.add_argument(
+        "command", nargs="?", choices=tuple(CORE_COMMANDS), default="run", help=argparse.SUPPRESS
+    )
     p.add_argument("-conf", "--conf", dest="conf", help="Corefile to load (default ./Corefile)")
     p.add_argument(
         "-dns.port",
@@ -97,20 +121,39 @@ def _parser() -> argparse.ArgumentParser:
         help="open TCP client connections per listener; more are closed at once",
     )
     p.add_argument("-quiet", "--quiet", action="store_true", help="only warnings and errors")
-    p.add_argument("-plugins", "--plugins", action="store_true", help="list directives and exit")
+    p.add_argument(
+        "-plugins",
+        "--plugins",
+        action="store_true",
+        help="list the directives dnsfw implements, in chain order, and exit",
+    )
     p.add_argument("-version", "--version", action="store_true", help="print the version and exit")
     return p
 
 
-def _conf_path(conf: str | None, dns_port: int) -> str:
+def _corefile(conf: str | None, dns_port: int) -> tuple[str, str | None]:
+    """(path, text): ``-conf``, else ./Corefile, else CoreDNS's default ``.:PORT { whoami }``
+    (text given, read from no file; messages name it "Corefile", as CoreDNS's do)."""
     if conf:
-        return conf
+        return conf, None
     if os.path.exists("Corefile"):
-        return "Corefile"
-    fd, path = tempfile.mkstemp(prefix="dnsfw-default-", suffix=".Corefile")
-    with os.fdopen(fd, "w") as f:
-        f.write(DEFAULT_COREFILE.format(port=dns_port))
-    return path
+        return "Corefile", None
+    text = DEFAULT_COREFILE.format(port=dns_port)
+    default = " ".join(text.split())
+    print(
+        f"dnsfw: no -conf and no ./Corefile: using the default configuration, {default}",
+        file=sys.stderr,
+    )
+    return "Corefile", text
+
+
+def _plugins() -> None:
+    """The directives dnsfw implements in chain order, as CoreDNS prints its compiled-in ones."""
+    for name in registry.ORDER:
+        if name in registry.IMPLEMENTED:
+            print(f"dns.{name}")
+    others = len(registry.ORDER) - len(registry.IMPLEMENTED)
+    print(f"({others} other CoreDNS directives parse but are refused: not supported by dnsfw)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,17 +166,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dnsfw-{__version__}")
         return 0
     if args.plugins:
-        for name in registry.ORDER:
-            mark = (
-                "" if name in registry.IMPLEMENTED else "   (CoreDNS only: not supported by dnsfw)"
-            )
-            print(f"dns.{name}{mark}")
+        _plugins()
         return 0
     configure_logging(args.quiet)
-    path = _conf_path(args.conf, args.dns_port)
+    path, text = _corefile(args.conf, args.dns_port)
     if args.command == "check":
         try:
-            config = load(path, dns_port=args.dns_port, checking=True)
+            config = load(path, dns_port=args.dns_port, checking=True, text=text)
         except CorefileError as err:
             print(err, file=sys.stderr)
             return 1
@@ -142,10 +181,13 @@ def main(argv: list[str] | None = None) -> int:
         for block in config.blocks:
             for plugin, reason in block.replays_off():
                 print(f"{block.file}:{block.line}: no replays through {plugin}: {reason}")
-        print(f"{path}: OK")
+        for warning in config.app.warnings:
+            print(warning, file=sys.stderr)
+        print(f"{path if text is None else 'default configuration'}: OK")
         return 0
     runtime = Runtime(
         path,
+        text=text,
         dns_port=args.dns_port,
         max_inflight=args.max_inflight,
         max_inflight_per_client=args.max_inflight_per_client,

@@ -24,6 +24,7 @@ from .corefile import (
     ServerKey,
     Token,
     fingerprint,
+    parse,
     parse_file,
     zones_of,
 )
@@ -53,6 +54,12 @@ class AppContext:
     lameduck: float = 0.0  # seconds to keep serving after a stop signal (`health`)
     # state that outlives one configuration: `dnsfw run` passes the same dict to every reload
     shared: dict[str, Any] = field(default_factory=dict)
+    # what `dnsfw check` prints without failing: "FILE:LINE - Warning: ..." (see warn)
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, file: str, line: int, message: str) -> None:
+        """A setup finding that is legal but surely not meant (a rule that can never match)."""
+        self.warnings.append(f"{file}:{line} - Warning: {message}")
 
 
 @dataclass
@@ -134,13 +141,15 @@ def load(
     reloading: bool = False,
     metrics: Registry | None = None,
     shared: dict[str, Any] | None = None,
+    text: str | None = None,
 ) -> Config:
     """Parse ``path`` and set up every block. Raises CorefileError with file and line.
 
     ``metrics`` and ``shared`` are the process's (``dnsfw run``); by default a fresh registry
-    and dict, as for ``dnsfw check``.
+    and dict, as for ``dnsfw check``. ``text``: the Corefile's text, not read from ``path``
+    (the built-in default configuration).
     """
-    blocks = parse_file(path, directives=registry.ORDER, dns_port=dns_port)
+    blocks = parse_blocks(path, dns_port, text)
     app = AppContext(conf_path=path, dns_port=dns_port, checking=checking, reloading=reloading)
     if metrics is not None:
         app.metrics = metrics
@@ -149,6 +158,13 @@ def load(
     config = build(blocks, app)
     config.sha512 = fingerprint(blocks)
     return config
+
+
+def parse_blocks(path: str, dns_port: int, text: str | None = None) -> list[ServerBlock]:
+    """The server blocks of the Corefile at ``path``, or of ``text`` named ``path``."""
+    if text is None:
+        return parse_file(path, directives=registry.ORDER, dns_port=dns_port)
+    return parse(text, filename=path, directives=registry.ORDER, dns_port=dns_port)
 
 
 def build(blocks: list[ServerBlock], app: AppContext) -> Config:

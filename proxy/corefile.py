@@ -58,8 +58,11 @@ Keys
     (``""``) is ignored. Duplicate zone and port checks need ``bind`` information, so they
     happen in the core, not here.
 
-Errors are ``CorefileError`` and print like CoreDNS's:
-``Corefile:12 - Error during parsing: Unknown directive 'fwd'``.
+Errors are ``CorefileError`` and print like CoreDNS's, with a hint where one helps:
+``Corefile:12 - Error during parsing: Unknown directive 'firewal' (did you mean 'firewall'?)``.
+A block still open at the end of the input names the block and where it opened (CoreDNS
+says only ``Unexpected token '}', expecting '}'``); an unknown directive that looks like a
+server block key, or a stray ``}``, says which block it ended up in.
 
 Stricter than CoreDNS, on purpose (each of these is accepted there and then misbehaves): an
 unterminated quote; a ``}`` in a brace-less block; a ``{`` with no key before it; tokens after
@@ -71,13 +74,14 @@ a directive's block, including right after its ``{``.
 
 from __future__ import annotations
 
+import difflib
 import glob
 import hashlib
 import json
 import logging
 import os
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from . import names
@@ -88,6 +92,7 @@ __all__ = [
     "ServerBlock",
     "ServerKey",
     "Token",
+    "did_you_mean",
     "fingerprint",
     "parse",
     "parse_file",
@@ -168,8 +173,21 @@ class Directive:
             f"Wrong argument count or unexpected line ending after '{self.name.text}'"
         )
 
-    def unknown_property(self) -> CorefileError:
-        return self.error(f"unknown property '{self.name.text}'")
+    def unknown_property(self, known: Iterable[str] = ()) -> CorefileError:
+        """``unknown property 'X'``, with the closest of ``known`` as a suggestion."""
+        word = self.name.text
+        return self.error(f"unknown property '{word}'{did_you_mean(word, known)}")
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'X'?)`` for the closest of ``known`` to a mistyped ``word``, or "".
+
+    Every "unknown directive / property / option" message of the parser and the plugins
+    gets its suggestion here, so they all read alike.
+    """
+    # 0.7, not difflib's 0.6: 'ttl' would get 'keepttl'; typos of one or two letters pass
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.7)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,7 +421,9 @@ class _Parser:
         self._files: dict[str, list[_Lexeme]] = {}  # lexed imported files, by real path
         self._snippet_expansions = 0
         self._file_expansions = 0
-        self._depth = 0  # directive blocks currently open
+        # blocks currently open, outermost first: (what, its first token) for error messages
+        self._open: list[tuple[str, Token]] = []
+        self._last_closed: tuple[str, Token, Token] | None = None  # (what, opened at, '}')
         main = _Frame(_lex(text, filename, env), "file", filename, os.path.realpath(filename))
         self._cursor = _Cursor(main)
 
@@ -423,7 +443,8 @@ class _Parser:
             self._define_snippet(key_tokens[0], braced)
             return None
         keys = [key for token in key_tokens for key in _parse_key(token, self._dns_port)]
-        lines = self._server_lines(braced)
+        label = "server block '" + " ".join(t.text for t in key_tokens) + "'"
+        lines = self._server_lines(braced, label, first.token)
         if not keys:  # only "" keys: CoreDNS drops the block
             return None
         return ServerBlock(tuple(keys), tuple(lines), key_tokens[0].file, key_tokens[0].line)
@@ -444,7 +465,17 @@ class _Parser:
                 lexeme = following
                 continue
             if token.text == "}":
-                raise _error(token, "Unexpected '}' because no matching opening brace")
+                raise _error(
+                    token,
+                    "Unexpected '}' because no matching opening brace"
+                    + (
+                        ""
+                        if self._last_closed is None
+                        else " (the '}}' at {2} closed the {0} opened at {1})".format(
+                            self._last_closed[0], *map(_at, self._last_closed[1:])
+                        )
+                    ),
+                )
             if token.text == "{":
                 if expecting_another:
                     raise _error(
@@ -479,6 +510,7 @@ class _Parser:
             raise _error(key, f"redeclaration of previously declared snippet {name}")
         body: list[_Lexeme] = []
         depth = 1
+        self._open.append((f"snippet '{key.text}'", key))
         while True:
             lexeme = self._cursor.next()
             if lexeme is None:
@@ -490,39 +522,67 @@ class _Parser:
             elif lexeme.token.text == "{":
                 depth += 1
             body.append(lexeme)
+        self._open.pop()
         _check_direct_self_import(name, body)
         self._snippets[name] = body
 
     # Lines of a server block and of directive blocks.
 
-    def _server_lines(self, braced: bool) -> list[Directive]:
+    def _server_lines(self, braced: bool, label: str, first: Token) -> list[Directive]:
         lines: list[Directive] = []
+        self._open.append((label, first))
         while (lexeme := self._cursor.next()) is not None:
             token = lexeme.token
             if token.text == "}":
                 if braced:
+                    self._close(token)
                     return lines
-                raise _error(token, "Unexpected '}' because no matching opening brace")
+                raise _error(
+                    token,
+                    "Unexpected '}' because no matching opening brace"
+                    f" ({label} at {_at(first)} has no '{{')",
+                )
             if token.text == "import":
                 self._import(token)
                 continue
             if token.text not in self._directives:
-                raise _error(token, f"Unknown directive '{token.text}'")
+                hint = self._unknown_directive_hint(token, lines, braced)
+                raise _error(token, f"Unknown directive '{token.text}'{hint}")
             lines.append(self._directive(token, nested=False))
         if braced:
             raise self._unclosed_error()
+        self._open.pop()
         return lines
 
-    def _nested_lines(self, opening: Token) -> tuple[Directive, ...]:
+    def _unknown_directive_hint(self, token: Token, lines: list[Directive], braced: bool) -> str:
+        """Why a line might not start with a directive: a typo, a missing '}' or '{'."""
+        if token.text.endswith("}") and token.text[:-1] in self._directives:
+            return " (put a space before '}')"
+        hint = did_you_mean(token.text, self._directives)
+        if hint:
+            return hint
+        label, first = self._open[-1]
+        if "." in token.text or ":" in token.text:  # reads like a server block key
+            if braced:
+                return f" (is a '}}' missing before it? {label} at {_at(first)} is still open)"
+            return f" ({label} at {_at(first)} has no '{{', so it runs to the end of the file)"
+        # the line right above has no block: maybe its '{' is missing (the lines below it
+        # then read as directives)
+        if lines and lines[-1].block is None and lines[-1].line + 1 == token.line:
+            previous = lines[-1].name
+            return f" (a property of '{previous.text}' at {_at(previous)}? then that line needs a '{{')"
+        return ""
+
+    def _nested_lines(self, name: Token, args: list[Token]) -> tuple[Directive, ...]:
         """The lines after a directive's ``{``, through its matching ``}``."""
-        if self._depth == MAX_BLOCK_DEPTH:
-            raise _error(opening, f"blocks nested more than {MAX_BLOCK_DEPTH} levels deep")
-        self._depth += 1
+        if len(self._open) > MAX_BLOCK_DEPTH:  # the server block is not a nesting level
+            raise _error(name, f"blocks nested more than {MAX_BLOCK_DEPTH} levels deep")
+        self._open.append((f"block of '{' '.join(t.text for t in [name, *args])}'", name))
         lines: list[Directive] = []
         while (lexeme := self._cursor.next()) is not None:
             token = lexeme.token
             if token.text == "}":
-                self._depth -= 1
+                self._close(token)
                 return tuple(lines)
             if token.text == "import":
                 self._import(token)
@@ -530,7 +590,7 @@ class _Parser:
             if token.text == "{":
                 raise _error(token, "Unexpected '{' - a block must open on the line that names it")
             lines.append(self._directive(token, nested=True))
-        raise self._eof_error()
+        raise self._unclosed_error()
 
     def _directive(self, name: Token, *, nested: bool) -> Directive:
         args: list[Token] = []
@@ -542,7 +602,7 @@ class _Parser:
                 raise _error(token, "Unexpected '}' because no matching opening brace")
             self._cursor.next()
             if token.text == "{":
-                block = self._nested_lines(token)
+                block = self._nested_lines(name, args)
                 self._check_line_ends_after_block(nested)
                 return Directive(name, tuple(args), block)
             args.append(token)
@@ -648,14 +708,34 @@ class _Parser:
         assert self._cursor.last is not None
         return _error(self._cursor.last, "Unexpected EOF")
 
+    def _close(self, brace: Token) -> None:
+        label, first = self._open.pop()
+        self._last_closed = (label, first, brace)
+
     def _unclosed_error(self) -> CorefileError:
-        """A block still open at the end of input: CoreDNS blames the last token."""
-        assert self._cursor.last is not None
-        return _syntax_error(self._cursor.last, "}")
+        """A block still open at the end of input: at the last token (as CoreDNS), naming the
+        innermost open block and where it opened, and what the last ``}`` closed."""
+        last = self._cursor.last
+        assert last is not None and self._open
+        label, first = self._open[-1]
+        message = (
+            f"missing '}}': the {label} opened at {_at(first)} is still open at the end of the file"
+        )
+        if len(self._open) > 1:
+            outer = ", ".join(f"the {what} opened at {_at(at)}" for what, at in self._open[-2::-1])
+            message += f" (so is {outer})"
+        if self._last_closed is not None and self._last_closed[2] is last:
+            closed, opened, _ = self._last_closed
+            message += f"; the '}}' at {_at(last)} closes the {closed} opened at {_at(opened)}"
+        return CorefileError(last.file, last.line, message, kind="Syntax error")
 
 
 def _error(token: Token, message: str) -> CorefileError:
     return CorefileError(token.file, token.line, message)
+
+
+def _at(token: Token) -> str:
+    return f"{token.file}:{token.line}"
 
 
 def _syntax_error(token: Token, expected: str) -> CorefileError:

@@ -87,19 +87,30 @@ SCHEMAS: dict[str, Any] = {
             "entries": {"type": "array", "items": {"type": "string"}},
         },
     },
-    "ListEdit": {
+    "ListEdit": {"oneOf": [_ref("ListEditFields"), _ref("UpdateFirewallDomains")]},
+    "ListEditFields": {
         "type": "object",
         "additionalProperties": False,
         "required": ["operation", "domains"],
+        "properties": {"operation": _ref("Operation"), "domains": _ref("Domains")},
+    },
+    "UpdateFirewallDomains": {
+        "type": "object",
+        "description": "the body of Route 53's UpdateFirewallDomains",
+        "additionalProperties": False,
+        "required": ["Operation", "Domains"],
         "properties": {
-            "operation": {"type": "string", "enum": ["ADD", "REMOVE", "REPLACE"]},
-            "domains": {
-                "type": "array",
-                "maxItems": 1000,
-                "items": {"type": "string"},
-                "description": "route53 entries: example.com, *.example.com, *",
-            },
+            "Operation": _ref("Operation"),
+            "Domains": _ref("Domains"),
+            "FirewallDomainListId": {"type": "string", "description": "the list's name"},
         },
+    },
+    "Operation": {"type": "string", "enum": ["ADD", "REMOVE", "REPLACE"]},
+    "Domains": {
+        "type": "array",
+        "maxItems": 1000,
+        "items": {"type": "string"},
+        "description": "route53 entries: example.com, *.example.com, *",
     },
     "EditResult": {
         "type": "object",

@@ -46,11 +46,9 @@ from typing import Any
 
 import structlog
 
-import plugins as registry
-
 from . import __version__, systemd
-from .config import Config, load
-from .corefile import CorefileError, fingerprint, parse_file
+from .config import Config, load, parse_blocks
+from .corefile import CorefileError, fingerprint
 from .http import Change, HttpListeners
 from .metrics import Child, Registry, Staging
 from .names import wire_to_text
@@ -91,8 +89,10 @@ class Runtime:
         max_inflight_per_client: int | None = None,
         tcp_max_connections: int = 1000,
         shutdown_grace: float = 5.0,
+        text: str | None = None,
     ) -> None:
         self.path = path
+        self.text = text  # the Corefile's text when it is read from no file (the default)
         self.dns_port = dns_port
         self.max_inflight = max_inflight
         self.max_inflight_per_client = max_inflight_per_client
@@ -125,6 +125,7 @@ class Runtime:
             reloading=reloading,
             metrics=self.metrics.stage(),
             shared=self.shared,
+            text=self.text,
         )
         config.app.metrics.gauge_func(
             "coredns_plugin_enabled",
@@ -135,8 +136,7 @@ class Runtime:
         return config
 
     def _sha512(self) -> str:
-        blocks = parse_file(self.path, directives=registry.ORDER, dns_port=self.dns_port)
-        return fingerprint(blocks)
+        return fingerprint(parse_blocks(self.path, self.dns_port, self.text))
 
     @property
     def config(self) -> Config:

@@ -145,6 +145,38 @@ def test_patch_add_remove_replace(served, setup_files: Path) -> None:
     ]
 
 
+def test_patch_takes_route53_casing(served, setup_files: Path) -> None:
+    # the body of Route 53's UpdateFirewallDomains, as `aws route53resolver
+    # update-firewall-domains --cli-input-json` sends it, edits the list as dnsfw's casing does
+    d, api = served
+    path = setup_files / "blocked.txt"
+    done = api.ok(
+        "PATCH",
+        "/v1/lists/blocked",
+        {"FirewallDomainListId": "blocked", "Operation": "ADD", "Domains": ["r53.w.example.com"]},
+    )
+    assert done["operation"] == "ADD" and done["entries"] == 3
+    assert rcode(d, "r53.w.example.com") == "NXDOMAIN"
+    api.ok("PATCH", "/v1/lists/blocked", {"Operation": "REMOVE", "Domains": ["r53.w.example.com"]})
+    assert rcode(d, "r53.w.example.com") == "NOERROR"
+    api.ok("PATCH", "/v1/lists/blocked", {"Operation": "REPLACE", "Domains": ["*.example.com"]})
+    assert rcode(d, "www.example.com") == "NXDOMAIN"
+    before = path.read_text()
+    cases = [
+        ({"Operation": "ADD", "domains": ["x.example"]}, "unknown field(s): domains"),
+        ({"operation": "ADD", "Domains": ["x.example"]}, "unknown field(s): operation"),
+        ({"Operation": "MERGE", "Domains": []}, "'operation' must be ADD, REMOVE or REPLACE"),
+        (
+            {"FirewallDomainListId": "other", "Operation": "ADD", "Domains": ["x.example"]},
+            "'FirewallDomainListId' is not the list of the URL ('blocked')",
+        ),
+    ]
+    for body, message in cases:
+        reply = api.call("PATCH", "/v1/lists/blocked", body)
+        assert reply.status == 400 and message in reply.json["error"], body
+    assert path.read_text() == before
+
+
 def test_patch_refusals_leave_the_list_unchanged(served, setup_files: Path) -> None:
     d, api = served
     path = setup_files / "blocked.txt"

@@ -286,12 +286,13 @@ STRUCTURE_ERRORS = [
     (
         "leading_bare_directive_is_a_key",  # the coredns.io manual's example
         "health\n\n. {\n    whoami\n}\n",
-        "Corefile:3 - Error during parsing: Unknown directive '.'",
+        "Corefile:3 - Error during parsing: Unknown directive '.' (server block 'health' at"
+        " Corefile:1 has no '{', so it runs to the end of the file)",
     ),
     (
         "s1_10_1_glued_brace_on_directive",
         ". {\n  log}\n}\n",
-        "Corefile:2 - Error during parsing: Unknown directive 'log}'",
+        "Corefile:2 - Error during parsing: Unknown directive 'log}' (put a space before '}')",
     ),
     (
         "s1_10_1_glued_brace_on_key",
@@ -317,7 +318,8 @@ STRUCTURE_ERRORS = [
     (
         "stray_close_brace_in_braceless_block",
         ".\nwhoami\n}\n",
-        "Corefile:3 - Error during parsing: Unexpected '}' because no matching opening brace",
+        "Corefile:3 - Error during parsing: Unexpected '}' because no matching opening brace"
+        " (server block '.' at Corefile:1 has no '{')",
     ),
     (
         "token_after_nested_block",
@@ -340,22 +342,27 @@ STRUCTURE_ERRORS = [
     (
         "missing_closing_brace",
         ". {\n  whoami\n  log\n",
-        "Corefile:3 - Syntax error: Unexpected token 'log', expecting '}'",
+        "Corefile:3 - Syntax error: missing '}': the server block '.' opened at Corefile:1 is"
+        " still open at the end of the file",
     ),
     (
         "missing_closing_brace_empty_block",
         ". {\n",
-        "Corefile:1 - Syntax error: Unexpected token '{', expecting '}'",
+        "Corefile:1 - Syntax error: missing '}': the server block '.' opened at Corefile:1 is"
+        " still open at the end of the file",
     ),
     (
         "missing_closing_brace_swallows_next_block",
         ". {\n  whoami\nexample.org {\n  log\n}\n",
-        "Corefile:3 - Error during parsing: Unknown directive 'example.org'",
+        "Corefile:3 - Error during parsing: Unknown directive 'example.org' (is a '}' missing"
+        " before it? server block '.' at Corefile:1 is still open)",
     ),
     (
         "eof_inside_nested_block",
         ". {\n  forward . 1.1.1.1 {\n    max_fails 3\n",
-        "Corefile:3 - Error during parsing: Unexpected EOF",
+        "Corefile:3 - Syntax error: missing '}': the block of 'forward . 1.1.1.1' opened at"
+        " Corefile:2 is still open at the end of the file (so is the server block '.' opened"
+        " at Corefile:1)",
     ),
     (
         "brace_starting_a_subline",
@@ -366,7 +373,8 @@ STRUCTURE_ERRORS = [
     (
         "stray_close_brace_at_top_level",
         ". {\n}\n}\n",
-        "Corefile:3 - Error during parsing: Unexpected '}' because no matching opening brace",
+        "Corefile:3 - Error during parsing: Unexpected '}' because no matching opening brace"
+        " (the '}' at Corefile:2 closed the server block '.' opened at Corefile:1)",
     ),
     (
         "nesting_too_deep",
@@ -752,7 +760,8 @@ SNIPPET_ERRORS = [
     (
         "unclosed_snippet",
         "(s) {\n  log\n",
-        "Corefile:2 - Syntax error: Unexpected token 'log', expecting '}'",
+        "Corefile:2 - Syntax error: missing '}': the snippet '(s)' opened at Corefile:1 is"
+        " still open at the end of the file",
     ),
     (
         "error_in_snippet_reported_at_its_definition",

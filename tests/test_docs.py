@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 
+import plugins
+from proxy import reference
 from tests.kit.dnsfw import ROOT, run_cli
 
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -118,3 +120,20 @@ def test_extraction_rule(tmp_path: Path) -> None:
     doc.write_text("```corefile\n.:53 {\n")
     with pytest.raises(ValueError, match="never closed"):
         corefile_blocks(doc)
+
+
+def test_the_reference_page_is_current() -> None:
+    # docs/reference.md is rendered from the plugin docstrings: `make docs` after editing one
+    page = (ROOT / "docs/reference.md").read_text()
+    assert page == reference.render(), "docs/reference.md is stale: run `make docs`"
+    implemented = [line[3:] for line in page.splitlines() if line.startswith("## ")]
+    assert sorted(implemented) == sorted(plugins.IMPLEMENTED)
+
+
+def test_the_reference_renders_code_blocks_and_literals() -> None:
+    section = reference._section(
+        "x", "x - does a thing.\n\nSyntax::\n\n    x ``ARG``\n\nThe ``ARG`` (:mod:`y`).\n"
+    )
+    assert section == (
+        "## x\n\nDoes a thing.\n\nSyntax:\n\n```\nx ``ARG``\n```\n\nThe `ARG` (`y`).\n"
+    )

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from proxy.config import SetupContext
-from proxy.corefile import CorefileError, Directive, Token, zones_of
+from proxy.corefile import CorefileError, Directive, Token, did_you_mean, zones_of
 from proxy.durations import parse_duration
 
 DEFAULT_CAPACITY = 10000
@@ -85,7 +85,9 @@ def parse(directive: Directive, ctx: SetupContext) -> CacheConfig:
         elif name in _OPTIONS:
             options.update(_OPTIONS[name](line))
         else:
-            raise line.arg_error()  # CoreDNS's answer to an unknown property
+            # CoreDNS's answer to an unknown property, with a suggestion for a typo
+            known = did_you_mean(name, [SUCCESS, DENIAL, *_OPTIONS])
+            raise line.error(line.arg_error().message + known)
     return CacheConfig(success=success, denial=denial, **options)  # type: ignore[arg-type]
 
 

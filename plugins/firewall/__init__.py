@@ -3,8 +3,8 @@
 Syntax::
 
     firewall [ZONES...] {
-        list NAME file PATH [format FORMAT]
-        list NAME url URL [refresh DURATION] [format FORMAT]
+        list NAME file PATH [format FORMAT] [lenient]
+        list NAME url URL [refresh DURATION] [format FORMAT] [lenient]
         list NAME domains ENTRY...
         group NAME PRIORITY {
             clients CIDR...
@@ -27,7 +27,11 @@ copy is kept on disk for restarts without network) or ``domains`` (entries inlin
 below it, ``*`` every name; case-insensitive, trailing dot optional, ``_`` allowed, IDN
 converted to punycode), ``hosts`` (``0.0.0.0 name`` lines, exact names) or ``adblock``
 (``||name^`` = the name and everything below; other rules skipped and counted). See
-``lists.py`` for the details. A bad line is an error with file and line; file and url lists
+``lists.py`` for the details. A bad line is an error with file and line (a line in another
+format's syntax, such as ``0.0.0.0 ads.example`` in a route53 list, names the format to give);
+with ``lenient``, bad lines are skipped and counted instead (``skipped`` in ``/v1/lists``, the
+``list_loaded`` and ``list_downloaded`` log lines), so one junk line in a downloaded list does
+not keep the rest out. File and url lists
 load in the background at start (the plugin is not ready until they are) and a failed
 refresh keeps the old list serving. A list is swapped whole: no query sees half a list.
 
@@ -111,6 +115,7 @@ from proxy.corefile import CorefileError, Directive
 from proxy.services import DOMAIN_LISTS, RULE_COUNTERS, ServiceKey
 
 from .config import parse
+from .lint import warnings
 from .lists import ListError
 from .plugin import Firewall, RuleTotals, register_metrics
 
@@ -135,6 +140,8 @@ def setup(directive: Directive, ctx: SetupContext) -> Firewall:
                 raise CorefileError(
                     spec.file, spec.line, f"cannot read list '{spec.name}': {err}"
                 ) from None
+        for file, line, message in warnings(spec, lambda name: firewall.slots[name].current):
+            ctx.app.warn(file, line, message)
     services = ctx.app.services
     services.add(FIREWALLS, firewall)
     services.add(DOMAIN_LISTS, firewall)

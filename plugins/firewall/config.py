@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import dns.rdatatype
 
 from proxy.config import SetupContext
-from proxy.corefile import Directive, Token
+from proxy.corefile import Directive, Token, did_you_mean
 from proxy.durations import parse_duration
 from proxy.names import text_to_wire
 
@@ -25,6 +25,10 @@ NAME_RE = re.compile(r"^(?![0-9]+$)[A-Za-z0-9_-]{1,64}$")  # Route 53's Name, wi
 MAX_TTL = 604800  # Route 53's BlockOverrideTtl upper bound
 DEFAULT_BLOCK_TTL = 60
 DEFAULT_REFRESH = 4 * 3600.0
+PROPERTIES = ("list", "group", "block_ttl", "fail", "ede", "bypass_signals")
+GROUP_PROPERTIES = ("clients", "rule")
+LIST_OPTIONS = ("format", "refresh", "lenient")
+RULE_OPTIONS = ("qtype", "redirection", "response", "ttl")
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class ListSpec:
     url: str | None = None
     refresh: float = DEFAULT_REFRESH  # url: seconds between conditional GETs
     entries: tuple[str, ...] = ()  # domains: canonical entries
+    lenient: bool = False  # file, url: skip bad lines (counted) instead of refusing the list
     file: str = ""
     line: int = 0
 
@@ -81,7 +86,7 @@ def parse(directive: Directive, ctx: SetupContext) -> FirewallSpec:
         elif name == "bypass_signals":
             options["bypass_signals"] = _choice(line, ("on", "off")) == "on"
         else:
-            raise line.unknown_property()
+            raise line.unknown_property(PROPERTIES)
     if not group_lines:
         raise directive.error("firewall needs at least one group")
     groups = _groups(group_lines, list_specs)
@@ -164,27 +169,35 @@ def _list(line: Directive, base: str) -> ListSpec:
     source = rest[0].text
     fmt = "route53"
     refresh = DEFAULT_REFRESH
+    lenient = False
+    known = LIST_OPTIONS if kind == "url" else ("format", "lenient")
     i = 1
     while i < len(rest):
         option = rest[i].text
+        if option == "lenient":
+            lenient = True
+            i += 1
+            continue
+        if option not in known:
+            raise line.error(
+                f"unknown list option '{option}'{did_you_mean(option, known)}", rest[i]
+            )
         if i + 1 >= len(rest):
             raise line.arg_error()
         value = rest[i + 1]
         if option == "format":
             fmt = _format(line, value)
-        elif option == "refresh" and kind == "url":
+        else:
             refresh = parse_duration(value)
             if refresh < 1:
                 raise line.error("refresh must be at least 1s", value)
-        else:
-            raise line.error(f"unknown list option '{option}'", rest[i])
         i += 2
     if kind == "file":
         path = source if os.path.isabs(source) else os.path.join(base, source)
-        return ListSpec(name, "file", fmt=fmt, path=path, **where)
+        return ListSpec(name, "file", fmt=fmt, path=path, lenient=lenient, **where)
     if not re.match(r"^https?://[^\s/]+", source):
         raise line.error(f"not an http(s) URL: '{source}'", rest[0])
-    return ListSpec(name, "url", fmt=fmt, url=source, refresh=refresh, **where)
+    return ListSpec(name, "url", fmt=fmt, url=source, refresh=refresh, lenient=lenient, **where)
 
 
 def _groups(lines: list[Directive], list_specs: dict[str, ListSpec]) -> tuple[Group, ...]:
@@ -224,7 +237,7 @@ def _group(line: Directive, name: str, priority: int, list_specs: dict[str, List
         elif sub.name.text == "rule":
             rules.append(_rule(sub, name, list_specs))
         else:
-            raise sub.unknown_property()
+            raise sub.unknown_property(GROUP_PROPERTIES)
     by_priority: dict[int, str] = {}
     by_name: set[str] = set()
     by_key: dict[tuple[str, int | None], str] = {}
@@ -294,7 +307,8 @@ def _rule(line: Directive, group: str, list_specs: dict[str, ListSpec]) -> Rule:
         elif option == "ttl":
             ttl = _int(line, value, 0, MAX_TTL)
         else:
-            raise line.error(f"unknown rule option '{option}'", args[i])
+            hint = did_you_mean(option, RULE_OPTIONS)
+            raise line.error(f"unknown rule option '{option}'{hint}", args[i])
         i += 2
     if action != BLOCK and response_given:
         raise line.error(f"'response' applies only to BLOCK rules, not {action}", line.args[2])
@@ -303,7 +317,7 @@ def _rule(line: Directive, group: str, list_specs: dict[str, ListSpec]) -> Rule:
     block = BlockResponse(response)
     if target is not None:
         block = _override(line, target, ttl or 0)
-    return Rule(name, priority, action, list_name, group, qtype, trust, block)
+    return Rule(name, priority, action, list_name, group, qtype, trust, block, line.file, line.line)
 
 
 def _choice_of(line: Directive, token: Token, choices: tuple[str, ...]) -> str:

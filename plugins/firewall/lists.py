@@ -19,7 +19,12 @@ Entry syntax (format ``route53``, the default), one entry per line:
   (for ``*.name`` the ``*`` label counts: an entry that could match no name is refused).
 * ``#`` starts a comment (whole line or after an entry); blank lines are ignored.
 * Anything else is an error reported with file and line, for example
-  ``internal.txt:12 - invalid domain list entry 'a..b': empty label``.
+  ``internal.txt:12 - invalid domain list entry 'a..b': empty label``. A line in another
+  format's syntax says so (``0.0.0.0 ads.example``: "a hosts-format line: give the list
+  'format hosts'"; ``||ads.example^``: "format adblock").
+* ``lenient`` (a list option): bad lines are skipped and counted like the skipped lines of
+  the other formats, instead of refusing the whole list (a downloaded list with one junk line
+  then still loads).
 
 Format ``hosts``: ``ADDRESS NAME [NAME...]`` lines (``0.0.0.0 ads.example``,
 ``127.0.0.1 x.example``, ``:: x.example``; ``#`` comments). The address must be an IP
@@ -228,12 +233,15 @@ def _release_free_heap() -> None:
 
 
 class _Collector:
-    """Accumulates one load: name -> flags, errors (capped) and skipped lines (counted)."""
+    """Accumulates one load: name -> flags, errors (capped) and skipped lines (counted).
 
-    __slots__ = ("file", "flags", "errors", "error_count", "skipped", "examples")
+    ``lenient``: errors are skipped lines instead."""
 
-    def __init__(self, file: str) -> None:
+    __slots__ = ("file", "lenient", "flags", "errors", "error_count", "skipped", "examples")
+
+    def __init__(self, file: str, lenient: bool = False) -> None:
         self.file = file
+        self.lenient = lenient
         self.flags: dict[str, int] = {}
         self.errors: list[EntryError] = []
         self.error_count = 0
@@ -241,6 +249,9 @@ class _Collector:
         self.examples: list[str] = []
 
     def error(self, line: int, text: str, reason: str) -> None:
+        if self.lenient:
+            self.skip(line, text, reason)
+            return
         self.error_count += 1
         if len(self.errors) < MAX_ERRORS:
             self.errors.append(EntryError(self.file, line, text, reason))
@@ -274,9 +285,23 @@ def _load_route53(lines: Iterable[str], first_line: int, acc: _Collector) -> Non
         try:
             name, kind = _parse_entry(text)
         except ValueError as exc:
-            acc.error(lineno, text, str(exc))
+            acc.error(lineno, text, str(exc) + _other_format_hint(text))
             continue
         flags[name] = get(name, 0) | kind
+
+
+def _other_format_hint(text: str) -> str:
+    """For a route53-format line written in another format's syntax: which format it is."""
+    fields = text.split()
+    if len(fields) > 1:
+        try:
+            ipaddress.ip_address(fields[0])
+        except ValueError:
+            return ""
+        return " (a hosts-format line: give the list 'format hosts')"
+    if _ADBLOCK_DOMAIN.fullmatch(text):
+        return " (an adblock rule: give the list 'format adblock')"
+    return ""
 
 
 def _is_local_name(name: str) -> bool:
@@ -405,16 +430,18 @@ class DomainList:
         fmt: str = "route53",
         file: str = "<inline>",
         first_line: int = 1,
+        lenient: bool = False,
     ) -> tuple[DomainList, LoadReport]:
         """Parse a list file's lines in format ``fmt`` (see the module docstring).
 
-        Raises ``ListError`` with every bad line (the first ``MAX_ERRORS`` kept, all counted)
-        and ``ValueError`` for an unknown format.
+        Raises ``ListError`` with every bad line (the first ``MAX_ERRORS`` kept, all counted),
+        unless ``lenient`` (bad lines are then skipped and counted in the report), and
+        ``ValueError`` for an unknown format.
         """
         loader = _LOADERS.get(fmt)
         if loader is None:
             raise ValueError(f"unknown domain list format {fmt!r}; expected one of {FORMATS}")
-        acc = _Collector(file)
+        acc = _Collector(file, lenient)
         loader(lines, first_line, acc)
         if acc.error_count:
             raise ListError(acc.errors, acc.error_count)
@@ -497,6 +524,20 @@ class DomainList:
         if not name:
             return self._all
         return bool(self._flags_of(checked_to_wire(name)) & kind)
+
+    def covers(self, entry: str) -> bool:
+        """Whether every name that the (canonical) route53 ``entry`` matches, this list
+        matches too (``dnsfw check``'s shadowed-rule warnings)."""
+        if self._all:
+            return True
+        name, kind = _parse_entry(entry)
+        if not name:  # '*' is covered by '*' alone
+            return False
+        suffixes = wire_suffixes(checked_to_wire(name))
+        if kind == _EXACT:
+            return self.match_suffixes(suffixes)
+        # every name below `name` is matched when `name` or a parent has a wildcard entry
+        return any(self._flags_of(suffix) & _WILDCARD for suffix in suffixes)
 
     def entries(self) -> Iterator[str]:
         """Canonical entry texts in sorted order: ``*``, then ``*.name`` entries, then names."""

@@ -79,6 +79,8 @@ class Rule:
     qtype: int | None = None
     trust: bool = False  # redirection trust: a match ends CNAME/DNAME inspection
     response: BlockResponse = field(default_factory=BlockResponse)
+    file: str = ""  # where the Corefile defines it (`dnsfw check`'s warnings)
+    line: int = 0
     decision: Decision = field(init=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -41,8 +41,8 @@ from .lists import DomainList, ListError, LoadReport, normalize_entry
 log = structlog.get_logger("dnsfw.firewall")
 
 FETCH_TIMEOUT = 30.0
-# (path, format) -> ((mtime_ns, size), DomainList, LoadReport): the latest parse of each file
-_PARSED: dict[tuple[str, str], tuple[tuple[int, int], DomainList, LoadReport]] = {}
+# (path, format, lenient) -> ((mtime_ns, size), DomainList, LoadReport): the latest parse
+_PARSED: dict[tuple[str, str, bool], tuple[tuple[int, int], DomainList, LoadReport]] = {}
 
 
 class ListEditError(Refused):
@@ -133,7 +133,10 @@ class ListSlot:
             cached = _read_disk_copy(self.spec)
             if cached is not None:
                 content, report = DomainList.from_lines(
-                    cached.splitlines(), fmt=self.spec.fmt, file=self.spec.url or ""
+                    cached.splitlines(),
+                    fmt=self.spec.fmt,
+                    file=self.spec.url or "",
+                    lenient=self.spec.lenient,
                 )
                 self._set(content, report.skipped, 0.0)
 
@@ -174,6 +177,7 @@ class ListSlot:
                         cached.splitlines(),
                         fmt=spec.fmt,
                         file=spec.url or "",
+                        lenient=spec.lenient,
                     )
                     self._set(content, report.skipped, 0.0)
                     meta = _read_disk_meta(spec)
@@ -191,7 +195,11 @@ class ListSlot:
         body, etag, last_modified = fetched
         try:
             content, report = await asyncio.to_thread(
-                DomainList.from_lines, body.splitlines(), fmt=spec.fmt, file=spec.url or ""
+                DomainList.from_lines,
+                body.splitlines(),
+                fmt=spec.fmt,
+                file=spec.url or "",
+                lenient=spec.lenient,
             )
         except ListError as err:
             self._failed(str(err))
@@ -199,7 +207,13 @@ class ListSlot:
         self._set(content, report.skipped, time.monotonic() - started)
         self.etag, self.last_modified = etag, last_modified
         await asyncio.to_thread(_write_disk_copy, spec, body, etag, last_modified)
-        log.info("list_downloaded", list=spec.name, entries=len(content), url=spec.url)
+        log.info(
+            "list_downloaded",
+            list=spec.name,
+            entries=len(content),
+            skipped=report.skipped,
+            url=spec.url,
+        )
 
     # --- edits (admin API) ------------------------------------------------------------
     def check_editable(self) -> None:
@@ -285,7 +299,7 @@ class ListSlot:
         )
         write_atomically(path, header + "".join(e + "\n" for e in entries))
         stat = os.stat(path)
-        _PARSED[(path, "route53")] = (
+        _PARSED[(path, "route53", self.spec.lenient)] = (
             (stat.st_mtime_ns, stat.st_size),
             content,
             LoadReport(len(content), 0, ()),
@@ -334,13 +348,16 @@ def _parse_file(spec: ListSpec) -> tuple[DomainList, LoadReport, float]:
     assert spec.path is not None
     stat = os.stat(spec.path)
     signature = (stat.st_mtime_ns, stat.st_size)
-    known = _PARSED.get((spec.path, spec.fmt))
+    key = (spec.path, spec.fmt, spec.lenient)
+    known = _PARSED.get(key)
     if known is not None and known[0] == signature:
         return known[1], known[2], 0.0
     started = time.monotonic()
     with open(spec.path, encoding="utf-8-sig", errors="replace") as f:  # -sig: tolerate a BOM
-        content, report = DomainList.from_lines(f, fmt=spec.fmt, file=spec.path)
-    _PARSED[(spec.path, spec.fmt)] = (signature, content, report)
+        content, report = DomainList.from_lines(
+            f, fmt=spec.fmt, file=spec.path, lenient=spec.lenient
+        )
+    _PARSED[key] = (signature, content, report)
     return content, report, time.monotonic() - started
 
 

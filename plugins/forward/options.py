@@ -119,7 +119,7 @@ def parse(directive: Directive) -> ForwardConfig:
         if handler is None:
             if name in NOT_SUPPORTED:
                 raise line.error(f"forward option '{name}' is not supported by dnsfw")
-            raise line.unknown_property()
+            raise line.unknown_property(["tls", *_OPTIONS])
         options.update(handler(line))
     servername = str(options.get("tls_servername", ""))
     for token, target in written:

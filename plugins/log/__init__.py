@@ -167,6 +167,7 @@ log = structlog.get_logger("dnsfw.log")
 FORMATS = {"common": COMMON, "combined": COMBINED}
 ROUTE53 = "route53"
 ROUTE53_OPTIONS = ("account_id", "region", "vpc_id", "identity", "firewall_allow")
+PROPERTIES = ("class", "format", "output", "buffer", *ROUTE53_OPTIONS)  # of the block
 MAX_BUFFER = 10_000_000
 CONSOLE_PREFIX = "[INFO] "
 
@@ -305,7 +306,7 @@ def _option(line: Directive) -> object:
         if line.args:
             raise line.arg_error()
         return True
-    raise line.unknown_property()
+    raise line.unknown_property(PROPERTIES)
 
 
 def _output(line: Directive) -> str:
