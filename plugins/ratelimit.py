@@ -217,7 +217,7 @@ def setup(directive: Directive, ctx: SetupContext) -> RateLimit:
             exempt.extend(_network(token, name) for token in line.args)
             continue
         if len(line.args) != 1:
-            raise line.arg_error() if name in OPTIONS else line.unknown_property()
+            raise line.arg_error() if name in OPTIONS else line.unknown_property(PROPERTIES)
         token = line.args[0]
         if name == "burst":
             burst = float(_integer(token, "burst", 1))
@@ -231,7 +231,7 @@ def setup(directive: Directive, ctx: SetupContext) -> RateLimit:
         elif name == "max_clients":
             max_clients = _integer(token, "max_clients", 1)
         else:
-            raise line.unknown_property()
+            raise line.unknown_property(PROPERTIES)
     limiter = Limiter(
         qps,
         burst if burst is not None else max(float(math.ceil(qps)), 1.0),
@@ -248,6 +248,7 @@ def setup(directive: Directive, ctx: SetupContext) -> RateLimit:
 
 
 OPTIONS = ("burst", "ipv4_prefix", "ipv6_prefix", "action", "max_clients")
+PROPERTIES = (*OPTIONS, "exempt", "whitelist")
 
 
 def _number(token: Token, what: str) -> float:
