@@ -59,7 +59,6 @@ _U16 = struct.Struct("!H")
 _HEADER = struct.Struct("!HHHHHH")
 _RR_FIXED = struct.Struct("!HHIH")  # type, class, ttl, rdlength
 _QTYPE_QCLASS = struct.Struct("!HH")
-_CLASS_TTL = struct.Struct("!HI")
 
 
 class WireError(ValueError):
@@ -157,7 +156,7 @@ _RDATA: dict[int, tuple[int, int, int]] = {
 }
 
 
-def name_end(data: bytes, off: int, end: int) -> int:
+def name_end(data: bytes, off: int, end: int, question: int = 0) -> int:
     """Check the (possibly compressed) name at ``off``, which must lie before ``end``; return
     the offset just past it. Raises WireError, and only that, whatever the bytes.
 
@@ -165,7 +164,9 @@ def name_end(data: bytes, off: int, end: int) -> int:
     0x80 label types are refused); a compression pointer points before the part of the name
     it is read from, which the part it points to must not reach (so pointers only go back
     and a loop cannot be walked: RFC 1035's "prior occurrence"); at most ``MAX_POINTERS``
-    of them; at most 255 bytes once expanded.
+    of them; at most 255 bytes once expanded. ``question``: the length of the question's
+    name at offset 12 when the caller has checked it (most names end with a pointer to it,
+    which then needs no walk).
     """
     after = -1  # where the name ends in place: past its first pointer
     start = off  # where the part being read starts
@@ -186,13 +187,17 @@ def name_end(data: bytes, off: int, end: int) -> int:
             if off + 1 >= end:
                 raise WireError("truncated compression pointer")
             target = ((length & 0x3F) << 8) | data[off + 1]
+            if after < 0:
+                after = off + 2
+            if target == HEADER_LEN and question:
+                if size + question - 1 > 255:
+                    raise WireError("name longer than 255 bytes")
+                return after
             if target >= start:
                 raise WireError("compression pointer does not point back")
             pointers += 1
             if pointers > MAX_POINTERS:
                 raise WireError("too many compression pointers")
-            if after < 0:
-                after = off + 2
             end = start
             start = off = target
         else:
@@ -200,8 +205,9 @@ def name_end(data: bytes, off: int, end: int) -> int:
 
 
 def check_records(data: bytes, off: int, an: int, ns: int, ar: int) -> tuple[int, int]:
-    """Walk the ``an + ns + ar`` records from ``off`` (just past the question) as a parser
-    would; return (the offset past the last record, the offset of the OPT record or -1).
+    """Walk the ``an + ns + ar`` records from ``off`` as a parser would; return (the offset
+    past the last record, the offset of the OPT record or -1). ``off`` is just past the
+    message's one question, whose name the caller has checked (it is uncompressed).
 
     Raises WireError, and only that, for a message that does not parse as its counts say:
     a name :func:`name_end` refuses, a record cut short or whose RDLENGTH runs past the end,
@@ -212,6 +218,7 @@ def check_records(data: bytes, off: int, an: int, ns: int, ar: int) -> tuple[int
     Allocation-free: nothing is built, only offsets are followed.
     """
     size = len(data)
+    question = off - 4 - HEADER_LEN
     opt = -1
     answers = an + ns
     count = answers + ar
@@ -219,7 +226,7 @@ def check_records(data: bytes, off: int, an: int, ns: int, ar: int) -> tuple[int
         if off >= size:
             raise WireError(f"{count} records counted, {i} found")
         start = off
-        off = name_end(data, off, size)
+        off = name_end(data, off, size, question)
         if off + 10 > size:
             raise WireError("record truncated")
         rtype, rclass, _, rdlen = _RR_FIXED.unpack_from(data, off)
@@ -231,9 +238,12 @@ def check_records(data: bytes, off: int, an: int, ns: int, ar: int) -> tuple[int
         if layout is not None:
             before, names, after = layout
             off += before
-            for _ in range(names):
-                off = name_end(data, off, rdend)
-            if off + after != rdend:
+            if names:
+                off = name_end(data, off, rdend, question)
+                if names == 2:
+                    off = name_end(data, off, rdend, question)
+                off += after
+            if off != rdend:
                 raise WireError(f"bad rdata for type {rtype}")
         elif rtype == TYPE_OPT:
             if i < answers or opt >= 0 or data[start] != 0:
@@ -249,16 +259,6 @@ def check_records(data: bytes, off: int, an: int, ns: int, ar: int) -> tuple[int
             raise WireError("TSIG record not last")
         off = rdend
     return off, opt
-
-
-def find_opt(data: bytes, off: int, an: int, ns: int, ar: int) -> tuple[int, int, int] | None:
-    """Find the OPT record after the question: (udp payload size, ttl field, offset of OPT) or
-    None; checks every record on the way (:func:`check_records`)."""
-    start = check_records(data, off, an, ns, ar)[1]
-    if start < 0:
-        return None
-    rclass, ttl = _CLASS_TTL.unpack_from(data, start + 3)
-    return rclass, ttl, start
 
 
 def with_id(wire: bytes, qid: int) -> bytes:
@@ -353,7 +353,8 @@ class AnswerInfo:
 
     The cache keeps it with the entry, so a hit re-parses nothing: ``ttl_offsets`` age TTLs in
     place, ``chain`` (lower-case wire names of CNAME/DNAME targets in the answer, in order) feeds
-    the firewall's redirection inspection, and ``summary()`` (for query logs) is built lazily
+    the firewall's redirection inspection, ``opt`` is the offset of the OPT record (-1: none;
+    the cache stores the records before it), and ``summary()`` (for query logs) is built lazily
     once and then shared. ``derived`` holds what a stage renders from it once (e.g. the Route 53
     query log's text from the query name to the answers), keyed by the stage's name, for as
     long as the answer lives.
@@ -368,6 +369,7 @@ class AnswerInfo:
         "neg_ttl",
         "chain",
         "qend",
+        "opt",
         "_wire",
         "_summary",
         "derived",
@@ -391,7 +393,9 @@ class AnswerInfo:
         chain: list[bytes] = []
         min_ttl = 0xFFFFFFFF
         neg_ttl = -1
+        opt = -1
         for i in range(an + ns + ar):
+            start = off
             off = skip_name(wire, off)
             if off + 10 > len(wire):
                 raise WireError("record truncated")
@@ -399,7 +403,9 @@ class AnswerInfo:
             rdata_off = off + 10
             if rdata_off + rdlen > len(wire):
                 raise WireError("rdata truncated")
-            if rtype != TYPE_OPT:
+            if rtype == TYPE_OPT:
+                opt = start
+            else:
                 offsets.append(off + 4)
                 if ttl < min_ttl:
                     min_ttl = ttl
@@ -413,6 +419,7 @@ class AnswerInfo:
         self.ttl_offsets = tuple(offsets)
         self.min_ttl = 0 if min_ttl == 0xFFFFFFFF else min_ttl
         self.neg_ttl = neg_ttl
+        self.opt = opt
         self.chain = tuple(chain)
 
     def summary(self) -> tuple[tuple[str, str, str], ...]:

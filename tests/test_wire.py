@@ -157,10 +157,10 @@ def test_names_the_walk_refuses(owner: bytes):
 
 def _pointer_chain(links: int) -> bytes:
     """Two records: the first's rdata holds ``links`` pointers, each to the one before (the
-    first to the question's name); the second's owner points at the last: ``links + 1``
-    pointers to follow."""
+    first to the record's own owner, a pointer to the question's name, which needs no walk);
+    the second's owner points at the last: ``links + 1`` pointers to follow."""
     rdata_at = QEND + 2 + 10
-    chain = _pointer(12) + b"".join(_pointer(rdata_at + 2 * i) for i in range(links - 1))
+    chain = _pointer(QEND) + b"".join(_pointer(rdata_at + 2 * i) for i in range(links - 1))
     first = _pointer(12) + struct.pack("!HHIH", 0xFF00, 1, 0, len(chain)) + chain
     second = _pointer(rdata_at + 2 * (links - 1)) + A_RECORD
     return _with_answers(2, first + second)
