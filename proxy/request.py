@@ -17,6 +17,8 @@ from .wire import AnswerInfo, WireError
 _HEADER = struct.Struct("!HHHHHH")
 _HEADER_LEN = wire.HEADER_LEN
 _QTYPE_QCLASS = struct.Struct("!HH")
+_CLASS_TTL = struct.Struct("!HI")  # an OPT record's payload size and extended flags
+_RR_FIXED = struct.Struct("!HHIH")  # type, class, ttl, rdlength
 
 
 class Request:
@@ -227,11 +229,19 @@ class Malformed(Exception):
 def parse(data: bytes, client: tuple[str, int], transport: str, server: str) -> Request:
     """Build a Request from a query, or raise :class:`Malformed` with the reply to send.
 
-    The rules follow CoreDNS (miekg/dns's accept function): too short for a header, or a
-    response (QR set) → dropped; opcode other than QUERY → NOTIMP; not exactly one question →
-    FORMERR; a broken question or OPT → FORMERR; EDNS version above 0 → BADVERS.
-    This is the first step of every query, so it reads the header in one unpack and walks
-    the question's labels inline.
+    The rules follow CoreDNS (miekg/dns's accept function, then its unpacking): too short for
+    a header, or a response (QR set) → dropped; opcode other than QUERY → NOTIMP; not
+    exactly one question, more than 1 answer, 1 authority or 2 additional records → FORMERR;
+    a question or a record that does not parse as the header's counts say
+    (:func:`proxy.wire.check_records`: names, compression pointers, RDLENGTHs, OPT) → FORMERR;
+    EDNS version above 0 → BADVERS. Stricter than miekg/dns in one way: miekg/dns lets a
+    count exceed the records when the message ends where a record would start, and CoreDNS
+    packs the message again with the counts found; dnsfw forwards the query's bytes, so a
+    count that lies is FORMERR. Bytes after the last record are ignored, as miekg/dns does, and cut off
+    (CoreDNS's upstreams never see them either, it packs the message again).
+    This is the first step of every query that no replay answers, so it reads the header in
+    one unpack, walks the question's labels inline, and takes the usual queries (the question
+    alone, or with a bare OPT record) without a loop.
     """
     try:
         _, flags, qd, an, ns, ar = _HEADER.unpack_from(data)
@@ -243,6 +253,8 @@ def parse(data: bytes, client: tuple[str, int], transport: str, server: str) -> 
         raise Malformed(_header_only(data, wire.NOTIMP), "opcode not supported")
     if qd != 1:
         raise Malformed(_header_only(data, wire.FORMERR), f"{qd} questions")
+    if an > 1 or ns > 1 or ar > 2:
+        raise Malformed(_header_only(data, wire.FORMERR), f"{an}/{ns}/{ar} records")
     off = _HEADER_LEN
     try:
         length = data[off]
@@ -252,23 +264,51 @@ def parse(data: bytes, client: tuple[str, int], transport: str, server: str) -> 
     except IndexError:
         length = -1
     qend = off + 5
-    if length or qend > len(data) or off > 266:  # 266: a name longer than 255 bytes
+    size = len(data)
+    if length or qend > size or off > 266:  # 266: a name longer than 255 bytes
         raise Malformed(_header_only(data, wire.FORMERR), "malformed question")
     qtype, qclass = _QTYPE_QCLASS.unpack_from(data, off + 1)
     qname = data[_HEADER_LEN : off + 1].lower()
-    if not ar:
-        return Request(
-            data, qname, qtype, qclass, qend, False, 512, False, client, transport, server
-        )
+    if not (an or ns):  # the usual queries: the question alone, or with a bare OPT record
+        if not ar:
+            if size == qend:
+                return Request(
+                    data, qname, qtype, qclass, qend, False, 512, False, client, transport, server
+                )
+        elif ar == 1 and size == qend + 11 and not data[qend]:
+            rtype, udp_size, ttl, rdlen = _RR_FIXED.unpack_from(data, qend + 1)
+            if rtype == wire.TYPE_OPT and not rdlen:
+                return _with_edns(
+                    data, qname, qtype, qclass, qend, udp_size, ttl, client, transport, server
+                )
     try:
-        opt = wire.find_opt(data, qend, an, ns, ar)
-    except (WireError, IndexError):
-        raise Malformed(_header_only(data, wire.FORMERR), "malformed OPT or records") from None
-    if opt is None:
+        end, opt = wire.check_records(data, qend, an, ns, ar)
+    except WireError as exc:
+        raise Malformed(_header_only(data, wire.FORMERR), f"malformed records: {exc}") from None
+    if end < size:
+        data = data[:end]
+    if opt < 0:
         return Request(
             data, qname, qtype, qclass, qend, False, 512, False, client, transport, server
         )
-    udp_size, ttl, _ = opt
+    udp_size, ttl = _CLASS_TTL.unpack_from(data, opt + 3)
+    return _with_edns(data, qname, qtype, qclass, qend, udp_size, ttl, client, transport, server)
+
+
+def _with_edns(
+    data: bytes,
+    qname: bytes,
+    qtype: int,
+    qclass: int,
+    qend: int,
+    udp_size: int,
+    ttl: int,
+    client: tuple[str, int],
+    transport: str,
+    server: str,
+) -> Request:
+    """A Request for a query with an OPT record (``udp_size`` and ``ttl``: its class and TTL
+    fields), or :class:`Malformed` with BADVERS for an EDNS version above 0."""
     do = bool(ttl & wire.DO_BIT)
     if ttl & 0xFF0000:  # EDNS version
         reply = wire.build_reply(data, qend, wire.BADVERS, opt=wire.opt_record(1232, do))

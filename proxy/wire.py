@@ -43,10 +43,13 @@ TYPE_A = 1
 TYPE_NS = 2
 TYPE_CNAME = 5
 TYPE_SOA = 6
+TYPE_PTR = 12
+TYPE_MX = 15
 TYPE_AAAA = 28
 TYPE_SRV = 33
 TYPE_DNAME = 39
 TYPE_OPT = 41
+TYPE_TSIG = 250
 CLASS_IN = 1
 
 DO_BIT = 0x8000  # in the OPT record's TTL field, low 16 bits
@@ -135,28 +138,127 @@ def parse_question(data: bytes) -> tuple[bytes, int, int, int]:
     return data[HEADER_LEN:name_end].lower(), qtype, qclass, name_end + 4
 
 
-def find_opt(data: bytes, off: int, an: int, ns: int, ar: int) -> tuple[int, int, int] | None:
-    """Find the OPT record after the question: (udp payload size, ttl field, offset of OPT) or None."""
-    if an == 0 and ns == 0 and ar == 1 and len(data) == off + 11 and data[off] == 0:
-        # the usual query: nothing after the question but one root-owned OPT with no options
-        rtype, rclass, ttl, rdlen = _RR_FIXED.unpack_from(data, off + 1)
-        if rtype == TYPE_OPT and rdlen == 0:
-            return rclass, ttl, off
-    for _ in range(an + ns):
-        off = skip_name(data, off)
-        if off + 10 > len(data):
-            raise WireError("record truncated")
-        off += 10 + _U16.unpack_from(data, off + 8)[0]
-    for _ in range(ar):
+MAX_POINTERS = 16  # compression pointers followed in one name (dnspython's limit)
+
+# what the walk checks inside the rdata of the common class IN types: (bytes before the names,
+# names, bytes after them), which must fill the rdata exactly (miekg/dns and dnspython reject
+# any other length); other types are opaque bytes within their RDLENGTH
+_RDATA: dict[int, tuple[int, int, int]] = {
+    TYPE_A: (4, 0, 0),
+    TYPE_AAAA: (16, 0, 0),
+    TYPE_NS: (0, 1, 0),
+    TYPE_CNAME: (0, 1, 0),
+    TYPE_PTR: (0, 1, 0),
+    TYPE_DNAME: (0, 1, 0),
+    TYPE_MX: (2, 1, 0),
+    TYPE_SOA: (0, 2, 20),
+    TYPE_SRV: (6, 1, 0),
+}
+
+
+def name_end(data: bytes, off: int, end: int, question: int = 0) -> int:
+    """Check the (possibly compressed) name at ``off``, which must lie before ``end``; return
+    the offset just past it. Raises WireError, and only that, whatever the bytes.
+
+    Names are read as dnspython and BIND read them: labels of at most 63 bytes (the 0x40 and
+    0x80 label types are refused); a compression pointer points before the part of the name
+    it is read from, which the part it points to must not reach (so pointers only go back
+    and a loop cannot be walked: RFC 1035's "prior occurrence"); at most ``MAX_POINTERS``
+    of them; at most 255 bytes once expanded. ``question``: the length of the question's
+    name at offset 12 when the caller has checked it (most names end with a pointer to it,
+    which then needs no walk).
+    """
+    after = -1  # where the name ends in place: past its first pointer
+    start = off  # where the part being read starts
+    size = 1  # the root label
+    pointers = 0
+    while True:
+        if off >= end:
+            raise WireError("name runs past its end")
+        length = data[off]
+        if length < 64:
+            if not length:
+                return off + 1 if after < 0 else after
+            size += length + 1
+            if size > 255:
+                raise WireError("name longer than 255 bytes")
+            off += length + 1
+        elif length >= 0xC0:
+            if off + 1 >= end:
+                raise WireError("truncated compression pointer")
+            target = ((length & 0x3F) << 8) | data[off + 1]
+            if after < 0:
+                after = off + 2
+            if target == HEADER_LEN and question:
+                if size + question - 1 > 255:
+                    raise WireError("name longer than 255 bytes")
+                return after
+            if target >= start:
+                raise WireError("compression pointer does not point back")
+            pointers += 1
+            if pointers > MAX_POINTERS:
+                raise WireError("too many compression pointers")
+            end = start
+            start = off = target
+        else:
+            raise WireError("bad label type")
+
+
+def check_records(data: bytes, off: int, an: int, ns: int, ar: int) -> tuple[int, int]:
+    """Walk the ``an + ns + ar`` records from ``off`` as a parser would; return (the offset
+    past the last record, the offset of the OPT record or -1). ``off`` is just past the
+    message's one question, whose name the caller has checked (it is uncompressed).
+
+    Raises WireError, and only that, for a message that does not parse as its counts say:
+    a name :func:`name_end` refuses, a record cut short or whose RDLENGTH runs past the end,
+    rdata of a common IN type (:data:`_RDATA`) that is not what the type holds, EDNS options
+    that do not fill the OPT rdata, an OPT record outside the additional section, not owned
+    by the root or not the only one (RFC 6891), a TSIG record that is not the last one (RFC
+    8945). Bytes after the last record are the caller's to judge (miekg/dns ignores them).
+    Allocation-free: nothing is built, only offsets are followed.
+    """
+    size = len(data)
+    question = off - 4 - HEADER_LEN
+    opt = -1
+    answers = an + ns
+    count = answers + ar
+    for i in range(count):
+        if off >= size:
+            raise WireError(f"{count} records counted, {i} found")
         start = off
-        off = skip_name(data, off)
-        if off + 10 > len(data):
+        off = name_end(data, off, size, question)
+        if off + 10 > size:
             raise WireError("record truncated")
-        rtype, rclass, ttl, rdlen = _RR_FIXED.unpack_from(data, off)
-        if rtype == TYPE_OPT:
-            return rclass, ttl, start
-        off += 10 + rdlen
-    return None
+        rtype, rclass, _, rdlen = _RR_FIXED.unpack_from(data, off)
+        off += 10
+        rdend = off + rdlen
+        if rdend > size:
+            raise WireError("RDLENGTH runs past the message")
+        layout = _RDATA.get(rtype) if rclass == CLASS_IN else None
+        if layout is not None:
+            before, names, after = layout
+            off += before
+            if names:
+                off = name_end(data, off, rdend, question)
+                if names == 2:
+                    off = name_end(data, off, rdend, question)
+                off += after
+            if off != rdend:
+                raise WireError(f"bad rdata for type {rtype}")
+        elif rtype == TYPE_OPT:
+            if i < answers or opt >= 0 or data[start] != 0:
+                raise WireError("misplaced OPT record")
+            opt = start
+            while off < rdend:
+                if off + 4 > rdend:
+                    raise WireError("EDNS option truncated")
+                off += 4 + ((data[off + 2] << 8) | data[off + 3])
+            if off != rdend:
+                raise WireError("EDNS option runs past the OPT record")
+        elif rtype == TYPE_TSIG and i != count - 1:
+            raise WireError("TSIG record not last")
+        off = rdend
+    return off, opt
 
 
 def with_id(wire: bytes, qid: int) -> bytes:
@@ -251,7 +353,8 @@ class AnswerInfo:
 
     The cache keeps it with the entry, so a hit re-parses nothing: ``ttl_offsets`` age TTLs in
     place, ``chain`` (lower-case wire names of CNAME/DNAME targets in the answer, in order) feeds
-    the firewall's redirection inspection, and ``summary()`` (for query logs) is built lazily
+    the firewall's redirection inspection, ``opt`` is the offset of the OPT record (-1: none;
+    the cache stores the records before it), and ``summary()`` (for query logs) is built lazily
     once and then shared. ``derived`` holds what a stage renders from it once (e.g. the Route 53
     query log's text from the query name to the answers), keyed by the stage's name, for as
     long as the answer lives.
@@ -266,6 +369,7 @@ class AnswerInfo:
         "neg_ttl",
         "chain",
         "qend",
+        "opt",
         "_wire",
         "_summary",
         "derived",
@@ -289,7 +393,9 @@ class AnswerInfo:
         chain: list[bytes] = []
         min_ttl = 0xFFFFFFFF
         neg_ttl = -1
+        opt = -1
         for i in range(an + ns + ar):
+            start = off
             off = skip_name(wire, off)
             if off + 10 > len(wire):
                 raise WireError("record truncated")
@@ -297,7 +403,9 @@ class AnswerInfo:
             rdata_off = off + 10
             if rdata_off + rdlen > len(wire):
                 raise WireError("rdata truncated")
-            if rtype != TYPE_OPT:
+            if rtype == TYPE_OPT:
+                opt = start
+            else:
                 offsets.append(off + 4)
                 if ttl < min_ttl:
                     min_ttl = ttl
@@ -311,6 +419,7 @@ class AnswerInfo:
         self.ttl_offsets = tuple(offsets)
         self.min_ttl = 0 if min_ttl == 0xFFFFFFFF else min_ttl
         self.neg_ttl = neg_ttl
+        self.opt = opt
         self.chain = tuple(chain)
 
     def summary(self) -> tuple[tuple[str, str, str], ...]:

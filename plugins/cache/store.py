@@ -201,18 +201,13 @@ def make_entry(
     an, ns, ar = _COUNTS.unpack_from(data, 4)[1:]
     qend = info.qend
     end = len(data)
-    if ar:
-        try:
-            opt = wire.find_opt(data, qend, an, ns, ar)
-        except (wire.WireError, IndexError, struct.error):
+    start = info.opt
+    if start >= 0:
+        opt_end = start + 11 + _U16.unpack_from(data, start + 9)[0]
+        if data[start] != 0 or opt_end != end:
             return None
-        if opt is not None:
-            start = opt[2]
-            opt_end = start + 11 + _U16.unpack_from(data, start + 9)[0]
-            if data[start] != 0 or opt_end != end:
-                return None
-            end = start
-            ar -= 1
+        end = start
+        ar -= 1
     if end > MAX_ENTRY_BYTES:
         return None
     field = ttl.to_bytes(4, "big")

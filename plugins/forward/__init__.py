@@ -70,6 +70,15 @@ returned with the client's id (``Response.source == "upstream"``). When every at
 the answer is SERVFAIL with the last error (e.g. ``read udp 192.0.2.1:53: i/o timeout``) in
 ``Response.error`` for the ``errors`` plugin.
 
+Malformed replies: a reply to our question is checked once, here, as a message parser would
+read it (:func:`proxy.wire.check_records`: names and their compression pointers, RDLENGTHs,
+the records the header counts, the rdata of common types, OPT and TSIG placement). One that
+does not parse is a failed attempt, as in CoreDNS (its exchange returns the unpack error): the
+upstream's failure is counted (see :mod:`plugins.forward.health`) and the next one is tried.
+When the last attempt got such a reply, the answer is SERVFAIL with an RFC 8914 Extended DNS
+Error 23 (Network Error) for EDNS clients, and ``Response.error`` set, so the cache never
+stores it. Bytes after a reply's last record are ignored (as miekg/dns does) and cut off.
+
 ``req.meta["forward/upstream"]``: the ``HOST:PORT`` of the upstream last asked.
 
 Metrics: ``coredns_proxy_request_duration_seconds{proxy_name="forward",to,rcode}``,
@@ -77,7 +86,9 @@ Metrics: ``coredns_proxy_request_duration_seconds{proxy_name="forward",to,rcode}
 ``coredns_forward_healthcheck_broken_total`` (every upstream was down),
 ``coredns_forward_max_concurrent_rejects_total``, and dnsfw's
 ``coredns_forward_rejected_replies_total{to,reason}`` (``unknown_id``: no pending query has
-that id, e.g. a late reply; ``mismatch``: not a response to our question). The plugin's
+that id, e.g. a late reply; ``mismatch``: not a response to our question; both ignored) and
+``dnsfw_forward_malformed_replies_total{to}`` (replies to our question that do not parse, see
+above). The plugin's
 ``upstreams()`` returns each upstream's state (registered under ``proxy.services.UPSTREAMS``
 for the admin API).
 
@@ -101,6 +112,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import struct
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -127,6 +139,9 @@ log = structlog.get_logger("dnsfw.forward")
 OVERALL_TIMEOUT = 5.0  # CoreDNS's per-query deadline across all attempts
 MAINTENANCE_TICK = 1.0  # seconds between socket rotation checks (at most `expire`)
 NO_HEALTHY = "no healthy proxies"
+EDE_NETWORK_ERROR = 23  # RFC 8914
+MALFORMED_EDE = wire.ede_option(EDE_NETWORK_ERROR, "malformed reply from upstream")
+_COUNTS = struct.Struct("!HHH")  # ANCOUNT, NSCOUNT, ARCOUNT
 META_UPSTREAM = "forward/upstream"
 
 # the forward instance set up last, and its block: the next one set up in the same block is
@@ -226,6 +241,7 @@ class Forward(Plugin):
         deadline = loop.time() + OVERALL_TIMEOUT
         last = plan[-1]
         error = NO_HEALTHY
+        options = b""  # EDNS options of the SERVFAIL for the last failure
         for up in plan:
             start = loop.time()
             timeout = deadline - start
@@ -242,14 +258,23 @@ class Forward(Plugin):
                     result = await up.exchange_stream(body, qname, tail, timeout)
             if type(result) is not bytes:
                 error = result if result is not RETRY else f"{up.address}: {RETRY}"
+                options = b""
+                self.prober.failed(up)
+                continue
+            try:  # the question is ours (checked on arrival): the records start at req.qend
+                end = wire.check_records(result, req.qend, *_COUNTS.unpack_from(result, 6))[0]
+            except wire.WireError as exc:
+                up.malformed.value += 1
+                error = f"{up.address}: malformed reply: {exc}"
+                options = MALFORMED_EDE
                 self.prober.failed(up)
                 continue
             rcode = result[3] & 0x0F
             up.answered(rcode, loop.time() - start)
             if rcode in self.failover and up is not last:
                 continue
-            return Response(query[:2] + result[2:], rcode, "upstream")
-        return req.reply(wire.SERVFAIL, source="error", error=error)
+            return Response(query[:2] + result[2:end], rcode, "upstream")
+        return req.reply(wire.SERVFAIL, options=options, source="error", error=error)
 
     def _plan(self) -> Sequence[Upstream]:
         """Upstreams to try, in policy order, without those that are down."""

@@ -15,7 +15,8 @@ Each query gets a random 16-bit id from the kernel's CSPRNG, unique among the pe
 of its socket or connection. A reply is accepted only when its id is pending and it is a
 response with exactly one question equal to ours (name compared case-insensitively, type and
 class exactly); on UDP the connected socket already drops datagrams from any other address.
-Everything else is ignored and counted (``coredns_forward_rejected_replies_total``).
+Everything else is ignored and counted (``coredns_forward_rejected_replies_total``). The
+records of an accepted reply are checked by the plugin (see :mod:`plugins.forward`).
 
 The exchange API is synchronous and allocation-lean: ``ask_udp``/``ask_stream`` register the
 query (a future plus a ``call_later`` timeout handle, cancelled on reply) and return the
@@ -261,6 +262,12 @@ class Upstream:
         )
         self.rejected_unknown: Child = rejected.labels(self.address, "unknown_id")  # type: ignore[assignment]
         self.rejected_mismatch: Child = rejected.labels(self.address, "mismatch")  # type: ignore[assignment]
+        self.malformed: Child = metrics.counter(
+            "dnsfw_forward_malformed_replies_total",
+            "Replies to a pending query that do not parse (answered SERVFAIL unless another "
+            "upstream answers).",
+            ("to",),
+        ).labels(self.address)  # type: ignore[assignment]
         self.hc_failures: Child = metrics.counter(
             "coredns_proxy_healthcheck_failures_total",
             "Count of failed health checks per upstream.",

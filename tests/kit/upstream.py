@@ -32,8 +32,11 @@ Answers are built like a recursive resolver would return them:
 - a message whose header parses but the rest does not gets FORMERR; shorter input and
   responses (QR=1) are ignored. Handler errors are logged, never fatal to the thread.
 
-`Faults` (mutable while running) turn it into a bad upstream; `only_names` limits them to
-some query names. `seen` records every parsed query, before faults apply.
+`Faults` (mutable while running) turn it into a bad upstream (`broken`: replies with the
+right id and question whose answer section does not parse, one of `BROKEN_REPLIES`);
+`only_names` limits them to some query names. `seen` records every parsed query, before
+faults apply; `unparsed` every message that did not parse (dnspython's exception name and
+the bytes).
 
 DEFAULT_ZONES serves the scenario data (docs/scenario.md), the bench CNAME chain
 a.example -> b.tracker.example -> c.cdn.example (three zones), example.com with sizes and
@@ -235,6 +238,7 @@ class Faults:
     garbage: bool = False  # query id, then bytes that never parse as a DNS message
     wrong_id: bool = False  # answer with query id + 1
     wrong_question: bool = False  # answer with another question name
+    broken: str = ""  # one of BROKEN_REPLIES: the right id and question, an unparseable answer
     only_names: frozenset[str] | None = None  # faults apply only to these lower-case FQDNs
 
 
@@ -475,6 +479,35 @@ def _formerr(wire: bytes) -> bytes | None:
     return _HEADER.pack(query_id, flags | dns.rcode.FORMERR, 0, 0, 0, 0)
 
 
+# replies with the query's id and question whose answer section does not parse
+BROKEN_REPLIES = (
+    "owner_loop",  # the answer's owner name is a compression pointer to itself
+    "target_loop",  # a CNAME whose target is a compression pointer to itself
+    "rdlength",  # an A record whose RDLENGTH runs past the end of the message
+    "ancount",  # ANCOUNT 2, one record
+    "label_type",  # an owner name with the reserved 0x40 label type
+)
+
+
+def _broken(query: dns.message.Message, kind: str) -> bytes:
+    question = query.question[0]
+    qsection = question.name.to_wire() + struct.pack("!HH", question.rdtype, question.rdclass)
+    qend = _HEADER.size + len(qsection)
+    a_fixed = struct.pack("!HHIH", dns.rdatatype.A, dns.rdataclass.IN, 300, 4)
+    records = {
+        "owner_loop": struct.pack("!H", 0xC000 | qend) + a_fixed + b"\xc0\x00\x02\x01",
+        "target_loop": b"\xc0\x0c"
+        + struct.pack("!HHIH", dns.rdatatype.CNAME, dns.rdataclass.IN, 300, 2)
+        + struct.pack("!H", 0xC000 | (qend + 12)),
+        "rdlength": b"\xc0\x0c" + a_fixed[:-2] + struct.pack("!H", 200) + b"\xc0\x00\x02\x01",
+        "ancount": b"\xc0\x0c" + a_fixed + b"\xc0\x00\x02\x01",
+        "label_type": b"\x41abc\x00" + a_fixed + b"\xc0\x00\x02\x01",
+    }
+    flags = dns.flags.QR | dns.flags.RA | (query.flags & dns.flags.RD)
+    header = _HEADER.pack(query.id, flags, 1, 2 if kind == "ancount" else 1, 0, 0)
+    return header + qsection + records[kind]
+
+
 def _garbage(query_id: int) -> bytes:
     # The id matches so a client's id check passes and its parser must cope: QDCOUNT 65535
     # with at most 32 random bytes after the header can never parse.
@@ -524,6 +557,7 @@ class Upstream:
         self._zones = _parse_zones(zones)
         self.faults = Faults()
         self.seen: list[Seen] = []
+        self.unparsed: list[tuple[str, bytes]] = []  # (dnspython's exception, the message)
         self._record_seen = True
         self.host = host
         self.port = port
@@ -662,7 +696,9 @@ class Upstream:
         """Parse and record a query; answer FORMERR (or nothing) for what does not parse."""
         try:
             query = dns.message.from_wire(wire)
-        except Exception:  # dnspython raises more than DNSException on hostile input
+        except Exception as exc:  # dnspython raises more than DNSException on hostile input
+            if self._record_seen:
+                self.unparsed.append((type(exc).__name__, wire))
             reply = _formerr(wire)
             if reply is not None:
                 send(reply)
@@ -696,6 +732,9 @@ class Upstream:
             return
         if active and faults.garbage:
             send(_garbage(query.id))
+            return
+        if active and faults.broken and query.question:
+            send(_broken(query, faults.broken))
             return
         if active and faults.servfail:
             response = dns.message.make_response(
