@@ -190,11 +190,15 @@ class Forward(Plugin):
         ).labels()  # type: ignore[assignment]
 
     # --- the query path ----------------------------------------------------------------
+    def forwards(self, qname: bytes) -> bool:
+        """Whether queries for ``qname`` (lower-case wire) go upstream: in FROM, not excepted."""
+        return (self.from_root or in_zones(qname, self.from_zones)) and not (
+            self.except_wires and qname != self.from_wire and in_zones(qname, self.except_wires)
+        )
+
     async def serve(self, req: Request, next: Handler) -> Response:
         qname = req.qname_wire
-        if not (self.from_root or in_zones(qname, self.from_zones)) or (
-            self.except_wires and qname != self.from_wire and in_zones(qname, self.except_wires)
-        ):
+        if not self.forwards(qname):
             return await next(req)
         if self.concurrent >= self.limit:
             self.rejects.value += 1
