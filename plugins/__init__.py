@@ -116,6 +116,7 @@ IMPLEMENTED: dict[str, str] = {
     "forward": "plugins.forward",
     "health": "plugins.health",
     "log": "plugins.log",
+    "loop": "plugins.loop",
     "prometheus": "plugins.prometheus",
     "ready": "plugins.ready",
     "reload": "plugins.reload",
