@@ -17,42 +17,12 @@ from commands.audit.scan import Inventory, TimeWindow, parse_stamp, parse_time_a
 from plugins.firewall.lists import DomainList
 from proxy.names import text_to_wire
 from tests.kit.dnsfw import run_cli
+from tests.kit.scenario import SCENARIO
 
 INSTANCE = "10.0.0.150"
 LAB = "10.0.1.5"
 T0 = "2026-11-20T10:00:"
 
-# scenario.md §1 step 1: 28 names, 46 (name, type) pairs
-SCENARIO: dict[str, tuple[str, ...]] = {
-    "__cloud_init_expected_not_found__.": ("A", "AAAA"),
-    "__cloud_init_expected_not_found__.ap-northeast-1.compute.internal.": ("A", "AAAA"),
-    "0.amazon.pool.ntp.org.": ("A", "AAAA"),
-    "1.amazon.pool.ntp.org.": ("A", "AAAA"),
-    "2.amazon.pool.ntp.org.": ("A", "AAAA"),
-    "2.amazon.pool.ntp.org.ap-northeast-1.compute.internal.": ("A", "AAAA"),
-    "gmail.com.": ("A", "MX"),
-    "gmail-smtp-in.l.google.com.": ("A",),
-    "alt1.gmail-smtp-in.l.google.com.": ("A",),
-    "alt2.gmail-smtp-in.l.google.com.": ("A",),
-    "alt3.gmail-smtp-in.l.google.com.": ("A",),
-    "alt4.gmail-smtp-in.l.google.com.": ("A",),
-    "yahoo.co.jp.": ("MX",),
-    "mx1.mail.yahoo.co.jp.": ("A",),
-    "mx2.mail.yahoo.co.jp.": ("A",),
-    "mx3.mail.yahoo.co.jp.": ("A",),
-    "mx5.mail.yahoo.co.jp.": ("A",),
-    "amazonlinux-2-repos-ap-northeast-1.s3.dualstack.ap-northeast-1.amazonaws.com.": ("A", "AAAA"),
-    "mirrors.fedoraproject.org.": ("A", "AAAA"),
-    "ssm.ap-northeast-1.amazonaws.com.": ("A", "AAAA"),
-    "ssmmessages.ap-northeast-1.amazonaws.com.": ("A", "AAAA"),
-    "ec2messages.ap-northeast-1.amazonaws.com.": ("A", "AAAA"),
-    "logs.ap-northeast-1.amazonaws.com.": ("A", "AAAA"),
-    "instance-data.": ("A", "AAAA"),
-    "ip-10-0-0-150.ap-northeast-1.compute.internal.": ("A", "AAAA"),
-    "ip-10-0-0-150.ap-northeast-1.compute.internal.ap-northeast-1.compute.internal.": ("A", "AAAA"),
-    "does-not-exist.example.com.": ("A", "AAAA"),
-    "example.invalid.": ("A", "AAAA"),
-}
 NXDOMAIN = {
     "__cloud_init_expected_not_found__.",
     "__cloud_init_expected_not_found__.ap-northeast-1.compute.internal.",
