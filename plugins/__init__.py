@@ -122,6 +122,7 @@ IMPLEMENTED: dict[str, str] = {
     "forward": "plugins.forward",
     "health": "plugins.health",
     "log": "plugins.log",
+    "loop": "plugins.loop",
     "prometheus": "plugins.prometheus",
     "ratelimit": "plugins.ratelimit",
     "ready": "plugins.ready",

@@ -67,6 +67,11 @@ def _resolve(token: Token) -> list[str]:
     return addresses
 
 
+def local_addresses() -> set[str]:
+    """The addresses of every interface of this host (as :func:`interface_addresses`)."""
+    return {a for _, name in socket.if_nameindex() for a in interface_addresses(name) or ()}
+
+
 def interface_addresses(name: str) -> list[str] | None:
     """Every IPv4 and IPv6 address of interface ``name`` (None when there is no such interface)."""
     if name not in {n for _, n in socket.if_nameindex()}:

@@ -10,7 +10,8 @@ PATCH    /v1/lists/{name}                  ``{"operation": "ADD"|"REMOVE"|"REPLA
 PUT      /v1/lists/{name}                  REPLACE with a text body, one entry per line
 POST     /v1/lists/{name}/refresh          re-read the list's source (file or URL)
 GET      /v1/rules                         the effective evaluation order of each firewall
-GET      /v1/explain?name=&type=&client=   the rule walk of one query (as ``dnsfw explain``)
+GET      /v1/explain?name=&type=&client=   the rule walk of one query (as ``dnsfw explain``,
+                                           without --resolve: ``chain`` is null)
 GET      /v1/stats?top=N                   totals and rates, rcodes, firewall actions and
                                            rules, cache, top blocked/alerted names and
                                            clients, upstreams, reloads, uptime

@@ -10,7 +10,7 @@ them. Nothing here opens a socket: ``dnsfw check`` runs exactly this.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -56,6 +56,12 @@ class AppContext:
     shared: dict[str, Any] = field(default_factory=dict)
     # what `dnsfw check` prints without failing: "FILE:LINE - Warning: ..." (see warn)
     warnings: list[str] = field(default_factory=list)
+    # checks that need every block's listeners (a `forward` to one of them would loop): build()
+    # runs them once the listeners are known; each raises CorefileError with file and line
+    listener_checks: list[Callable[[Sequence[ListenerKey]], None]] = field(default_factory=list)
+    # set by the runtime serving this configuration: stop the process with exit status 1 after
+    # logging why (the `loop` plugin's "loop detected"); None under `dnsfw check`
+    fatal: Callable[[str], None] | None = None
 
     def warn(self, file: str, line: int, message: str) -> None:
         """A setup finding that is legal but surely not meant (a rule that can never match)."""
@@ -169,7 +175,10 @@ def parse_blocks(path: str, dns_port: int, text: str | None = None) -> list[Serv
 
 def build(blocks: list[ServerBlock], app: AppContext) -> Config:
     built = [setup_block(b, app) for b in blocks]
-    return Config(built, group_listeners(built), app)
+    listeners = group_listeners(built)
+    for check in app.listener_checks:
+        check(tuple(listeners))
+    return Config(built, listeners, app)
 
 
 def plugin_module(name: str, at: Directive) -> ModuleType:

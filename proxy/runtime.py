@@ -24,7 +24,10 @@ every plugin is ready (:mod:`proxy.systemd`).
 
 Stop (SIGTERM, SIGINT): ``STOPPING=1``; with ``health ... { lameduck D }`` the process keeps
 answering for D (``/health`` says OK, ``/ready`` says 503) so load balancers drain it; then
-in-flight queries finish (bounded) and the plugins and HTTP listeners close.
+in-flight queries finish (bounded) and the plugins and HTTP listeners close. A plugin that
+finds the process cannot serve (``loop``: a forwarding loop) calls :meth:`Runtime.fatal`
+through ``AppContext.fatal``: the error is logged (``fatal``) and the process stops the same
+way, without lameduck, with exit status 1.
 
 Process metrics: ``coredns_build_info{version,revision,goversion}``,
 ``coredns_reload_failed_total``, ``coredns_reload_version_info{hash="sha512",value}``,
@@ -114,6 +117,7 @@ class Runtime:
         self._watcher: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._failed_sha512 = ""  # a Corefile the watcher tried and failed: not retried
+        self.exit_status = 0
         self._register_metrics()
 
     # --- configuration ----------------------------------------------------------------
@@ -127,6 +131,7 @@ class Runtime:
             shared=self.shared,
             text=self.text,
         )
+        config.app.fatal = self.fatal
         config.app.metrics.gauge_func(
             "coredns_plugin_enabled",
             "A metric that indicates whether a plugin is enabled on per server and zone basis.",
@@ -196,9 +201,15 @@ class Runtime:
             log.info("ready")
         await self.stopping.wait()
         await self._shutdown()
-        return 0
+        return self.exit_status
 
     def stop(self) -> None:
+        self.stopping.set()
+
+    def fatal(self, error: str) -> None:
+        """Stop with exit status 1: a plugin found that the process cannot serve."""
+        log.error("fatal", error=error)
+        self.exit_status = 1
         self.stopping.set()
 
     def _install_signals(self) -> None:
@@ -235,7 +246,7 @@ class Runtime:
         assert server is not None
         systemd.notify("STOPPING=1")
         lameduck = server.config.app.lameduck
-        if lameduck > 0:
+        if lameduck > 0 and not self.exit_status:
             self.lameduck = True
             log.info("lameduck", seconds=lameduck)  # CoreDNS: "Going into lameduck mode for D"
             await asyncio.sleep(lameduck)

@@ -294,7 +294,9 @@ def test_rules_and_explain(served) -> None:
         "rule": "block-listed",
         "group": "main",
         "list": "blocked",
+        "target": "",  # the query name matched, not a CNAME/DNAME target
     }
+    assert explained["chain"] is None  # the API does not ask upstream
     assert explained["answer"].startswith("NXDOMAIN, no answer")
     assert explained["steps"] == [
         {

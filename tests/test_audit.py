@@ -17,42 +17,12 @@ from commands.audit.scan import Inventory, TimeWindow, parse_stamp, parse_time_a
 from plugins.firewall.lists import DomainList
 from proxy.names import text_to_wire
 from tests.kit.dnsfw import run_cli
+from tests.kit.scenario import SCENARIO
 
 INSTANCE = "10.0.0.150"
 LAB = "10.0.1.5"
 T0 = "2026-11-20T10:00:"
 
-# scenario.md §1 step 1: 28 names, 46 (name, type) pairs
-SCENARIO: dict[str, tuple[str, ...]] = {
-    "__cloud_init_expected_not_found__.": ("A", "AAAA"),
-    "__cloud_init_expected_not_found__.ap-northeast-1.compute.internal.": ("A", "AAAA"),
-    "0.amazon.pool.ntp.org.": ("A", "AAAA"),
-    "1.amazon.pool.ntp.org.": ("A", "AAAA"),
-    "2.amazon.pool.ntp.org.": ("A", "AAAA"),
-    "2.amazon.pool.ntp.org.ap-northeast-1.compute.internal.": ("A", "AAAA"),
-    "gmail.com.": ("A", "MX"),
-    "gmail-smtp-in.l.google.com.": ("A",),
-    "alt1.gmail-smtp-in.l.google.com.": ("A",),
-    "alt2.gmail-smtp-in.l.google.com.": ("A",),
-    "alt3.gmail-smtp-in.l.google.com.": ("A",),
-    "alt4.gmail-smtp-in.l.google.com.": ("A",),
-    "yahoo.co.jp.": ("MX",),
-    "mx1.mail.yahoo.co.jp.": ("A",),
-    "mx2.mail.yahoo.co.jp.": ("A",),
-    "mx3.mail.yahoo.co.jp.": ("A",),
-    "mx5.mail.yahoo.co.jp.": ("A",),
-    "amazonlinux-2-repos-ap-northeast-1.s3.dualstack.ap-northeast-1.amazonaws.com.": ("A", "AAAA"),
-    "mirrors.fedoraproject.org.": ("A", "AAAA"),
-    "ssm.ap-northeast-1.amazonaws.com.": ("A", "AAAA"),
-    "ssmmessages.ap-northeast-1.amazonaws.com.": ("A", "AAAA"),
-    "ec2messages.ap-northeast-1.amazonaws.com.": ("A", "AAAA"),
-    "logs.ap-northeast-1.amazonaws.com.": ("A", "AAAA"),
-    "instance-data.": ("A", "AAAA"),
-    "ip-10-0-0-150.ap-northeast-1.compute.internal.": ("A", "AAAA"),
-    "ip-10-0-0-150.ap-northeast-1.compute.internal.ap-northeast-1.compute.internal.": ("A", "AAAA"),
-    "does-not-exist.example.com.": ("A", "AAAA"),
-    "example.invalid.": ("A", "AAAA"),
-}
 NXDOMAIN = {
     "__cloud_init_expected_not_found__.",
     "__cloud_init_expected_not_found__.ap-northeast-1.compute.internal.",
@@ -398,7 +368,7 @@ def test_suggested_list(capsys, logs: Path, tmp_path: Path) -> None:
     path = tmp_path / "seen.txt"
     code, _, err = run_audit(capsys, "--format", "json", "--suggest", str(path), str(logs))
     assert code == 0
-    assert f"wrote {path}: 13 entries (3 wildcards), 8 flagged" in err
+    assert f"wrote {path}: 13 entries (3 wildcards, 0 CNAME/DNAME targets), 8 flagged" in err
     text = path.read_text()
     lines = text.splitlines()
     wildcard = next(line for line in lines if line.startswith("*.mail.yahoo.co.jp"))
@@ -455,6 +425,93 @@ def test_suggested_list_passes_dnsfw_check(capsys, logs: Path, tmp_path: Path) -
     result = run_cli("check", "-conf", str(corefile))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith(": OK")
+
+
+# the answers of a trial against a recursive resolver: CNAME and DNAME chains
+CHAINS: list[tuple[str, str, str, tuple[tuple[str, str], ...]]] = [
+    # (query name, type, rcode, answers as (Rdata, Type))
+    ("mirrors.fedoraproject.org.", "A", "NOERROR",
+     (("wildcard.fedoraproject.org.", "CNAME"), ("38.145.60.21", "A"))),
+    ("mirrors.fedoraproject.org.", "AAAA", "NOERROR",
+     (("wildcard.fedoraproject.org.", "CNAME"), ("2600:2701:4000:5211::fed3", "AAAA"))),
+    ("amazonlinux-2-repos-ap-northeast-1.s3.dualstack.ap-northeast-1.amazonaws.com.", "A",
+     "NOERROR", (("s3-r-w.dualstack.ap-northeast-1.amazonaws.com.", "CNAME"),
+                 ("52.219.16.50", "A"))),
+    # *.google.com is suggested (3 labels seen below it): it covers www3.l.google.com
+    ("www.google.com.", "A", "NOERROR", (("www3.l.google.com.", "CNAME"), ("142.250.207.4", "A"))),
+    ("mail.google.com.", "A", "NOERROR", (("142.250.196.5", "A"),)),
+    ("docs.google.com.", "A", "NOERROR", (("142.250.196.6", "A"),)),
+    # two names, one target, listed once; a chain of two hops lists both targets
+    ("img.acme.io.", "A", "NOERROR",
+     (("acme.edge-cdn.net.", "CNAME"), ("e1.edge-cdn.net.", "CNAME"), ("203.0.113.1", "A"))),
+    ("js.acme.io.", "A", "NOERROR", (("acme.edge-cdn.net.", "CNAME"), ("203.0.113.1", "A"))),
+    # a DNAME: its own target and the synthesised CNAME's
+    ("x.old-brand.io.", "A", "NOERROR",
+     (("new-brand.io.", "DNAME"), ("x.new-brand.io.", "CNAME"), ("203.0.113.2", "A"))),
+    # a flagged name (every answer NXDOMAIN) brings no target
+    ("dangling.acme.io.", "A", "NXDOMAIN", (("gone.elsewhere.io.", "CNAME"),)),
+]  # fmt: skip
+# more targets than a name keeps: a CDN rotating its edge names
+ROTATING = [(f"e{i}.rotating-cdn.net.", "CNAME") for i in range(20)]
+
+
+def chain_log(directory: Path) -> Path:
+    lines = []
+    for i, (name, qtype, rcode, answers) in enumerate(CHAINS):
+        rows = [{"Rdata": r, "Type": t, "Class": "IN"} for r, t in answers]
+        lines.append(record(name, qtype, i, rcode=rcode, answers=rows))
+    for i, answer in enumerate(ROTATING):
+        rows = [{"Rdata": answer[0], "Type": "CNAME", "Class": "IN"}]
+        lines.append(record("video.stream-shop.io.", "A", i, answers=rows))
+    path = directory / "chains.log"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def test_suggested_list_allows_the_chain_targets_after_the_names_that_led_to_them(
+    capsys, tmp_path: Path
+) -> None:
+    path = tmp_path / "seen.txt"
+    code, _, err = run_audit(capsys, "--suggest", str(path), str(chain_log(tmp_path)))
+    assert code == 0
+    assert "CNAME/DNAME targets), 1 flagged" in err
+    lines = [re.sub(r"\s+", " ", line) for line in path.read_text().splitlines()]
+
+    def after(entry: str) -> list[str]:
+        """The lines that follow ``entry``'s line, up to the next entry of another kind."""
+        at = next(i for i, line in enumerate(lines) if line.startswith(entry + " "))
+        return lines[at + 1 : at + 4]
+
+    assert after("mirrors.fedoraproject.org")[0] == (
+        "wildcard.fedoraproject.org # CNAME/DNAME target in the answers for "
+        "mirrors.fedoraproject.org"
+    )
+    assert after("amazonlinux-2-repos-ap-northeast-1.s3.dualstack.ap-northeast-1.amazonaws.com")[
+        0
+    ].startswith("s3-r-w.dualstack.ap-northeast-1.amazonaws.com # CNAME/DNAME target")
+    assert after("img.acme.io")[:2] == [
+        "acme.edge-cdn.net # CNAME/DNAME target in the answers for img.acme.io, js.acme.io",
+        "e1.edge-cdn.net # CNAME/DNAME target in the answers for img.acme.io",
+    ]
+    assert after("x.old-brand.io")[:2] == [
+        "new-brand.io # CNAME/DNAME target in the answers for x.old-brand.io",
+        "x.new-brand.io # CNAME/DNAME target in the answers for x.old-brand.io",
+    ]
+    assert after("video.stream-shop.io")[0] == (
+        "# video.stream-shop.io had more than 16 distinct CNAME/DNAME targets (a CDN?): only "
+        "those seen are listed; consider `redirection trust` on a rule of its own for it"
+    )
+    entries = entries_of(path.read_text())
+    assert "*.google.com" in entries and "www3.l.google.com" not in entries  # covered
+    assert "gone.elsewhere.io" not in entries  # its name is flagged, not allowed
+    assert entries.count("acme.edge-cdn.net") == 1
+    # every name allowed and every target in its answers is allowed by the list
+    listed = DomainList.from_lines(path.read_text().splitlines(), file=str(path))[0]
+    for name, _, rcode, answers in CHAINS:
+        if rcode == "NOERROR":
+            for needed in (name, *(r for r, t in answers if t in ("CNAME", "DNAME"))):
+                assert listed.matches(text_to_wire(needed)), needed
+    assert sum(listed.matches(text_to_wire(r)) for r, _ in ROTATING) == 16
 
 
 # --- policy ----------------------------------------------------------------------------------

@@ -318,13 +318,17 @@ def ede(msg: dns.message.Message) -> list[tuple[int, str]]:
     return [(o.code, o.text or "") for o in msg.options if o.otype == dns.edns.EDE]
 
 
-def rule_of(msg: dns.message.Message) -> str | None:
-    """The rule an EDE 15 names, or None when the answer carries no EDE."""
+def rule_of(msg: dns.message.Message, target: str = "") -> str | None:
+    """The rule an EDE 15 names, or None when the answer carries no EDE; ``target``: the
+    CNAME/DNAME target that the EDE must name (a block on a chain target)."""
     found = ede(msg)
     if not found:
         return None
     assert len(found) == 1 and found[0][0] == EDE_BLOCKED, found
-    m = re.match(r"blocked by dnsfw rule '([^']+)' \(group '[^']+', list '[^']+'\)$", found[0][1])
+    via = f" on the CNAME/DNAME target {re.escape(target)}" if target else ""
+    m = re.match(
+        rf"blocked by dnsfw rule '([^']+)' \(group '[^']+', list '[^']+'\){via}$", found[0][1]
+    )
     assert m, found
     return m[1]
 
@@ -355,15 +359,21 @@ def assert_normal(served: Served, msg: dns.message.Message, name: str, rdtype: s
 
 
 def assert_blocked(
-    msg: dns.message.Message, rule: str, rcode: int = dns.rcode.NOERROR, ttl: int = 60
+    msg: dns.message.Message,
+    rule: str,
+    rcode: int = dns.rcode.NOERROR,
+    ttl: int = 60,
+    *,
+    target: str = "",
 ) -> None:
-    """A NODATA/NXDOMAIN block answer by ``rule``: empty answer, the firewall's SOA, EDE 15."""
+    """A NODATA/NXDOMAIN block answer by ``rule``: empty answer, the firewall's SOA, EDE 15
+    (naming ``target`` for a block on a CNAME/DNAME target)."""
     assert msg.rcode() == rcode, msg
     assert msg.answer == []
     soa = firewall_soa(msg)
     assert soa is not None, msg
     assert soa.ttl == ttl and soa[0].minimum == ttl
-    assert rule_of(msg) == rule
+    assert rule_of(msg, target) == rule
 
 
 # --- dig ----------------------------------------------------------------------------------
@@ -642,9 +652,19 @@ def test_client_groups(served: Served, client: str, name: str, rule: str | None)
 
 def test_inspect_blocks_a_cname_chain_through_a_blocked_name(served: Served):
     # a.example (ALLOW, inspect) -> b.tracker.example (BLOCK nxdomain) -> c.cdn.example
-    assert_blocked(served.ask("inspect", "a.example"), "block-tracker", dns.rcode.NXDOMAIN)
+    # the EDE names the target that was blocked, not only the rule
+    assert_blocked(
+        served.ask("inspect", "a.example"),
+        "block-tracker",
+        dns.rcode.NXDOMAIN,
+        target="b.tracker.example.",
+    )
     # google's CDN redirect leaves the allowed domain (CDS#838)
-    assert_blocked(served.ask("inspect", "cdn-redirect.google.com"), "block-akamai")
+    assert_blocked(
+        served.ask("inspect", "cdn-redirect.google.com"),
+        "block-akamai",
+        target="edge.akamaiedge.net.",
+    )
 
 
 def test_trust_ends_inspection_at_the_allowed_name(served: Served):
@@ -672,24 +692,29 @@ def test_dname_targets_are_inspected(served: Served):
     direct = served.direct("rr.dname.example")
     assert [r.rdtype for r in direct.answer][:2] == [dns.rdatatype.DNAME, dns.rdatatype.CNAME]
     # the DNAME's own target comes first in the chain
-    assert_blocked(served.ask("inspect", "rr.dname.example"), "block-apex")
-    assert_blocked(served.ask("trust", "rr.dname.example"), "block-apex")
+    for profile in ("inspect", "trust"):
+        msg = served.ask(profile, "rr.dname.example")
+        assert_blocked(msg, "block-apex", target="example.com.")
     # *.example.com does not cover the DNAME target, only the synthesised CNAME's target
-    assert_blocked(served.ask("match_wildcard", "rr.dname.example"), "wild")
+    msg = served.ask("match_wildcard", "rr.dname.example")
+    assert_blocked(msg, "wild", target="rr.example.com.")
 
 
 def test_trust_on_a_chain_target_ends_inspection(served: Served):
     # chain1 -> chain2 (ALLOW) -> chain3 -> www.example.com -> example.com (BLOCK)
-    assert_blocked(served.ask("inspect", "chain1.example.com"), "block-apex")
+    msg = served.ask("inspect", "chain1.example.com")
+    assert_blocked(msg, "block-apex", target="example.com.")
     assert_normal(served, served.ask("trust", "chain1.example.com"), "chain1.example.com", "A")
     # without chain2 in the chain, the apex blocks
-    assert_blocked(served.ask("trust", "chain3.example.com"), "block-apex")
+    msg = served.ask("trust", "chain3.example.com")
+    assert_blocked(msg, "block-apex", target="example.com.")
 
 
 def test_chain_of_an_nxdomain_answer_is_inspected(served: Served):
     # dangling.example.com -> gone.example.com (BLOCK), which does not exist: NXDOMAIN upstream
     assert served.direct("dangling.example.com").rcode() == dns.rcode.NXDOMAIN
-    assert_blocked(served.ask("inspect", "dangling.example.com"), "block-rr")
+    msg = served.ask("inspect", "dangling.example.com")
+    assert_blocked(msg, "block-rr", target="gone.example.com.")
 
 
 # --- bypass signals ---------------------------------------------------------------------------
@@ -793,7 +818,8 @@ def test_scenario_inspect_blocks_redirect_out_of_google(served: Served):
     # the profile is the docstring's example minus `redirection trust` on allow-google
     assert "ALLOW google   redirection trust" in PROFILES["scenario"]
     assert "ALLOW google\n" in PROFILES["scenario_inspect"]
-    assert_blocked(served.ask("scenario_inspect", "cdn-redirect.google.com"), "block-rest")
+    msg = served.ask("scenario_inspect", "cdn-redirect.google.com")
+    assert_blocked(msg, "block-rest", target="edge.akamaiedge.net.")
     # chains inside *.google.com still resolve
     msg = served.ask("scenario_inspect", "www.google.com")
     assert_normal(served, msg, "www.google.com", "A")

@@ -49,6 +49,10 @@ corp.example:1053 {
 }
 """
 
+DEPENDS = (
+    "redirection inspect: the decision depends on the answer, whose CNAME/DNAME targets are "
+    "evaluated too (explain --resolve asks the upstream and decides on them)"
+)
 SKIP_LAN = (
     "group lan (priority 50, clients 10.0.0.0/8 fd00::/8)",
     "rule lan-block BLOCK list lan-only skipped: client not in the group's networks",
@@ -108,8 +112,7 @@ def test_qtype_skip_and_inspect_note(conf: Path, capsys: pytest.CaptureFixture[s
         "rule yahoo-mx ALLOW list yahoo match",
         "decision: ALLOW by rule yahoo-mx (group egress, list yahoo)",
         "answer: the upstream's answer, unchanged",
-        "redirection inspect: CNAME/DNAME targets in the upstream answer are evaluated too "
-        "(explain does not query upstream; run explain on a target name to see its walk)",
+        DEPENDS,
     ]
 
 
@@ -165,8 +168,7 @@ def test_no_match(conf: Path, capsys: pytest.CaptureFixture[str]):
         "group audit (priority 1)",
         "rule watch-ads ALERT list ads no match",
         "decision: no rule matches: the query resolves normally",
-        "redirection inspect: CNAME/DNAME targets in the upstream answer are evaluated too "
-        "(explain does not query upstream; run explain on a target name to see its walk)",
+        DEPENDS,
     ]
 
 
@@ -175,8 +177,7 @@ def test_alert_answer_and_ede_off(conf: Path, capsys: pytest.CaptureFixture[str]
     assert lines[-3:] == [
         "decision: ALERT by rule watch-ads (group audit, list ads)",
         "answer: the upstream's answer, unchanged (logged as ALERT)",
-        "redirection inspect: CNAME/DNAME targets in the upstream answer are evaluated too "
-        "(explain does not query upstream; run explain on a target name to see its walk)",
+        DEPENDS,
     ]
 
 
@@ -255,3 +256,84 @@ async def test_the_answer_shown_is_the_reply_the_firewall_sends(conf, name, rdty
         await firewall.stop()
     assert shown.decision is not None and shown.decision.action == "BLOCK"
     assert shown.answer == describe_reply(served.wire)
+
+
+# --- --resolve: the chain decision from the upstream's answer ------------------------------
+
+SEED_ALLOWLIST = """\
+.:1053 {
+    firewall {
+        list seen domains mirrors.fedoraproject.org *.google.com
+        list all  domains *
+        group seed 100 {
+            rule allow-seen 1   ALLOW seen
+            rule block-all  100 BLOCK all
+        }
+    }
+    forward . $UPSTREAM
+}
+"""
+
+
+@pytest.fixture
+def seed_conf(tmp_path: Path, upstream) -> Path:
+    path = tmp_path / "Corefile"
+    path.write_text(SEED_ALLOWLIST.replace("$UPSTREAM", upstream.address))
+    return path
+
+
+def test_resolve_shows_the_block_on_a_cname_target(seed_conf, capsys, upstream):
+    """The issue's yum case: the name is allowed, its CNAME target is blocked by the
+    catch-all; explain asks the block's forward upstream and names the target."""
+    lines = explain_lines(
+        capsys, "-conf", str(seed_conf), "mirrors.fedoraproject.org", "AAAA", "--resolve"
+    )
+    assert lines[2:] == [
+        f"answer from {upstream.address}, CNAME/DNAME targets: wildcard.fedoraproject.org.",
+        f"firewall ({seed_conf}:2), fail closed",
+        "group seed (priority 100)",
+        "rule allow-seen ALLOW list seen match",
+        "CNAME/DNAME target wildcard.fedoraproject.org.",
+        "group seed (priority 100)",
+        "rule allow-seen ALLOW list seen no match",
+        "rule block-all BLOCK list all match",
+        "decision: BLOCK by rule block-all (group seed, list all) "
+        "on the CNAME/DNAME target wildcard.fedoraproject.org.",
+        "answer: NOERROR, no answer (NODATA); SOA dnsfw.invalid. in authority, TTL 60; "
+        "EDE 15 (Blocked) \"blocked by dnsfw rule 'block-all' (group 'seed', list 'all') "
+        'on the CNAME/DNAME target wildcard.fedoraproject.org." to EDNS clients',
+    ]
+
+
+def test_without_resolve_the_verdict_depends_on_the_answer(seed_conf, capsys):
+    lines = explain_lines(capsys, "-conf", str(seed_conf), "mirrors.fedoraproject.org", "AAAA")
+    assert lines[-3:] == [
+        "decision: ALLOW by rule allow-seen (group seed, list seen)",
+        "answer: the upstream's answer, unchanged",
+        DEPENDS,
+    ]
+
+
+def test_resolve_with_a_chain_that_changes_nothing(seed_conf, capsys, upstream):
+    # www.google.com -> www3.l.google.com: both allowed; --server names the upstream itself
+    argv = ["-conf", str(seed_conf), "www.google.com", "--resolve", "--server", upstream.address]
+    lines = explain_lines(capsys, *argv)
+    assert lines[2] == f"answer from {upstream.address}, CNAME/DNAME targets: www3.l.google.com."
+    assert lines[-3:] == [
+        "decision: ALLOW by rule allow-seen (group seed, list seen)",
+        "answer: the upstream's answer, unchanged",
+        "redirection inspect: no CNAME/DNAME target of the answer changes the decision",
+    ]
+    lines = explain_lines(capsys, "-conf", str(seed_conf), "x.google.com", "--resolve")
+    assert lines[2] == f"answer from {upstream.address}, CNAME/DNAME targets: (none)"
+    assert lines[-1] == "redirection inspect: the answer has no CNAME/DNAME target"
+
+
+def test_resolve_needs_an_upstream(conf: Path, capsys: pytest.CaptureFixture[str]):
+    assert explain.main(["-conf", str(conf), "www.google.com", "--resolve"]) == 1
+    assert capsys.readouterr().err == (
+        f"dnsfw explain: --resolve: no forward in the server block {conf}:1 handles "
+        "www.google.com.: give --server ADDR\n"
+    )
+    assert explain.main(["-conf", str(conf), "a.example", "--resolve", "--server", "nowhere"]) == 1
+    assert capsys.readouterr().err == "dnsfw explain: --server: not an address: 'nowhere'\n"

@@ -507,6 +507,43 @@ def test_route53_firewall_lines_end_to_end(dnsfw, upstream, tmp_path):
     assert list(gmail) == ROUTE53_KEYS  # ALLOW: no firewall fields, as in Route 53
 
 
+# the allowlist of issue 13: mirrors.fedoraproject.org allowed, its CNAME target not
+CHAIN_BLOCK_FIREWALL = """\
+firewall {
+    list Seen domains mirrors.fedoraproject.org
+    list All-Domains domains *
+    group Seed 100 {
+        rule allow-seen 1 ALLOW Seen
+        rule block-all 100 BLOCK All-Domains
+    }
+}"""
+
+
+def test_a_block_on_a_cname_target_logs_the_target(dnsfw, upstream, tmp_path):
+    """Route 53's fields name the target's rule, group and list under the query's name;
+    dnsfw's ``firewall_redirection_domain`` names the target itself."""
+    d = dnsfw(
+        corefile(
+            ROUTE53_LOG,
+            OUTPUT=tmp_path / "r53.log",
+            OPTIONS="",
+            PLUGINS=CHAIN_BLOCK_FIREWALL,
+            UPSTREAM=upstream.address,
+        )
+    )
+    blocked = d.query("mirrors.fedoraproject.org.", "AAAA")
+    assert blocked.rcode() == dns.rcode.NOERROR and not blocked.answer
+    assert d.query("gmail.com.").answer == []  # blocked by its own name
+    stop_and_wait(d)
+    records = route53_lines((tmp_path / "r53.log").read_text())
+    line = by_name(records, "mirrors.fedoraproject.org.", "AAAA")
+    assert list(line) == [*ROUTE53_KEYS, *FIREWALL_KEYS, "firewall_redirection_domain"]
+    assert [line[k] for k in FIREWALL_KEYS] == ["BLOCK", "Seed", "All-Domains"]
+    assert line["firewall_redirection_domain"] == "wildcard.fedoraproject.org."
+    own = by_name(records, "gmail.com.")
+    assert list(own) == [*ROUTE53_KEYS, *FIREWALL_KEYS]  # the query name matched: no extension
+
+
 # an ALERT trial (scenario lesson 3)
 TRIAL_FIREWALL = """\
 firewall {

@@ -31,9 +31,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.kit.tools import need_tool, unavailable
+
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = ROOT / "systemd"
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PACKAGES = {
     "systemd-analyze": "systemd",
     "systemd-sysusers": "systemd",
@@ -44,17 +45,8 @@ PACKAGES = {
 MAX_EXPOSURE = 20  # systemd-analyze security on its 0-100 scale (it prints 2.0 for 20)
 
 
-def unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"{reason} (CI must run this check: see .ci/run)")
-    pytest.skip(reason)
-
-
 def tool(name: str) -> str:
-    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
-    if path is None:
-        unavailable(f"{name} not found (Debian package {PACKAGES[name]})")
-    return path
+    return need_tool(name, PACKAGES[name])
 
 
 def in_namespace(script: str, *, network: bool = False) -> subprocess.CompletedProcess:

@@ -20,9 +20,12 @@ Options:
   clients, if ALERT rules became BLOCK, and which are decided differently now than logged.
 * ``--suggest FILE``: write a domain list (Route 53 syntax) that allows everything seen and
   not flagged, collapsed to ``*.NAME`` where ``--wildcard-min`` (default 3; 0: never)
-  distinct labels were seen below NAME, each entry commented with why it is there; flagged
-  names follow commented out. Use it in a rule:
-  ``list seen file FILE`` + ``rule allow-seen 100 ALLOW seen``.
+  distinct labels were seen below NAME, each entry commented with why it is there; the
+  CNAME/DNAME targets of the answers follow the entry that led to them (a rule with
+  ``redirection inspect``, the default, evaluates them too: without them a catch-all BLOCK
+  would block the name; see ``commands.audit.names``); flagged names follow commented out.
+  Use it in a rule: ``list seen file FILE`` + ``rule allow-seen 100 ALLOW seen``, before
+  ``rule block-all 1000 BLOCK all`` over ``list all domains *``.
 * ``--format``: ``table`` (default; fitted to the terminal's width), ``json`` or ``csv``
   (see ``commands.audit.report``).
 * ``--max-names`` (default 200000) and ``--max-per-domain`` (default 1000) bound memory;
@@ -173,9 +176,11 @@ def _write_suggestion(audit: Audit, domains: Domains, path: str, wildcard_min: i
         print(f"dnsfw audit: cannot write {path}: {err.strerror}", file=sys.stderr)
         return False
     wildcards = sum(e.kind == "wildcard" for e in suggestion.allowed)
+    targets = sum(e.kind == "target" for e in suggestion.allowed)
     print(
         f"dnsfw audit: wrote {path}: {len(suggestion.allowed)} entries "
-        f"({wildcards} wildcards), {len(suggestion.flagged)} flagged",
+        f"({wildcards} wildcards, {targets} CNAME/DNAME targets), "
+        f"{len(suggestion.flagged)} flagged",
         file=sys.stderr,
     )
     return True

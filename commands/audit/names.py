@@ -29,6 +29,18 @@ never suggested for a public suffix nor for a name with a public suffix below it
 (``*.ap-northeast-1.amazonaws.com`` would allow anyone's S3 bucket): the names stay exact,
 with a note saying why. Each entry's comment says what was seen; flagged names follow,
 commented out with their reason.
+
+**CNAME/DNAME targets.** With ``redirection inspect`` (the default, as in Route 53) the
+firewall evaluates every CNAME/DNAME target of an answer too, so an allowlist that ends in a
+catch-all BLOCK blocks ``mirrors.fedoraproject.org`` (NODATA) unless its target
+``wildcard.fedoraproject.org`` is allowed as well. The suggestion therefore lists, right after
+each entry, the targets seen in the answers of the names it allows that no other entry allows,
+each commented with the names that led to it: the list used as the seed's policy blocks
+nothing the trial saw allowed, and inspection stays on (a target that later moves elsewhere is
+blocked, and the log and EDE name it). It does not switch the rule to ``redirection trust``
+(which would let an allowed name point anywhere); only for a name whose answers held more than
+``MAX_TARGETS`` distinct targets (a CDN rotating its edge names, which no exact list keeps up
+with) a note proposes ``redirection trust`` for the rule that allows it.
 """
 
 from __future__ import annotations
@@ -41,7 +53,7 @@ from publicsuffixlist import PublicSuffixList
 
 from plugins.firewall.lists import normalize_entry
 
-from .scan import CATCH_ALL, Inventory, NameStats, iso, pairs
+from .scan import CATCH_ALL, MAX_TARGETS, Inventory, NameStats, iso, pairs
 
 CLOUD_INIT_PROBE = "__cloud_init_expected_not_found__"
 RESERVED_TLDS = {
@@ -184,7 +196,8 @@ def _traffic_flags(stats: NameStats) -> list[Flag]:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One line of the suggested list: ``kind`` is exact, wildcard, note or flagged."""
+    """One line of the suggested list: ``kind`` is exact, wildcard, target (a CNAME/DNAME
+    target of the entry before it), note or flagged."""
 
     kind: str
     text: str
@@ -201,7 +214,7 @@ class Suggestion:
 
     @property
     def allowed(self) -> tuple[Entry, ...]:
-        return tuple(e for e in self.entries if e.kind in ("exact", "wildcard"))
+        return tuple(e for e in self.entries if e.kind in ("exact", "wildcard", "target"))
 
 
 class _Node:
@@ -232,7 +245,61 @@ def suggest(
     flagged = [_flagged(inv, name, f) for name, f in flags.items()]
     flagged.sort(key=lambda e: (e.domain == "", e.domain, _label_order(e.text)))
     flagged.extend(_overflow_entries(inv))
-    return Suggestion(tuple(entries), tuple(flagged), wildcard_min)
+    return Suggestion(_with_targets(entries, inv), tuple(flagged), wildcard_min)
+
+
+def _with_targets(entries: list[Entry], inv: Inventory) -> tuple[Entry, ...]:
+    """``entries`` with, after each, the CNAME/DNAME targets of the names it allows that no
+    entry allows (each once, after the first entry that led to it; see the module docstring)."""
+    exact = {e.text for e in entries if e.kind == "exact"}
+    wildcards = {e.text[2:] for e in entries if e.kind == "wildcard"}
+    leaders: dict[str, list[str]] = {}  # target -> the names whose answers held it
+    after: list[list[Entry | str]] = [[] for _ in entries]  # notes, and targets to list
+    for follows, entry in zip(after, entries, strict=True):
+        for name in entry.covers:
+            stats = inv.names[name]
+            if stats.more_targets:
+                follows.append(Entry("note", "", entry.domain, _crowded(name)))
+            for target in stats.targets:
+                try:
+                    text = normalize_entry(target)
+                except ValueError as err:
+                    reason = f"CNAME/DNAME target {target} of {name} is not a valid entry: {err}"
+                    follows.append(Entry("note", "", entry.domain, reason))
+                    continue
+                if text in leaders:
+                    if name not in leaders[text]:
+                        leaders[text].append(name)
+                elif text not in exact and not _below(text, wildcards):
+                    leaders[text] = [name]
+                    follows.append(text)
+    out: list[Entry] = []
+    for follows, entry in zip(after, entries, strict=True):
+        out.append(entry)
+        for item in follows:
+            if isinstance(item, str):
+                comment = f"CNAME/DNAME target in the answers for {_some(leaders[item])}"
+                item = Entry("target", item, entry.domain, comment, (item,))
+            out.append(item)
+    return tuple(out)
+
+
+def _below(name: str, wildcards: set[str]) -> bool:
+    """Whether ``*.PARENT`` covers ``name`` for some PARENT in ``wildcards``."""
+    labels = name.split(".")
+    return any(".".join(labels[i:]) in wildcards for i in range(1, len(labels)))
+
+
+def _crowded(name: str) -> str:
+    return (
+        f"{name} had more than {MAX_TARGETS} distinct CNAME/DNAME targets (a CDN?): only "
+        f"those seen are listed; consider `redirection trust` on a rule of its own for it"
+    )
+
+
+def _some(names: list[str]) -> str:
+    more = ", ..." if len(names) > EXAMPLES_IN_COMMENT else ""
+    return ", ".join(names[:EXAMPLES_IN_COMMENT]) + more
 
 
 def _label_order(name: str) -> tuple[str, ...]:
@@ -370,6 +437,9 @@ def render_list(s: Suggestion, inv: Inventory) -> str:
         f"# From {inv.accepted} queries of {len(inv.names)} names, {period}.",
         wildcards,
         "# never for a public suffix or above one (Public Suffix List).",
+        "# A CNAME/DNAME target seen in the answers follows the entry whose names led to it:",
+        "# with `redirection inspect` (the default) the firewall evaluates targets too, and",
+        "# a catch-all BLOCK would block the whole answer without them.",
         "# Flagged names (probes, noise, blocked) are at the end, commented out:",
         "# uncomment a line to allow that name.",
     ]

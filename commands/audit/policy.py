@@ -31,17 +31,13 @@ from typing import Any, Protocol
 import dns.rdatatype
 
 from plugins.firewall.policy import ALERT, ALLOW, NotLoaded, Policy, Rule, Verdict
-from plugins.log import route53
-from plugins.log.route53 import RDATA, TYPE
 from proxy.names import text_to_wire
 
-from .scan import MAX_SOURCES, NameStats, pairs
+from .scan import CHAIN_RCODES, MAX_SOURCES, NameStats, chain_of, pairs
 
 MEMO_SIZE = 16384
 MAX_QTYPES = 1024
 ALLOWED = "allowed"  # ALLOW, no rule matched, or outside the firewall's zones
-CHAIN_TYPES = ("CNAME", "DNAME")
-CHAIN_RCODES = ("NOERROR", "NXDOMAIN")  # an NXDOMAIN answer can hold a chain too
 
 
 class AuditFirewall(Protocol):
@@ -159,7 +155,7 @@ class PolicyCheck:
         rcode: str,
         obj: dict[str, Any],
     ) -> None:
-        chain = _chain(obj) if rcode in CHAIN_RCODES else ()
+        chain = chain_of(obj) if rcode in CHAIN_RCODES else ()
         memo_key = (name, qtype, client if self.by_client else "", chain)
         decisions = self._memo.get(memo_key, False)
         if decisions is False:
@@ -204,17 +200,6 @@ class PolicyCheck:
             # rules live as long as the firewall, so their id is stable while it is used
             out.append(self._decided.setdefault((id(decided.rule), decided.target), decided))
         return tuple(out)
-
-
-def _chain(obj: dict[str, Any]) -> tuple[str, ...]:
-    answers = obj.get(route53.ANSWERS)
-    if not answers or type(answers) is not list:
-        return ()
-    return tuple(
-        a[RDATA].lower()
-        for a in answers
-        if type(a) is dict and a.get(TYPE) in CHAIN_TYPES and type(a.get(RDATA)) is str
-    )
 
 
 def _evaluate(

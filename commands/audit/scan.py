@@ -11,7 +11,9 @@ ignored.
 ``query_name``, ``query_type`` and ``query_timestamp`` (ISO 8601) are required; ``rcode``,
 ``srcaddr``, ``firewall_rule_action``, ``firewall_rule_group_id`` and
 ``firewall_domain_list_id`` are read when present (an absent action means Route 53 allowed the
-query or no rule matched), ``answers`` only by ``--policy`` (CNAME/DNAME targets). A line
+query or no rule matched), and ``answers`` of NOERROR and NXDOMAIN replies for their CNAME and
+DNAME targets (the names a firewall with ``redirection inspect`` evaluates too: the suggested
+list must allow them, and ``--policy`` decides on them). A line
 without the required fields, or that is not JSON, is a bad line: counted, the first
 ``MAX_BAD_EXAMPLES`` kept as ``file:line: reason``, never fatal. A gzip file cut short (a log
 still being written) ends that file with a read error, counted the same way.
@@ -22,7 +24,8 @@ root is ``.``), so they compare like domain list entries.
 **Memory.** The state is one :class:`NameStats` per distinct name, and nothing per line:
 about 0.4 KB per name (its text, first and last time, a flat counter of interned outcomes,
 a tuple of at most ``MAX_SOURCES`` interned source addresses; queries from further sources
-are counted, not kept), and about 0.35 KB more with ``--policy``. Distinct names are capped:
+are counted, not kept; a name whose answers held CNAME/DNAME targets keeps at most
+``MAX_TARGETS`` of them, interned), and about 0.35 KB more with ``--policy``. Distinct names are capped:
 at most ``max_per_domain`` names per registrable domain and ``max_names`` in all; a name
 beyond a cap is counted in an overflow entry for its registrable domain (``*.DOMAIN``), and
 once ``max_names`` entries exist at all, in one catch-all entry. So the state grows with
@@ -48,6 +51,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from plugins.log.route53 import (
+    ANSWERS,
     FIREWALL_DOMAIN_LIST_ID,
     FIREWALL_RULE_ACTION,
     FIREWALL_RULE_GROUP_ID,
@@ -55,10 +59,15 @@ from plugins.log.route53 import (
     QUERY_TIMESTAMP,
     QUERY_TYPE,
     RCODE,
+    RDATA,
     SRCADDR,
+    TYPE,
 )
 
 MAX_SOURCES = 16  # source addresses kept per name
+MAX_TARGETS = 16  # CNAME/DNAME targets kept per name (more: a CDN rotating its edge names)
+CHAIN_TYPES = ("CNAME", "DNAME")
+CHAIN_RCODES = ("NOERROR", "NXDOMAIN")  # an NXDOMAIN answer can hold a chain too
 MAX_BAD_EXAMPLES = 5
 DEFAULT_MAX_NAMES = 200_000
 DEFAULT_MAX_PER_DOMAIN = 1_000
@@ -97,11 +106,23 @@ class NameStats:
     ``outcomes`` counts queries per (type, rcode, logged action, group, list), flat (see
     ``bump``): this one counter serves as the counters of types, rcodes and actions.
     ``sources`` keeps at most ``MAX_SOURCES`` addresses in the order first seen;
-    ``other_sources`` counts the queries from addresses not kept. ``policy`` belongs to
-    ``--policy`` (see ``commands.audit.policy``).
+    ``other_sources`` counts the queries from addresses not kept. ``targets``: the CNAME/DNAME
+    targets seen in its answers (case-folded, no trailing dot), at most ``MAX_TARGETS``;
+    ``more_targets``: more were seen. ``policy`` belongs to ``--policy`` (see
+    ``commands.audit.policy``).
     """
 
-    __slots__ = ("domain", "first", "last", "outcomes", "sources", "other_sources", "policy")
+    __slots__ = (
+        "domain",
+        "first",
+        "last",
+        "outcomes",
+        "sources",
+        "other_sources",
+        "targets",
+        "more_targets",
+        "policy",
+    )
 
     def __init__(self, domain: str, stamp: float) -> None:
         self.domain = domain
@@ -110,6 +131,8 @@ class NameStats:
         self.outcomes: list[Any] = []
         self.sources: tuple[str, ...] = ()
         self.other_sources = 0
+        self.targets: tuple[str, ...] = ()
+        self.more_targets = False
         self.policy: list[Any] | None = None
 
     @property
@@ -213,6 +236,19 @@ def _open(path: str) -> IO[bytes]:
     return raw
 
 
+def chain_of(obj: dict[str, Any]) -> tuple[str, ...]:
+    """The CNAME/DNAME targets in a logged line's ``answers``, in order, as logged (lower-cased;
+    with their trailing dot)."""
+    answers = obj.get(ANSWERS)
+    if not answers or type(answers) is not list:
+        return ()
+    return tuple(
+        a[RDATA].lower()
+        for a in answers
+        if type(a) is dict and a.get(TYPE) in CHAIN_TYPES and type(a.get(RDATA)) is str
+    )
+
+
 # Called for every accepted line when --policy is given:
 # (stats, name, query type, client, logged action, rcode, parsed object)
 Observer = Callable[[NameStats, str, str, str, str, str, dict], None]
@@ -246,6 +282,7 @@ class Inventory:
         self.bad_examples: list[str] = []
         self._outcomes: dict[Outcome, Outcome] = {}  # interned: shared by every name
         self._sources: dict[str, str] = {}  # interned source addresses that some name keeps
+        self._targets: dict[str, str] = {}  # interned CNAME/DNAME targets that some name keeps
         self._domains: dict[str, str] = {}  # interned registrable domains
         self._last_text = ""
         self._last_stamp = 0.0
@@ -360,8 +397,23 @@ class Inventory:
                 stats.sources = (*sources, source)
             else:
                 stats.other_sources += 1
-        if self.observer is not None and self.names.get(key) is stats:  # not for overflow
+        if self.names.get(key) is not stats:  # an overflow entry: counted, nothing more
+            return
+        if outcome[1] in CHAIN_RCODES:
+            for target in chain_of(obj):
+                self._target(stats, target)
+        if self.observer is not None:
             self.observer(stats, key, qtype, source, outcome[2], outcome[1], obj)
+
+    def _target(self, stats: NameStats, text: str) -> None:
+        target = text[:-1] if text[-1:] == "." and len(text) > 1 else text
+        targets = stats.targets
+        if target in targets:
+            return
+        if len(targets) < MAX_TARGETS:
+            stats.targets = (*targets, self._targets.setdefault(target, target))
+        else:
+            stats.more_targets = True
 
     def _new(self, key: str, stamp: float) -> NameStats:
         """The entry a new name is counted in: its own, or an overflow entry."""

@@ -50,7 +50,9 @@ cache the denial that long. ``response override TARGET``: with a domain TARGET, 
 resolved through the rest of the chain; with an IPv4/IPv6 TARGET (a sinkhole), A/AAAA
 queries of that family get that address (TTL ``ttl``) and other types NODATA. With
 ``ede on`` (default) every blocked answer to an EDNS client carries an RFC 8914 Extended DNS
-Error (15, Blocked) naming the rule, group and list.
+Error (15, Blocked) naming the rule, group and list (``blocked by dnsfw rule 'R' (group 'G',
+list 'L')``), and, for a block on a CNAME/DNAME target, that target too (``... on the
+CNAME/DNAME target wildcard.fedoraproject.org.``).
 
 **ALERT** answers normally; like BLOCK and ALLOW it records its decision in
 ``req.meta["firewall"]`` (a :class:`~.policy.Decision`: ``action``, ``group``, ``rule``,
@@ -59,9 +61,12 @@ Error (15, Blocked) naming the rule, group and list.
 **Redirection.** With ``redirection inspect`` (default) every CNAME/DNAME target in the
 answer is evaluated too, from the top of the order; if one evaluates to BLOCK, the client
 gets that rule's block answer for its original question, attributed to that rule (the
-decision's ``name`` is the target, ``via_chain`` True); an ALERT on a target is recorded if
+decision's ``name`` is the target, ``via_chain`` True: the EDE names it, and the ``log``
+plugin writes it as ``firewall_redirection_domain``); an ALERT on a target is recorded if
 the query itself had no decision. A rule with ``redirection trust`` that matches the query
-name (or a target) ends inspection: the rest of the chain is trusted.
+name (or a target) ends inspection: the rest of the chain is trusted. ``dnsfw explain
+--resolve`` shows the decision on an answer's chain; ``dnsfw audit --suggest`` lists the
+targets seen in a trial's answers, so an allowlist ending in a BLOCK on ``*`` keeps them.
 
 **Failure.** ``fail closed`` (default, as Route 53): while a list a rule needs is not loaded,
 the answer is SERVFAIL; ``fail open``: the query resolves unfiltered. Both are counted and

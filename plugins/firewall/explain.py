@@ -5,6 +5,9 @@ query path acts on (``Firewall.verdict``), every rule its walk considered in eva
 (skipped for its qtype or client networks, no match, match) and, for a BLOCK, the reply a
 client gets, rendered from the bytes the firewall's own reply builder makes
 (:func:`describe_reply`); :func:`describe_rules` is the effective evaluation order.
+Given the CNAME/DNAME targets of the answer (``dnsfw explain --resolve`` asks the upstream for
+them), the verdict is the whole one, chain included, with the walk of the target that decided;
+without them, the note says when the verdict still depends on the answer.
 ``Firewall.explain()`` and ``Firewall.rules()`` return them: the admin API
 (``GET /v1/explain``, ``GET /v1/rules``) as JSON, ``dnsfw explain`` (:mod:`commands.explain`)
 as text. Nothing here reads a list's source or sends a query.
@@ -12,6 +15,7 @@ as text. Nothing here reads a list's source or sends a query.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +23,8 @@ import dns.edns
 import dns.message
 import dns.rcode
 import dns.rdatatype
+
+from proxy.names import wire_to_text
 
 from .config import FirewallSpec
 from .policy import ALERT, ALLOW, BLOCK, Policy, Rule, Step, Verdict
@@ -37,6 +43,7 @@ class DecisionView:
     rule: str
     group: str
     list: str
+    target: str = ""  # the CNAME/DNAME target of the answer the rule matched ("": the name)
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,8 @@ class FirewallExplanation:
     decision: DecisionView | None = None
     answer: str | None = None  # what a client gets, when a rule decides
     note: str | None = None  # about CNAME/DNAME inspection
+    chain: tuple[str, ...] | None = None  # the answer's CNAME/DNAME targets (None: not known)
+    target_steps: tuple[Step, ...] = ()  # the walk of the target that decided, if one did
 
 
 def explanation(
@@ -62,9 +71,14 @@ def explanation(
     verdict: Verdict,
     steps: list[Step],
     blocked_reply: str | None = None,
+    *,
+    chain: Sequence[bytes] | None = None,
+    target_steps: Sequence[Step] = (),
 ) -> FirewallExplanation:
-    """The explanation of ``verdict``: ``steps`` is the walk that made it, ``blocked_reply``
-    the reply a BLOCK sends (:func:`describe_reply`)."""
+    """The explanation of ``verdict``: ``steps`` is the walk that made it on the query name,
+    ``target_steps`` the walk on the CNAME/DNAME target that decided (of ``chain``, the
+    answer's targets when known), ``blocked_reply`` the reply a BLOCK sends
+    (:func:`describe_reply`)."""
     groups = tuple(
         GroupView(g.name, g.priority, tuple(str(c) for c in g.clients)) for g in policy.groups
     )
@@ -84,7 +98,8 @@ def explanation(
     if rule is None:
         decision = answer = None
     else:
-        decision = DecisionView(rule.action, rule.name, rule.group, rule.list)
+        target = wire_to_text(verdict.target) if verdict.target else ""
+        decision = DecisionView(rule.action, rule.name, rule.group, rule.list, target)
         answer = blocked_reply if rule.action == BLOCK else _passed(rule)
     return FirewallExplanation(
         **base,
@@ -92,7 +107,9 @@ def explanation(
         steps=tuple(steps),
         decision=decision,
         answer=answer,
-        note=_inspection_note(verdict),
+        note=_inspection_note(verdict, chain),
+        chain=None if chain is None else tuple(wire_to_text(t) for t in chain),
+        target_steps=tuple(target_steps),
     )
 
 
@@ -130,17 +147,21 @@ def describe_reply(data: bytes, resolved_target: str | None = None) -> str:
     return text
 
 
-def _inspection_note(verdict: Verdict) -> str | None:
+def _inspection_note(verdict: Verdict, chain: Sequence[bytes] | None) -> str | None:
     rule = verdict.rule
-    if rule is not None and rule.action == BLOCK:
+    if verdict.target or (rule is not None and rule.action == BLOCK):
         return None
     if rule is not None and rule.trust:
         return "redirection trust: CNAME/DNAME targets in the answer are not inspected"
-    if verdict.inspects_chain:
+    if verdict.inspects_chain and chain is None:
         return (
-            "redirection inspect: CNAME/DNAME targets in the upstream answer are evaluated too "
-            "(explain does not query upstream; run explain on a target name to see its walk)"
+            "redirection inspect: the decision depends on the answer, whose CNAME/DNAME "
+            "targets are evaluated too (explain --resolve asks the upstream and decides on them)"
         )
+    if verdict.inspects_chain:
+        if not chain:
+            return "redirection inspect: the answer has no CNAME/DNAME target"
+        return "redirection inspect: no CNAME/DNAME target of the answer changes the decision"
     if rule is None or rule.action == ALLOW:
         return "no BLOCK or ALERT rule: CNAME/DNAME targets need no inspection"
     return None

@@ -183,7 +183,7 @@ class Firewall(Plugin):
             rule.action, rule.group, rule.name, rule.list, wire_to_text(verdict.target), True
         )
         if rule.action == BLOCK:
-            return await self.block(req, rule, next)
+            return await self.block(req, rule, next, verdict.target)
         return resp
 
     async def _failed(
@@ -218,17 +218,18 @@ class Firewall(Plugin):
         return None
 
     # --- block answers ---------------------------------------------------------------
-    async def block(self, req: Request, rule: Rule, next: Handler) -> Response:
-        reply = self.block_reply(req, rule)
+    async def block(self, req: Request, rule: Rule, next: Handler, target: bytes = b"") -> Response:
+        reply = self.block_reply(req, rule, target)
         if reply is not None:
             return reply
-        return await self._override_cname(req, rule, next)
+        return await self._override_cname(req, rule, next, self._ede(rule, target))
 
-    def block_reply(self, req: Request, rule: Rule) -> Response | None:
-        """The reply to ``req`` that ``rule`` blocks, or None for an override with a CNAME
-        that needs its target resolved (:meth:`_override_cname`)."""
+    def block_reply(self, req: Request, rule: Rule, target: bytes = b"") -> Response | None:
+        """The reply to ``req`` that ``rule`` blocks (``target``: the CNAME/DNAME target of the
+        answer that it matched, named in the EDE), or None for an override with a CNAME that
+        needs its target resolved (:meth:`_override_cname`)."""
         response = rule.response
-        options = self.ede[rule]
+        options = self._ede(rule, target)
         if response.kind == "nxdomain":
             return req.reply(
                 wire.NXDOMAIN, authority=(self.soa,), options=options, source="firewall"
@@ -237,9 +238,21 @@ class Firewall(Plugin):
             if response.target_ip is not None:
                 return self._sinkhole(req, rule, options)
             if req.qtype == wire.TYPE_CNAME:
-                return self._cname_reply(req, rule)
+                return self._cname_reply(req, rule, options)
             return None
         return req.reply(wire.NOERROR, authority=(self.soa,), options=options, source="firewall")
+
+    def _ede(self, rule: Rule, target: bytes) -> bytes:
+        """The EDE option of a block by ``rule``: made once per rule for the query name; a
+        block on a CNAME/DNAME target (rare) names that target, so a client sees which
+        name of the chain failed."""
+        if not target or not self.spec.ede:
+            return self.ede[rule]
+        return wire.ede_option(
+            EDE_BLOCKED,
+            f"blocked by dnsfw rule '{rule.name}' (group '{rule.group}', list '{rule.list}') "
+            f"on the CNAME/DNAME target {wire_to_text(target)}",
+        )
 
     def _sinkhole(self, req: Request, rule: Rule, options: bytes) -> Response:
         address = ipaddress.ip_address(rule.response.target_ip)
@@ -252,15 +265,17 @@ class Firewall(Plugin):
         return req.reply(wire.NOERROR, answer=(answer,), options=options, source="firewall")
 
     def _cname_reply(
-        self, req: Request, rule: Rule, *more: bytes, rcode: int = wire.NOERROR
+        self, req: Request, rule: Rule, options: bytes, *more: bytes, rcode: int = wire.NOERROR
     ) -> Response:
         """``QNAME CNAME TARGET`` (and ``more`` records after it)."""
         target = rule.response.target_wire
         assert target is not None
         cname = wire.rr(wire.QNAME_PTR, wire.TYPE_CNAME, rule.response.ttl, target)
-        return req.reply(rcode, answer=(cname, *more), options=self.ede[rule], source="firewall")
+        return req.reply(rcode, answer=(cname, *more), options=options, source="firewall")
 
-    async def _override_cname(self, req: Request, rule: Rule, next: Handler) -> Response:
+    async def _override_cname(
+        self, req: Request, rule: Rule, next: Handler, options: bytes
+    ) -> Response:
         """``QNAME CNAME TARGET`` plus TARGET's records, resolved through the rest of the chain."""
         target = rule.response.target_wire
         assert target is not None
@@ -273,7 +288,7 @@ class Firewall(Plugin):
             extra = tuple(record for rrset in msg.answer for record in _render(rrset))
         if rcode not in (wire.NOERROR, wire.NXDOMAIN):
             rcode = wire.NOERROR  # the CNAME is still an answer
-        return self._cname_reply(req, rule, *extra, rcode=rcode)
+        return self._cname_reply(req, rule, options, *extra, rcode=rcode)
 
     # --- lifecycle and readiness ------------------------------------------------------
     async def start(self) -> None:
@@ -343,25 +358,36 @@ class Firewall(Plugin):
         """REPLACE a list with a route53-format text (the admin API's bulk path)."""
         return await self._slot(name).replace_text(text)
 
-    def explain(self, qname: bytes, qtype: int, client_ip: str) -> FirewallExplanation:
+    def explain(
+        self, qname: bytes, qtype: int, client_ip: str, chain: Sequence[bytes] | None = None
+    ) -> FirewallExplanation:
         """How this firewall decides a query (lower-case wire name): its :meth:`verdict`, the
-        rules the walk considered and, for a BLOCK, the reply this firewall builds for it."""
-        verdict = self.verdict(qname, qtype, client_ip)
+        rules the walk considered and, for a BLOCK, the reply this firewall builds for it.
+        ``chain``: the CNAME/DNAME targets of the answer (``dnsfw explain --resolve``); None
+        when the answer is not known, so the verdict may still depend on it."""
+        verdict = self.verdict(qname, qtype, client_ip, chain)
         steps: list[Step] = []
+        target_steps: list[Step] = []
         if verdict.inside:
             with contextlib.suppress(NotLoaded):  # the verdict says which list
                 self.policy.evaluate(wire_suffixes(qname), qtype, client_ip, steps)
+                if verdict.target:
+                    self.policy.evaluate(
+                        wire_suffixes(verdict.target), qtype, client_ip, target_steps
+                    )
         rule = verdict.rule
         blocked = None
         if rule is not None and rule.action == BLOCK:
             req = parse(_query(qname, qtype), ("0.0.0.0", 0), "udp", "explain")
-            reply = self.block_reply(req, rule)
+            reply = self.block_reply(req, rule, verdict.target)
             resolved = None
             if reply is None:  # a CNAME override: the CNAME, then the target's records
-                reply = self._cname_reply(req, rule)
+                reply = self._cname_reply(req, rule, self._ede(rule, verdict.target))
                 resolved = rule.response.target_name
             blocked = describe_reply(reply.wire, resolved)
-        return explanation(self.spec, self.policy, verdict, steps, blocked)
+        return explanation(
+            self.spec, self.policy, verdict, steps, blocked, chain=chain, target_steps=target_steps
+        )
 
     def rules(self) -> dict[str, Any]:
         """The effective evaluation order: groups, rules, lists, actions."""

@@ -111,6 +111,8 @@ Examples::
 from __future__ import annotations
 
 import asyncio
+import functools
+import ipaddress
 import random
 import struct
 import weakref
@@ -119,8 +121,9 @@ from dataclasses import dataclass
 
 import structlog
 
+from plugins.bind import local_addresses
 from proxy import wire
-from proxy.config import SetupContext
+from proxy.config import ListenerKey, SetupContext
 from proxy.corefile import Directive
 from proxy.metrics import Child
 from proxy.names import in_zones, text_to_wire
@@ -135,6 +138,8 @@ from .options import ForwardConfig
 from .upstream import RETRY, Upstream
 
 log = structlog.get_logger("dnsfw.forward")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 OVERALL_TIMEOUT = 5.0  # CoreDNS's per-query deadline across all attempts
 MAINTENANCE_TICK = 1.0  # seconds between socket rotation checks (at most `expire`)
@@ -153,6 +158,7 @@ def setup(directive: Directive, ctx: SetupContext) -> Forward:
     global _last_setup
     cfg = options.parse(directive)
     plugin = Forward(cfg, ctx)
+    ctx.app.listener_checks.append(functools.partial(refuse_own_listeners, directive, cfg))
     if _last_setup is not None and _last_setup[0]() is ctx.block:
         previous = _last_setup[1]()
         if previous is not None:
@@ -160,6 +166,42 @@ def setup(directive: Directive, ctx: SetupContext) -> Forward:
     _last_setup = (weakref.ref(ctx.block), weakref.ref(plugin))
     ctx.app.services.add(UPSTREAMS, plugin)
     return plugin
+
+
+def refuse_own_listeners(
+    directive: Directive, cfg: ForwardConfig, listeners: Sequence[ListenerKey]
+) -> None:
+    """A ``forward`` to one of dnsfw's own DNS listeners sends its queries back to dnsfw,
+    which forwards them again: a loop that pins a core. Refused at setup (``dnsfw check``,
+    start and reload) with the forward's file and line."""
+    local = {str(ipaddress.ip_address(a)) for a in local_addresses()}
+    for target in cfg.targets:
+        if target.transport != "dns":
+            continue  # dnsfw serves no DNS over TLS: a tls:// target is never itself
+        host = ipaddress.ip_address(target.host.split("%", 1)[0])
+        for key in listeners:
+            if key.port == target.port and _reaches(host, key.host, local):
+                raise directive.error(
+                    f"forward to {target.address} would loop: it is dnsfw's own listener {key}"
+                ).with_plugin("forward")
+
+
+def _reaches(target: IPAddress, listen_host: str, local: set[str]) -> bool:
+    """Whether a query sent to ``target`` arrives at a listener on ``listen_host`` ("": every
+    address): a wildcard listener (also ``0.0.0.0``, IPv4 only, and ``::``) gets what goes to
+    any loopback or local address, and ``0.0.0.0``/``::`` as a target reach this host."""
+    listen = ipaddress.ip_address(listen_host) if listen_host else None
+    if listen is None or listen.is_unspecified:
+        if listen is not None and listen.version == 4 and target.version == 6:
+            return False
+        return _this_host(target, local)
+    if target.is_unspecified:
+        return target.version == listen.version and _this_host(listen, local)
+    return listen == target
+
+
+def _this_host(address: IPAddress, local: set[str]) -> bool:
+    return address.is_loopback or address.is_unspecified or str(address) in local
 
 
 @dataclass(frozen=True)
@@ -209,11 +251,15 @@ class Forward(Plugin):
         ).labels()  # type: ignore[assignment]
 
     # --- the query path ----------------------------------------------------------------
+    def forwards(self, qname: bytes) -> bool:
+        """Whether queries for ``qname`` (lower-case wire) go upstream: in FROM, not excepted."""
+        return (self.from_root or in_zones(qname, self.from_zones)) and not (
+            self.except_wires and qname != self.from_wire and in_zones(qname, self.except_wires)
+        )
+
     async def serve(self, req: Request, next: Handler) -> Response:
         qname = req.qname_wire
-        if not (self.from_root or in_zones(qname, self.from_zones)) or (
-            self.except_wires and qname != self.from_wire and in_zones(qname, self.except_wires)
-        ):
+        if not self.forwards(qname):
             return await next(req)
         if self.concurrent >= self.limit:
             self.rejects.value += 1

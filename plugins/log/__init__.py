@@ -47,7 +47,8 @@ Options:
     ``{>opcode}``, ``{/log/class}`` and ``{/log/type}`` (NOERROR, NXDOMAIN, NODATA,
     DELEGATION, OTHERERROR), and ``{/LABEL}``: the annotation ``LABEL`` of the query, where
     ``A/B`` reads field B of annotation A (``{/firewall/action}``, ``{/firewall/rule}``,
-    ``{/firewall/group}``, ``{/firewall/list}``). Anything unknown or empty prints ``-``.
+    ``{/firewall/group}``, ``{/firewall/list}``, ``{/firewall/name}``: the CNAME/DNAME target
+    the rule matched, ``-`` when it matched the query name). Anything unknown or empty prints ``-``.
 ``output``
     ``stdout`` (default), ``stderr`` (shared with the service log), or a file PATH (relative
     to the Corefile's directory; its directory must exist) opened for appending, created with
@@ -88,8 +89,12 @@ too (their case would otherwise come from whichever client filled the cache). ``
 ``{}``: Route 53 puts the *client's* EC2 instance ID there, which a resolver cannot know.
 When the firewall decided ALERT or BLOCK (or ALLOW with ``firewall_allow``), the line ends
 with ``"firewall_rule_action"``, ``"firewall_rule_group_id"`` (the rule group's name) and
-``"firewall_domain_list_id"`` (the domain list's name). The field names and their order are
-:mod:`plugins.log.route53`, which ``dnsfw audit`` reads logs by.
+``"firewall_domain_list_id"`` (the domain list's name). When that rule matched a CNAME/DNAME
+target of the answer (``redirection inspect``) rather than the query name, ``query_name`` stays
+the query's and the fields are the target's rule, group and list, as Route 53 logs them; dnsfw
+adds ``"firewall_redirection_domain"``, the target (``"wildcard.fedoraproject.org."``), which
+Route 53 does not log. The field names and their order are :mod:`plugins.log.route53`, which
+``dnsfw audit`` reads logs by.
 
 Annotations: ``log`` reads ``req.meta["firewall"]`` (an object with ``action``, ``group``,
 ``rule`` and ``list`` attributes, set by the ``firewall`` plugin) and sets

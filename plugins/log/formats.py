@@ -29,6 +29,7 @@ from .route53 import (
     CLASS,
     FIREWALL_DOMAIN_LIST_ID,
     FIREWALL_LOGGED,
+    FIREWALL_REDIRECTION_DOMAIN,
     FIREWALL_RULE_ACTION,
     FIREWALL_RULE_GROUP_ID,
     QUERY_CLASS,
@@ -473,11 +474,15 @@ class Route53Format:
         action = getattr(decision, "action", None)
         if action not in self.actions:
             return "}"
-        return (
+        fields = (
             f',"{FIREWALL_RULE_ACTION}":{_dumps(action)},'
             f'"{FIREWALL_RULE_GROUP_ID}":{_dumps(str(getattr(decision, "group", "")))},'
-            f'"{FIREWALL_DOMAIN_LIST_ID}":{_dumps(str(getattr(decision, "list", "")))}}}'
+            f'"{FIREWALL_DOMAIN_LIST_ID}":{_dumps(str(getattr(decision, "list", "")))}'
         )
+        if getattr(decision, "via_chain", False):
+            target = str(getattr(decision, "name", ""))
+            fields += f',"{FIREWALL_REDIRECTION_DOMAIN}":{_dumps(target)}'
+        return fields + "}"
 
 
 def _tail(transport: str) -> str:

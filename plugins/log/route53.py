@@ -6,6 +6,10 @@ A line is one JSON object with :data:`FIELDS` in this order, followed by
 :data:`FIREWALL_FIELDS` when the firewall's decision is logged (Route 53 logs ALERT and BLOCK,
 :data:`FIREWALL_LOGGED`). Each element of ``answers`` has :data:`ANSWER_FIELDS`. The package
 docstring describes every value.
+
+dnsfw's extension: when the rule that decided matched a CNAME/DNAME target of the answer
+rather than the query name, :data:`FIREWALL_REDIRECTION_DOMAIN` follows the firewall fields
+(Route 53 logs the query name with the target's rule, group and list, and no target).
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ FIREWALL_RULE_ACTION = "firewall_rule_action"
 FIREWALL_RULE_GROUP_ID = "firewall_rule_group_id"  # dnsfw writes the rule group's name
 FIREWALL_DOMAIN_LIST_ID = "firewall_domain_list_id"  # and the domain list's name
 FIREWALL_FIELDS = (FIREWALL_RULE_ACTION, FIREWALL_RULE_GROUP_ID, FIREWALL_DOMAIN_LIST_ID)
+# dnsfw's own: the CNAME/DNAME target (presentation form, trailing dot) the rule matched
+FIREWALL_REDIRECTION_DOMAIN = "firewall_redirection_domain"
 FIREWALL_LOGGED = frozenset({"ALERT", "BLOCK"})  # actions Route 53 logs the firewall fields of
 
 RDATA = "Rdata"

@@ -1,5 +1,7 @@
 """What the tests share: dnsfw as a subprocess and the CLI (``dnsfw``), the upstream resolver
 (``upstream``), Corefile templates (``corefiles``), the admin API client (``api``), metrics and
 HTTP probes (``metrics``), request and reply records (``messages``), in-process directive
-parsing (``directives``), helper servers (``servers``) and certificates (``tls``). Test modules
-import from here, never from one another (tests/test_kit.py checks)."""
+parsing (``directives``), helper servers (``servers``: a gated list download, a DNS relay),
+certificates (``tls``), Unbound as a recursive upstream (``unbound``), the queries of field
+report 1 (``scenario``) and the system tools some tests need (``tools``). Test modules import
+from here, never from one another (tests/test_kit.py checks)."""

@@ -1,7 +1,10 @@
-"""Small servers the tests point dnsfw at: a list download held back until released."""
+"""Small servers the tests point dnsfw at: a list download held back until released, and a
+DNS relay (a resolver that forwards to another one, e.g. back to dnsfw)."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -39,3 +42,43 @@ class GatedList:
         self.released.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+class UdpRelay:
+    """A DNS-over-UDP forwarder on 127.0.0.1 (``address``) that sends each datagram to
+    ``127.0.0.1:target_port`` from a socket of its own and relays the reply back (5 s at most).
+    Pointed at dnsfw by dnsfw's forward, it makes the loop through another server that only
+    the ``loop`` plugin sees."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = ("127.0.0.1", target_port)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.relayed = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                data, client = self.sock.recvfrom(65535)
+            except OSError:
+                return  # closed
+            self.relayed += 1
+            threading.Thread(target=self._relay, args=(data, client), daemon=True).start()
+
+    def _relay(self, data: bytes, client: tuple[str, int]) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out, contextlib.suppress(OSError):
+            out.settimeout(5.0)
+            out.sendto(data, self.target)
+            reply, _ = out.recvfrom(65535)
+            self.sock.sendto(reply, client)
+
+    def __enter__(self) -> UdpRelay:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the thread's recvfrom
+        self.sock.close()
