@@ -53,7 +53,7 @@ def docstring_example() -> str:
     """The ``firewall { ... }`` example of the plugin's docstring, as documented."""
     doc = firewall_pkg.__doc__ or ""
     start = doc.index("Example (the Gmail-only allowlist")
-    body = doc[doc.index("::", start) + 2 : doc.index("``dnsfw explain")]
+    body = doc[doc.index("::", start) + 2 : doc.index("``dnsfw explain", start)]
     return textwrap.dedent(body).strip()
 
 
