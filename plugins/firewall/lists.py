@@ -59,13 +59,13 @@ That is one table probe per label plus one, and no allocation.
 
 from __future__ import annotations
 
-import ctypes
 import ipaddress
 import re
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from proxy.memory import release_free_heap
 from proxy.names import MAX_TEXT, checked_to_wire, to_ascii, wire_suffixes
 
 __all__ = [
@@ -204,27 +204,6 @@ def normalize_entry(text: str) -> str:
     if kind == _EXACT:
         return name
     return "*." + name if name else "*"
-
-
-def _find_malloc_trim() -> Callable[[int], int] | None:
-    try:
-        return ctypes.CDLL(None).malloc_trim  # glibc; absent from musl and other platforms
-    except (OSError, AttributeError):
-        return None
-
-
-_MALLOC_TRIM = _find_malloc_trim()
-
-
-def _release_free_heap() -> None:
-    """Hand the freed temporaries of a build back to the OS.
-
-    Large temporaries (the parse dict's tables) raise glibc's dynamic mmap threshold, so the
-    blob and table land on the brk heap above freed space that free() never returns; with
-    a 1M-entry list that is about 16 MB of RSS that only ``malloc_trim`` releases.
-    """
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
 
 
 class _Collector:
@@ -373,7 +352,7 @@ class DomainList:
         self._blob, self._slots = self._build(kinds, names, self._size)
         del names  # the last reference to the name strings: free them before trimming
         if count >= _TRIM_MIN_NAMES:
-            _release_free_heap()
+            release_free_heap()
 
     @staticmethod
     def _build(kinds: bytes, names: list[str], size: int) -> tuple[bytes, array]:
