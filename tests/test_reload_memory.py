@@ -17,6 +17,7 @@ from plugins.firewall import FIREWALLS
 from proxy.runtime import Runtime
 from tests.kit.corefiles import corefile
 from tests.kit.dnsfw import free_port, with_port
+from tests.kit.reloads import rss_kb, write_big_list
 
 # a block with the stages that register per-configuration state: metric collectors
 # (firewall, cache), services, a query log, a large file list; HTTP: the admin API and
@@ -47,18 +48,6 @@ RELOADS = 10
 SLACK_KB = 4 * 1024
 
 
-def write_list(path: Path, generation: int) -> None:
-    """ENTRIES names, plus one per generation so that each version differs in size."""
-    names = [f"host{i}.zone{i % 997}.example" for i in range(ENTRIES)]
-    names += [f"gen{g}.example" for g in range(generation + 1)]
-    path.write_text("\n".join(names) + "\n")
-
-
-def rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
-
-
 def wait_for(predicate, what: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -71,14 +60,14 @@ def conf(tmp_path: Path, http: str = "") -> str:
 
 
 def test_rss_after_reloads_of_a_changed_big_list(dnsfw, tmp_path: Path) -> None:
-    write_list(tmp_path / "big.txt", 0)
+    write_big_list(tmp_path / "big.txt", ENTRIES, 0)
     http = f"prometheus 127.0.0.1:{free_port()}\nadmin 127.0.0.1:{free_port()}"
     d = dnsfw(conf(tmp_path, http))
     assert d.query("host7.zone7.example").rcode() == dns.rcode.NXDOMAIN
     assert d.proc is not None
     first = rss_kb(d.proc.pid)  # one configuration, its list loaded
     for generation in range(1, RELOADS + 1):
-        write_list(tmp_path / "big.txt", generation)
+        write_big_list(tmp_path / "big.txt", ENTRIES, generation)
         d.signal(signal.SIGHUP)
         wait_for(lambda g=generation: d.stderr.count("event='reloaded'") == g, "the reload")
     assert d.query(f"gen{RELOADS}.example").rcode() == dns.rcode.NXDOMAIN
@@ -91,7 +80,7 @@ def test_rss_after_reloads_of_a_changed_big_list(dnsfw, tmp_path: Path) -> None:
 
 
 async def test_a_retired_configuration_is_garbage_collected(tmp_path: Path) -> None:
-    write_list(tmp_path / "big.txt", 0)
+    write_big_list(tmp_path / "big.txt", ENTRIES, 0)
     path = tmp_path / "Corefile"
     path.write_text(with_port(conf(tmp_path), free_port()))
     runtime = Runtime(str(path), shutdown_grace=0.1)
@@ -106,7 +95,7 @@ async def test_a_retired_configuration_is_garbage_collected(tmp_path: Path) -> N
         (firewall,) = runtime.config.app.services.get(FIREWALLS)
         old_firewall = weakref.ref(firewall)
         del firewall
-        write_list(tmp_path / "big.txt", 1)
+        write_big_list(tmp_path / "big.txt", ENTRIES, 1)
         result = await runtime.reload("test")
         assert result.ok, result.error
         for _ in range(200):  # the grace time, then the old plugins stop
