@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         tcp_max_connections=args.tcp_max_conns,
     )
     try:
-        config = runtime.load()
+        runtime.configure()
     except CorefileError as err:
         print(err, file=sys.stderr)
         return 1
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:  # pragma: no cover - uvloop is a dependency; keep running without it
         pass
     try:
-        return asyncio.run(runtime.run(config))
+        return asyncio.run(runtime.run())
     except KeyboardInterrupt:
         return 0
 

@@ -403,8 +403,9 @@ class Server:
         self.panics = 0
         self._last_panic_log = 0.0  # chain failures are logged at most once a second
         self.started = time.time()
-        # called with a replaced configuration once its plugins stopped (after the grace time)
-        self.on_retired: Callable[[Config], None] | None = None
+        # called once a replaced configuration's plugins stopped (after the grace time) and
+        # the server let go of it
+        self.on_retired: Callable[[], None] | None = None
         # registered once: these counters belong to the process, not to a configuration
         self._register_metrics(metrics if metrics is not None else config.app.metrics)
 
@@ -554,8 +555,11 @@ class Server:
 
     async def _retire(self, old: Config) -> None:
         await _run_hooks(old.blocks, "stop")
+        sha512 = old.sha512
+        del old  # the last reference the server held: on_retired may free it
         if self.on_retired is not None:
-            self.on_retired(old)
+            self.on_retired()
+        log.info("retired", sha512=sha512)
 
     async def _close_listener(self, key: ListenerKey) -> None:
         self.listeners.pop(key).close()

@@ -53,8 +53,10 @@ factor at most 1/4, probes run into zero padding instead of wrapping) maps
 compares ``blob.startswith(suffix, offset)``: wire names are prefix-free, so this is an exact
 comparison without slicing. For the 1M-name benchmark list that is a 17 MB blob plus a 16 MB
 table (a ``set`` of wire names costs about 79 MB); the blob is also what ``entries()`` reads.
-The table depends on this process's ``hash()`` seed, so pickling rebuilds from the texts;
-the seed (SipHash, random per process) also keeps query names from being crafted to collide.
+The table depends on this process's ``hash()`` seed, so pickling rebuilds from the texts (a
+forked child, which has its parent's seed, hands over blob and table as they are: ``state``
+and ``adopt``); the seed (SipHash, random per process) also keeps query names from being
+crafted to collide.
 
 Matching a query walks the suffixes of its wire name (``proxy.names.wire_suffixes``, once per
 query and shared by every list a rule walk consults; ``bytes`` caches its hash): the full
@@ -64,13 +66,13 @@ That is one table probe per label plus one, and no allocation.
 
 from __future__ import annotations
 
-import ctypes
 import ipaddress
 import re
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from proxy.memory import release_free_heap
 from proxy.names import MAX_TEXT, checked_to_wire, to_ascii, wire_suffixes
 
 __all__ = [
@@ -98,6 +100,8 @@ _ASCII_ENTRY = re.compile(r"(\*\.)?((?:[a-z0-9_-]{1,63}\.)*[a-z0-9_-]{1,63})\.?"
 _PLAIN_NAME = re.compile(r"(?:[a-z0-9_-]{1,63}\.)*[a-z0-9_-]{1,63}")
 _LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 _BYTE_POPCOUNT = [bin(i).count("1") for i in range(256)]
+_SEED_MARK = hash(b"dnsfw domain list table")  # the same in a forked child, else not
+_ADOPT_CHUNK = 1 << 20  # bytes of table copied per step by DomainList.adopt
 
 _LOCAL_NAMES = frozenset(
     {
@@ -140,6 +144,9 @@ class ListError(Exception):
         if self.total > len(errors):
             lines.append(f"... and {self.total - len(errors)} more invalid entries")
         super().__init__("\n".join(lines))
+
+    def __reduce__(self) -> tuple[type[ListError], tuple[list[EntryError], int]]:
+        return ListError, (self.errors, self.total)  # from a child that built the list
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,27 +216,6 @@ def normalize_entry(text: str) -> str:
     if kind == _EXACT:
         return name
     return "*." + name if name else "*"
-
-
-def _find_malloc_trim() -> Callable[[int], int] | None:
-    try:
-        return ctypes.CDLL(None).malloc_trim  # glibc; absent from musl and other platforms
-    except (OSError, AttributeError):
-        return None
-
-
-_MALLOC_TRIM = _find_malloc_trim()
-
-
-def _release_free_heap() -> None:
-    """Hand the freed temporaries of a build back to the OS.
-
-    Large temporaries (the parse dict's tables) raise glibc's dynamic mmap threshold, so the
-    blob and table land on the brk heap above freed space that free() never returns; with
-    a 1M-entry list that is about 16 MB of RSS that only ``malloc_trim`` releases.
-    """
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
 
 
 class _Collector:
@@ -398,7 +384,7 @@ class DomainList:
         self._blob, self._slots = self._build(kinds, names, self._size)
         del names  # the last reference to the name strings: free them before trimming
         if count >= _TRIM_MIN_NAMES:
-            _release_free_heap()
+            release_free_heap()
 
     @staticmethod
     def _build(kinds: bytes, names: list[str], size: int) -> tuple[bytes, array]:
@@ -473,6 +459,32 @@ class DomainList:
     def __reduce__(self) -> tuple[Callable[[list[str]], DomainList], tuple[list[str]]]:
         # rebuild from the texts: the table depends on this process's hash() seed
         return DomainList.from_entries, (list(self.entries()),)
+
+    def state(self) -> tuple[int, bytes, bytes, int, bool, int]:
+        """The built structure as it is, for :meth:`adopt` in a process with this process's
+        ``hash()`` seed: the parent of a forked child that built the list (``.child``)."""
+        table = self._slots.tobytes()
+        return (_SEED_MARK, self._blob, table, self._size, self._all, self._count)
+
+    @classmethod
+    def adopt(
+        cls, seed_mark: int, blob: bytes, table: bytes, size: int, everything: bool, count: int
+    ) -> DomainList:
+        """A list from :meth:`state`; refused (ValueError) under another ``hash()`` seed.
+
+        The table is copied into its array a chunk at a time: run in a thread (as ``.child``
+        does), that lets the event loop take the GIL between chunks, where one 16 MB copy
+        (page faults included) can hold it for tens of milliseconds.
+        """
+        if seed_mark != _SEED_MARK:
+            raise ValueError("a DomainList's table was built under another hash() seed")
+        slots = array("I")
+        view = memoryview(table)
+        for start in range(0, len(view), _ADOPT_CHUNK):
+            slots.frombytes(view[start : start + _ADOPT_CHUNK])
+        dl = cls.__new__(cls)
+        dl._blob, dl._slots, dl._size, dl._all, dl._count = blob, slots, size, everything, count
+        return dl
 
     def __sizeof__(self) -> int:
         return object.__sizeof__(self) + self._blob.__sizeof__() + self._slots.__sizeof__()

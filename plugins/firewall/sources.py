@@ -2,8 +2,10 @@
 
 A :class:`ListSlot` holds one named list. Its content (a :class:`~.lists.DomainList`) is
 replaced whole by assigning one reference, so a query sees either the old list or the new
-one, never half of either. Loading a file or a download happens off the event loop (a
-thread), and a failed load or refresh keeps the previous content serving.
+one, never half of either. Parsing and building happen off the event loop and off the GIL,
+in a forked child (``.child``: a reload or an edit of a 1M-entry list does not pause
+queries); downloads and disk copies are read in a thread. A failed load or refresh keeps the
+previous content serving.
 
 * ``file`` lists are read at start; edits through the admin API are written back to the file
   atomically (temp file, fsync, rename, fsync of the directory) before they are swapped in.
@@ -35,6 +37,7 @@ import structlog
 
 from proxy.services import Refused
 
+from .child import BuildFailed, in_child
 from .config import ListSpec
 from .lists import DomainList, ListError, LoadReport, normalize_entry
 
@@ -127,17 +130,16 @@ class ListSlot:
     def load_now(self) -> None:
         """Load synchronously (``dnsfw check`` / ``explain``): raises ListError on bad lines."""
         if self.spec.kind == "file":
-            content, report, seconds = _parse_file(self.spec)
-            self._set(content, report.skipped, seconds)
+            started = time.monotonic()
+            signature, parsed = _known_parse(self.spec)
+            if parsed is None:
+                parsed = _parse_file(self.spec)
+                _remember_parse(self.spec, signature, *parsed)
+            self._set(parsed[0], parsed[1].skipped, time.monotonic() - started)
         elif self.spec.kind == "url":
             cached = _read_disk_copy(self.spec)
             if cached is not None:
-                content, report = DomainList.from_lines(
-                    cached.splitlines(),
-                    fmt=self.spec.fmt,
-                    file=self.spec.url or "",
-                    lenient=self.spec.lenient,
-                )
+                content, report = _parse_text(cached, self.spec)
                 self._set(content, report.skipped, 0.0)
 
     async def load(self) -> None:
@@ -148,15 +150,25 @@ class ListSlot:
             await self._load_url()
 
     async def _load_file(self) -> None:
+        spec = self.spec
         started = time.monotonic()
         try:
-            content, report, _ = await asyncio.to_thread(_parse_file, self.spec)
+            signature, parsed = _known_parse(spec)
+            if parsed is None:
+                parsed = await in_child(_parse_file, spec)
+                _remember_parse(spec, signature, *parsed)
         except ListError as err:
             self._failed(str(err))
             raise
         except OSError as err:
-            self._failed(f"cannot read {self.spec.path}: {err.strerror}")
+            # BuildFailed (the child died) has no strerror
+            self._failed(
+                f"cannot read {spec.path}: {err.strerror}"
+                if err.strerror
+                else f"{spec.path}: {err}"
+            )
             raise
+        content, report = parsed
         self._set(content, report.skipped, time.monotonic() - started)
         log.info(
             "list_loaded",
@@ -172,13 +184,7 @@ class ListSlot:
             cached = await asyncio.to_thread(_read_disk_copy, spec)
             if cached is not None:
                 with contextlib.suppress(ListError):
-                    content, report = await asyncio.to_thread(
-                        DomainList.from_lines,
-                        cached.splitlines(),
-                        fmt=spec.fmt,
-                        file=spec.url or "",
-                        lenient=spec.lenient,
-                    )
+                    content, report = await in_child(_parse_text, cached, spec)
                     self._set(content, report.skipped, 0.0)
                     meta = _read_disk_meta(spec)
                     self.etag, self.last_modified = meta.get("etag"), meta.get("last_modified")
@@ -194,14 +200,8 @@ class ListSlot:
             return
         body, etag, last_modified = fetched
         try:
-            content, report = await asyncio.to_thread(
-                DomainList.from_lines,
-                body.splitlines(),
-                fmt=spec.fmt,
-                file=spec.url or "",
-                lenient=spec.lenient,
-            )
-        except ListError as err:
+            content, report = await in_child(_parse_text, body, spec)
+        except (ListError, BuildFailed) as err:
             self._failed(str(err))
             raise
         self._set(content, report.skipped, time.monotonic() - started)
@@ -247,19 +247,19 @@ class ListSlot:
             raise ListEditError(f"unknown operation '{operation}' (ADD, REMOVE or REPLACE)")
         async with self.lock:
             # set arithmetic over a large list takes seconds: keep it off the event loop
-            content = await asyncio.to_thread(self._apply, self.current, operation, entries)
-            self._set(content, 0, 0.0)
+            content = await in_child(self._apply, self.current, operation, entries)
+            self._wrote(content)
         log.info("list_edited", list=self.spec.name, operation=operation, entries=len(content))
         return len(content)
 
     async def replace_text(self, text: str) -> int:
         """REPLACE with a route53-format text (one entry per line, ``#`` comments); returns the
-        new size. Parsing, building and writing all run in a thread: a 100,000-entry list
-        would hold the event loop for about a second otherwise."""
+        new size. Parsing, building and writing all run in a forked child, as a reload's: a
+        1M-entry list would hold the event loop for seconds otherwise."""
         self.check_editable()
         async with self.lock:
-            content = await asyncio.to_thread(self._parse_and_write, text)
-            self._set(content, 0, 0.0)
+            content = await in_child(self._parse_and_write, text)
+            self._wrote(content)
         log.info("list_edited", list=self.spec.name, operation="REPLACE", entries=len(content))
         return len(content)
 
@@ -290,7 +290,7 @@ class ListSlot:
         return content
 
     def _write(self, content: DomainList, entries: Iterable[str]) -> None:
-        """Write the list's file atomically and remember ``content`` as its parse."""
+        """Write the list's file atomically (in the child that built ``content``)."""
         path = self.spec.path
         assert path is not None
         header = (
@@ -298,12 +298,12 @@ class ListSlot:
             f"at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n"
         )
         write_atomically(path, header + "".join(e + "\n" for e in entries))
-        stat = os.stat(path)
-        _PARSED[(path, "route53", self.spec.lenient)] = (
-            (stat.st_mtime_ns, stat.st_size),
-            content,
-            LoadReport(len(content), 0, ()),
-        )
+
+    def _wrote(self, content: DomainList) -> None:
+        """Swap in an edit's ``content``, and remember it as the parse of the file just written."""
+        signature, _ = _known_parse(self.spec)
+        _remember_parse(self.spec, signature, content, LoadReport(len(content), 0, ()))
+        self._set(content, 0, 0.0)
 
 
 def normalize_all(domains: Iterable[str]) -> tuple[list[str], list[str]]:
@@ -344,21 +344,38 @@ def write_atomically(path: str, text: str) -> None:
         os.close(dir_fd)
 
 
-def _parse_file(spec: ListSpec) -> tuple[DomainList, LoadReport, float]:
+def _known_parse(
+    spec: ListSpec,
+) -> tuple[tuple[int, int], tuple[DomainList, LoadReport] | None]:
+    """The file's signature (mtime, size) and its remembered parse, if it has not changed."""
     assert spec.path is not None
     stat = os.stat(spec.path)
     signature = (stat.st_mtime_ns, stat.st_size)
     key = (spec.path, spec.fmt, spec.lenient)
     known = _PARSED.get(key)
     if known is not None and known[0] == signature:
-        return known[1], known[2], 0.0
-    started = time.monotonic()
+        return signature, (known[1], known[2])
+    return signature, None
+
+
+def _remember_parse(
+    spec: ListSpec, signature: tuple[int, int], content: DomainList, report: LoadReport
+) -> None:
+    assert spec.path is not None
+    _PARSED[(spec.path, spec.fmt, spec.lenient)] = (signature, content, report)
+
+
+def _parse_file(spec: ListSpec) -> tuple[DomainList, LoadReport]:
+    assert spec.path is not None
     with open(spec.path, encoding="utf-8-sig", errors="replace") as f:  # -sig: tolerate a BOM
-        content, report = DomainList.from_lines(
-            f, fmt=spec.fmt, file=spec.path, lenient=spec.lenient
-        )
-    _PARSED[key] = (signature, content, report)
-    return content, report, time.monotonic() - started
+        return DomainList.from_lines(f, fmt=spec.fmt, file=spec.path, lenient=spec.lenient)
+
+
+def _parse_text(text: str, spec: ListSpec) -> tuple[DomainList, LoadReport]:
+    """A downloaded list (or its disk copy)."""
+    return DomainList.from_lines(
+        text.splitlines(), fmt=spec.fmt, file=spec.url or "", lenient=spec.lenient
+    )
 
 
 def state_dir() -> str:
