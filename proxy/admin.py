@@ -30,8 +30,8 @@ reply loses nothing. ``url`` lists, inline (``domains``) lists and ``hosts``/``a
 answer 409 with the reason. Invalid entries answer 400 with ``errors``, one line per bad entry
 and why (for PUT with its line number), and the list is unchanged. PATCH takes at most 1000
 domains, as Route 53's UpdateFirewallDomains does (clients written for it behave the same);
-PUT is the bulk path (parsed, built and written in a thread: a 100,000-entry REPLACE does not
-hold the DNS listeners). A list name used by several firewalls (server blocks) is edited
+PUT is the bulk path (parsed, built and written in a forked child, as a reload's lists are:
+a 1M-entry REPLACE does not hold the DNS listeners). A list name used by several firewalls (server blocks) is edited
 once and re-read by the others; if they name different sources, the edit answers 409.
 Edits and reloads are serialised (:attr:`proxy.runtime.Runtime.lock`).
 
