@@ -35,8 +35,9 @@ domains, as Route 53's UpdateFirewallDomains does (clients written for it behave
 and takes its body as written for it too: ``{"Operation": "ADD", "Domains": [...]}``, with an
 optional ``FirewallDomainListId`` that must be the list's name (one casing per body: a mix
 is refused);
-PUT is the bulk path (parsed, built and written in a thread: a 100,000-entry REPLACE does not
-hold the DNS listeners). A list name used by several firewalls (server blocks) is edited
+PUT is the bulk path (parsed, built and written in a forked child, as a reload's lists are:
+a 1M-entry REPLACE does not hold the DNS listeners). A list name used by several firewalls
+(server blocks) is edited
 once and re-read by the others; if they name different sources, the edit answers 409.
 Edits and reloads are serialised (:attr:`proxy.runtime.Runtime.lock`).
 

@@ -53,7 +53,9 @@ class Plugin(Protocol):
         """Called before the configuration serves (lists load, sockets open); may raise."""
 
     async def stop(self) -> None:
-        """Called when the configuration is retired or the server stops."""
+        """Called when the configuration is retired or the server stops. A stage lets go of
+        its large state here (a firewall's lists): a retired configuration is full of
+        reference cycles that only a later full garbage collection frees."""
 
     def ready(self) -> bool:
         """False while the stage cannot serve as configured yet (``/ready`` says 503)."""

@@ -557,9 +557,10 @@ class Server:
         await _run_hooks(old.blocks, "stop")
         sha512 = old.sha512
         del old  # the last reference the server held: on_retired may free it
+        started = time.monotonic()
         if self.on_retired is not None:
             self.on_retired()
-        log.info("retired", sha512=sha512)
+        log.info("retired", sha512=sha512, seconds=round(time.monotonic() - started, 3))
 
     async def _close_listener(self, key: ListenerKey) -> None:
         self.listeners.pop(key).close()

@@ -11,10 +11,10 @@ parent's ``hash()`` seed, so the table it built is valid here (:meth:`DomainList
 checks). The parent's heap never holds the parse's temporaries, so its RSS does not keep them
 after a reload either.
 
-Measured with the 1M-entry benchmark list on 2 cores: the event loop's longest stall while a
-list builds is under 10 ms this way, against 1.7-3 s on the loop or in a thread; the parent's
-peak RSS grows by the new list and one copy of its table (about 50 MB), not by the parse
-(about 120 MB, in the child, which exits).
+Measured in one process with the 1M-entry benchmark list on a busy 2-core machine: the event
+loop's longest stall during a build was 21-41 ms this way (an idle loop's own noise there
+reached 76 ms), 1.5-3 s with the build in a thread; the process's peak RSS grew by 47 MB
+(the new list and a copy of its table) against 122 MB with the parse in a thread.
 
 An exception in the child (``ListError``, ``ListEditError``, ``OSError``) is raised here as
 it was raised there; a child that dies (killed, out of memory) raises :class:`BuildFailed`.
@@ -42,7 +42,12 @@ class BuildFailed(OSError):
 async def in_child(fn: Callable[..., T], *args: Any) -> T:
     """``fn(*args)`` run in a forked child: its return value, or its exception raised here."""
     read_fd, write_fd = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:  # no process to spare: the load fails, the old list serves on
+        os.close(read_fd)
+        os.close(write_fd)
+        raise
     if pid == 0:  # the child: never returns
         os.close(read_fd)
         _run_child(write_fd, fn, args)
@@ -95,6 +100,7 @@ def _receive(read_fd: int, pid: int) -> tuple[bool, Any]:
     try:
         with os.fdopen(read_fd, "rb") as pipe:
             try:
+                # large bytes (the blob, the table) are read into place: the GIL is released
                 return pickle.load(pipe)
             except (EOFError, pickle.UnpicklingError):
                 pass

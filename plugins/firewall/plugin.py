@@ -326,6 +326,12 @@ class Firewall(Plugin):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self.tasks.clear()
+        # a stopped firewall serves no more (a reload's grace time is over): let go of the
+        # lists, most of a configuration's memory, which its reference cycles would otherwise
+        # hold until the next full garbage collection
+        for slot in self.slots.values():
+            slot.current = None
+        self.policy.forget()
 
     def ready(self) -> bool:
         return all(slot.current is not None for slot in self.slots.values())
