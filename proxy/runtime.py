@@ -54,6 +54,8 @@ from typing import Any
 
 import structlog
 
+import plugins as registry
+
 from . import __version__, systemd
 from .config import Config, load, parse_blocks
 from .corefile import CorefileError, fingerprint
