@@ -33,7 +33,12 @@ with ``lenient``, bad lines are skipped and counted instead (``skipped`` in ``/v
 ``list_loaded`` and ``list_downloaded`` log lines), so one junk line in a downloaded list does
 not keep the rest out. File and url lists
 load in the background at start (the plugin is not ready until they are) and a failed
-refresh keeps the old list serving. A list is swapped whole: no query sees half a list.
+refresh keeps the old list serving. A url download that fails (at start or on a refresh) is
+retried after 5 s, then 10 s, 20 s... up to ``refresh`` (with jitter), each failure logged
+once (``list_load_failed`` with ``retry_in``); while a list was never loaded, ``/ready``
+names the firewall with the error and the next try, and ``/v1/lists`` shows ``error``,
+``failures``, ``consecutive_failures`` and ``next_download_at``. ``dnsfw check`` downloads
+url lists: one it cannot download is a warning (``-strict``: an error). A list is swapped whole: no query sees half a list.
 
 **Evaluation** (Route 53's): groups by ascending PRIORITY, the rules of a group by ascending
 PRIORITY (both unique; names are letters, digits, ``-``, ``_``). A group with ``clients``
@@ -145,6 +150,8 @@ def setup(directive: Directive, ctx: SetupContext) -> Firewall:
                 raise CorefileError(
                     spec.file, spec.line, f"cannot read list '{spec.name}': {err}"
                 ) from None
+        if ctx.app.probe:
+            _probe_urls(firewall, ctx, directive)
         for file, line, message in warnings(spec, lambda name: firewall.slots[name].current):
             ctx.app.warn(file, line, message)
     services = ctx.app.services
@@ -155,6 +162,25 @@ def setup(directive: Directive, ctx: SetupContext) -> Firewall:
     if len(firewalls) == 1:  # one counter over every firewall of the configuration
         services.add(RULE_COUNTERS, RuleTotals(matches))
     return firewall
+
+
+def _probe_urls(firewall: Firewall, ctx: SetupContext, directive: Directive) -> None:
+    """``dnsfw check``: download each url list now. One that cannot be downloaded is a
+    warning (the service may start before the network and retries), with ``-strict`` an
+    error; one that downloads is checked line by line like a file."""
+    for slot in firewall.slots.values():
+        spec = slot.spec
+        if spec.kind != "url":
+            continue
+        try:
+            slot.probe()
+        except ListError as err:
+            raise _list_error(err, directive) from None
+        except OSError as err:
+            message = f"cannot download list '{spec.name}' from {spec.url}: {err}"
+            if ctx.app.strict:
+                raise CorefileError(spec.file, spec.line, message) from None
+            ctx.app.warn(spec.file, spec.line, message + " (dnsfw retries it with backoff)")
 
 
 def _list_error(err: ListError, directive: Directive) -> CorefileError:

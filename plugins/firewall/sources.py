@@ -11,7 +11,10 @@ previous content serving.
   atomically (temp file, fsync, rename, fsync of the directory) before they are swapped in.
   Only ``route53``-format files can be edited (a ``hosts`` or ``adblock`` file is refused).
 * ``url`` lists are fetched at start and every ``refresh`` with a conditional GET
-  (ETag / Last-Modified); the last good copy is kept on disk (``$STATE_DIRECTORY`` under
+  (ETag / Last-Modified). A failed download is retried with a capped exponential backoff
+  (:data:`RETRY_FIRST` seconds, doubling up to ``refresh``, with jitter), whether the list was
+  never loaded (the first download at start) or an older copy keeps serving; each failure is
+  logged once, with the time of the next try. The last good copy is kept on disk (``$STATE_DIRECTORY`` under
   systemd, else ``$DNSFW_STATE_DIR``, else ``/var/lib/dnsfw``, else ``~/.local/state/dnsfw``)
   so a restart without network still has it.
 * ``domains`` lists are given in the Corefile and cannot be edited at run time.
@@ -27,6 +30,7 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import tempfile
 import time
 import urllib.request
@@ -44,6 +48,9 @@ from .lists import DomainList, ListError, LoadReport, normalize_entry
 log = structlog.get_logger("dnsfw.firewall")
 
 FETCH_TIMEOUT = 30.0
+RETRY_FIRST = 5.0  # seconds before the first retry of a failed download; doubles each failure
+PROBE_TIMEOUT = 10.0  # `dnsfw check`'s download of a url list
+JITTER = (0.9, 1.1)  # lists sharing a server do not all download at once
 # (path, format, lenient) -> ((mtime_ns, size), DomainList, LoadReport): the latest parse
 _PARSED: dict[tuple[str, str, bool], tuple[tuple[int, int], DomainList, LoadReport]] = {}
 
@@ -65,6 +72,8 @@ class ListStatus:
     error: str | None
     skipped: int
     failures: int
+    consecutive_failures: int  # url: failed downloads since the last good one
+    next_download_at: float | None  # url: the next download (a retry after a failure)
     editable: bool
 
 
@@ -78,6 +87,9 @@ class ListSlot:
         self.load_seconds: float | None = None
         self.skipped = 0
         self.failures = 0
+        self.consecutive_failures = 0
+        self.next_download_at: float | None = None  # url lists: wall time of the next GET
+        self.rescheduled = asyncio.Event()  # next_download_at changed (wakes the refresh loop)
         self.etag: str | None = None
         self.last_modified: str | None = None
         self.lock = asyncio.Lock()  # serialises admin edits of this list
@@ -95,18 +107,47 @@ class ListSlot:
         self.loaded_at = time.time()
         self.load_seconds = seconds
         self.skipped = skipped
+        self.consecutive_failures = 0
+        self._schedule()
 
     def _failed(self, message: str) -> None:
         self.failures += 1
+        self.consecutive_failures += 1
         self.error = message
         if self.current is None:
             self.status = "failed"
+        retry = self._schedule()
         log.error(
             "list_load_failed",
             list=self.spec.name,
             error=message,
             keeps_old=self.current is not None,
+            failures_in_a_row=self.consecutive_failures,
+            **({"retry_in": round(retry, 1)} if retry is not None else {}),
         )
+
+    def _schedule(self) -> float | None:
+        """Set when a url list is downloaded next: ``refresh`` after a success, after failures
+        a backoff from RETRY_FIRST doubling up to ``refresh``; the delay in seconds."""
+        if self.spec.kind != "url":
+            return None
+        refresh = self.spec.refresh
+        failed = self.consecutive_failures
+        base = refresh if not failed else min(refresh, RETRY_FIRST * 2 ** min(failed - 1, 30))
+        delay = base * random.uniform(*JITTER)
+        self.next_download_at = time.time() + delay
+        self.rescheduled.set()
+        return delay
+
+    def waiting(self) -> str:
+        """Why this list is not loaded yet, once a load failed (``/ready``); else ''."""
+        if self.current is not None or self.error is None:
+            return ""
+        reason = f"list '{self.spec.name}': {self.error}"
+        if self.next_download_at is not None:
+            retry = time.strftime("%H:%M:%SZ", time.gmtime(self.next_download_at))
+            reason += f" (failure {self.consecutive_failures}, next try at {retry})"
+        return reason
 
     def describe(self) -> ListStatus:
         spec = self.spec
@@ -123,6 +164,8 @@ class ListSlot:
             error=self.error,
             skipped=self.skipped,
             failures=self.failures,
+            consecutive_failures=self.consecutive_failures,
+            next_download_at=self.next_download_at,
             editable=spec.kind == "file" and spec.fmt == "route53",
         )
 
@@ -141,6 +184,14 @@ class ListSlot:
             if cached is not None:
                 content, report = _parse_text(cached, self.spec)
                 self._set(content, report.skipped, 0.0)
+
+    def probe(self) -> None:
+        """Download a url list now and parse it (``dnsfw check``): raises OSError when it
+        cannot be downloaded (no network, a non-2xx status), ListError on bad lines."""
+        fetched = _fetch(self.spec, None, None, timeout=PROBE_TIMEOUT)
+        assert fetched is not None  # no conditional GET: never 304
+        content, report = _parse_text(fetched[0], self.spec)
+        self._set(content, report.skipped, 0.0)
 
     async def load(self) -> None:
         """Load or re-read from the source; on failure the old content keeps serving."""
@@ -197,6 +248,9 @@ class ListSlot:
         if fetched is None:  # 304 Not Modified
             if self.current is not None:
                 self.status = "loaded"
+                self.error = None
+            self.consecutive_failures = 0
+            self._schedule()
             return
         body, etag, last_modified = fetched
         try:
@@ -433,7 +487,7 @@ def _write_disk_copy(
 
 
 def _fetch(
-    spec: ListSpec, etag: str | None, last_modified: str | None
+    spec: ListSpec, etag: str | None, last_modified: str | None, timeout: float = FETCH_TIMEOUT
 ) -> tuple[str, str | None, str | None] | None:
     """GET the list; None when the server says 304 Not Modified. Raises OSError on failure."""
     request = urllib.request.Request(spec.url or "", headers={"User-Agent": "dnsfw"})
@@ -442,7 +496,7 @@ def _fetch(
     if last_modified:
         request.add_header("If-Modified-Since", last_modified)
     try:
-        with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
             body = response.read().decode("utf-8", errors="replace")
             return body, response.headers.get("ETag"), response.headers.get("Last-Modified")
     except urllib.error.HTTPError as err:
