@@ -5,6 +5,7 @@ a url list it cannot download (``-strict``: an error)."""
 from __future__ import annotations
 
 import re
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -166,3 +167,51 @@ def test_check_warns_about_an_unreachable_url_list_strict_fails(tmp_path: Path):
     conf.write_text(corefile(CHECK_URL, URL="http://127.0.0.1:9/list.txt"))
     down = run_cli("check", "-conf", str(conf))
     assert down.returncode == 0 and "Warning: cannot download list 'remote'" in down.stderr
+
+
+FILE_LIST = """\
+.:$PORT {
+    bind 127.0.0.1
+    admin 127.0.0.1:$HTTP
+    firewall {
+        list local file $FILE
+        group g 1 {
+            rule r 1 BLOCK local response nxdomain
+        }
+    }
+    forward . $UPSTREAM
+}
+"""
+
+
+def test_run_with_a_missing_list_file_exits_with_the_corefile_line(tmp_path: Path):
+    missing = tmp_path / "lists" / "missing.txt"
+    conf = tmp_path / "Corefile"
+    text = corefile(FILE_LIST, PORT=free_port(), FILE=missing, HTTP=free_port(), UPSTREAM="::1")
+    conf.write_text(text)
+    result = run_cli("run", "-conf", str(conf), timeout=20)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"plugin/firewall: {conf}:5 - Error during parsing: cannot read list 'local': "
+        f"{missing}: No such file or directory"
+    )
+
+
+def test_reload_with_a_missing_list_file_keeps_the_old_lists(dnsfw, upstream, tmp_path: Path):
+    listfile = tmp_path / "blocked.txt"
+    listfile.write_text("ads.example\n")
+    http = free_port()
+    d = dnsfw(corefile(FILE_LIST, FILE=listfile, HTTP=http, UPSTREAM=upstream.address))
+    assert blocked(d.port, "ads.example")
+    listfile.unlink()
+    expected = (
+        f"{d.conf}:5 - Error during parsing: cannot read list 'local': {listfile}: "
+        "No such file or directory"
+    )
+    d.signal(signal.SIGHUP)
+    wait_until(lambda: "reload_failed" in d.stderr, "the failed reload")
+    assert expected in d.stderr
+    assert blocked(d.port, "ads.example")  # the old configuration, its list loaded
+    reply = Api(http, token=None).call("POST", "/v1/reload")
+    assert reply.status == 400 and expected in reply.json["error"]
+    assert blocked(d.port, "ads.example")

@@ -32,8 +32,10 @@ format's syntax, such as ``0.0.0.0 ads.example`` in a route53 list, names the fo
 with ``lenient``, bad lines are skipped and counted instead (``skipped`` in ``/v1/lists``, the
 ``list_loaded`` and ``list_downloaded`` log lines), so one junk line in a downloaded list does
 not keep the rest out. File and url lists
-load in the background at start (the plugin is not ready until they are) and a failed
-refresh keeps the old list serving. A url download that fails (at start or on a refresh) is
+load in the background at start (the plugin is not ready until they are; a ``file`` list
+that cannot be read is an error at start, ``dnsfw run`` exits 1 with the Corefile line, and
+on reload, where the old configuration stays) and a failed refresh keeps the old list
+serving. A url download that fails (at start or on a refresh) is
 retried after 5 s, then 10 s, 20 s... up to ``refresh`` (with jitter), each failure logged
 once (``list_load_failed`` with ``retry_in``); while a list was never loaded, ``/ready``
 names the firewall with the error and the next try, and ``/v1/lists`` shows ``error``,
@@ -138,18 +140,21 @@ __all__ = ["FIREWALLS", "Firewall", "load_offline", "setup"]
 def setup(directive: Directive, ctx: SetupContext) -> Firewall:
     spec = parse(directive, ctx)
     firewall = Firewall(spec, reloading=ctx.app.reloading)
-    if ctx.app.checking:
-        # `dnsfw check` / `explain`: read file lists now, so bad lines are reported with file:line
-        for slot in firewall.slots.values():
-            try:
+    for slot in firewall.slots.values():
+        try:
+            if ctx.app.checking:
+                # `dnsfw check` / `explain`: read file lists now, so bad lines are reported
+                # with file:line
                 slot.load_now()
-            except ListError as err:
-                raise _list_error(err, directive) from None
-            except OSError as err:
-                spec = slot.spec
-                raise CorefileError(
-                    spec.file, spec.line, f"cannot read list '{spec.name}': {err}"
-                ) from None
+            else:
+                # `run` and reloads parse lists in the background, but a file that cannot be
+                # read is a configuration error now (a reload keeps the old configuration)
+                slot.check_readable()
+        except ListError as err:
+            raise _list_error(err, directive) from None
+        except OSError as err:
+            raise CorefileError(slot.spec.file, slot.spec.line, slot.unreadable(err)) from None
+    if ctx.app.checking:
         if ctx.app.probe:
             _probe_urls(firewall, ctx, directive)
         for file, line, message in warnings(spec, lambda name: firewall.slots[name].current):

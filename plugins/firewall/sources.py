@@ -193,6 +193,18 @@ class ListSlot:
         content, report = _parse_text(fetched[0], self.spec)
         self._set(content, report.skipped, 0.0)
 
+    def check_readable(self) -> None:
+        """Raise OSError when a file list cannot be opened for reading (``dnsfw run``'s setup,
+        which parses it later in the background)."""
+        if self.spec.kind == "file":
+            assert self.spec.path is not None
+            with open(self.spec.path, "rb"):
+                pass
+
+    def unreadable(self, err: OSError) -> str:
+        """The message for a list file that cannot be read: the list and the path."""
+        return f"cannot read list '{self.spec.name}': {self.spec.path}: {err.strerror or err}"
+
     async def load(self) -> None:
         """Load or re-read from the source; on failure the old content keeps serving."""
         if self.spec.kind == "file":
@@ -214,7 +226,7 @@ class ListSlot:
         except OSError as err:
             # BuildFailed (the child died) has no strerror
             self._failed(
-                f"cannot read {spec.path}: {err.strerror}"
+                f"{spec.file}:{spec.line}: {self.unreadable(err)}"
                 if err.strerror
                 else f"{spec.path}: {err}"
             )
