@@ -81,6 +81,10 @@ SCHEMAS: dict[str, Any] = {
                 "retry with backoff after a failure, else the next refresh",
             },
             "editable": {"type": "boolean"},
+            "editable_reason": {
+                **_NULLABLE_STRING,
+                "description": "why the admin API cannot edit it (an edit answers 409 with it)",
+            },
             "firewall": {"type": "string", "description": "FILE:LINE of the firewall"},
         },
     },

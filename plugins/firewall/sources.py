@@ -9,7 +9,12 @@ previous content serving.
 
 * ``file`` lists are read at start; edits through the admin API are written back to the file
   atomically (temp file, fsync, rename, fsync of the directory) before they are swapped in.
-  Only ``route53``-format files can be edited (a ``hosts`` or ``adblock`` file is refused).
+  Only ``route53``-format files can be edited (a ``hosts`` or ``adblock`` file is refused),
+  and only files dnsfw can write: checked at each load and before each edit (the file, and
+  its directory for the rename); one it cannot write is ``editable: false`` with an
+  ``editable_reason`` (e.g. ``/etc/dnsfw`` is read-only under the systemd unit: edited lists
+  belong in ``$STATE_DIRECTORY/lists``) and an edit of it is refused (409), as is a write
+  that fails all the same.
 * ``url`` lists are fetched at start and every ``refresh`` with a conditional GET
   (ETag / Last-Modified). A failed download is retried with a capped exponential backoff
   (:data:`RETRY_FIRST` seconds, doubling up to ``refresh``, with jitter), whether the list was
@@ -75,6 +80,7 @@ class ListStatus:
     consecutive_failures: int  # url: failed downloads since the last good one
     next_download_at: float | None  # url: the next download (a retry after a failure)
     editable: bool
+    editable_reason: str | None  # why not, when not editable
 
 
 class ListSlot:
@@ -92,6 +98,7 @@ class ListSlot:
         self.rescheduled = asyncio.Event()  # next_download_at changed (wakes the refresh loop)
         self.etag: str | None = None
         self.last_modified: str | None = None
+        self.unwritable: str | None = None  # why dnsfw cannot write the file (checked at load)
         self.lock = asyncio.Lock()  # serialises admin edits of this list
         self.on_swap: list[Callable[[], None]] = []  # e.g. the policy's decision memo
         if spec.kind == "domains":
@@ -109,6 +116,8 @@ class ListSlot:
         self.skipped = skipped
         self.consecutive_failures = 0
         self._schedule()
+        if self.spec.kind == "file":
+            self.unwritable = unwritable(self.spec.path or "")
 
     def _failed(self, message: str) -> None:
         self.failures += 1
@@ -166,7 +175,8 @@ class ListSlot:
             failures=self.failures,
             consecutive_failures=self.consecutive_failures,
             next_download_at=self.next_download_at,
-            editable=spec.kind == "file" and spec.fmt == "route53",
+            editable=self.not_editable() is None,
+            editable_reason=self.not_editable(),
         )
 
     # --- loading --------------------------------------------------------------------------
@@ -282,25 +292,45 @@ class ListSlot:
         )
 
     # --- edits (admin API) ------------------------------------------------------------
-    def check_editable(self) -> None:
-        if self.spec.kind == "domains":
-            raise ListEditError(
-                f"list '{self.spec.name}' is defined inline in the Corefile; edit the Corefile and reload",
-                409,
+    def not_editable(self) -> str | None:
+        """Why the admin API cannot edit this list, or None."""
+        spec = self.spec
+        if spec.kind == "domains":
+            return (
+                f"list '{spec.name}' is defined inline in the Corefile; "
+                "edit the Corefile and reload"
             )
-        if self.spec.kind == "url":
-            raise ListEditError(
-                f"list '{self.spec.name}' is downloaded from {self.spec.url}; change it at the source",
-                409,
-            )
-        if self.spec.fmt != "route53":
+        if spec.kind == "url":
+            return f"list '{spec.name}' is downloaded from {spec.url}; change it at the source"
+        if spec.fmt != "route53":
             # edits are written back as route53 entries, which the file's format would refuse
-            raise ListEditError(
-                f"list '{self.spec.name}' is a {self.spec.fmt}-format file; edit {self.spec.path}",
-                409,
-            )
+            return f"list '{spec.name}' is a {spec.fmt}-format file; edit {spec.path}"
+        if self.unwritable is not None:
+            return f"list '{spec.name}' cannot be edited: {self.unwritable}"
+        return None
+
+    def check_editable(self) -> None:
+        if self.spec.kind == "file":
+            self.unwritable = unwritable(self.spec.path or "")  # it may have changed since
+        reason = self.not_editable()
+        if reason is not None:
+            raise ListEditError(reason, 409)
         if self.current is None:
             raise ListEditError(f"list '{self.spec.name}' is not loaded yet", 409)
+
+    async def _in_child_writing(self, fn: Callable[..., DomainList], *args: object) -> DomainList:
+        """``fn`` run in a child that writes the file: a write that fails all the same (a
+        full disk, a race with the checks) is refused with its reason, the list unchanged."""
+        try:
+            return await in_child(fn, *args)
+        except BuildFailed:
+            raise
+        except OSError as err:
+            raise ListEditError(
+                f"list '{self.spec.name}' was not changed: cannot write {self.spec.path}: "
+                f"{err.strerror or err}",
+                409,
+            ) from None
 
     async def edit(self, operation: str, domains: Iterable[str]) -> int:
         """ADD, REMOVE or REPLACE entries (Route 53's UpdateFirewallDomains); returns the new size."""
@@ -313,7 +343,7 @@ class ListSlot:
             raise ListEditError(f"unknown operation '{operation}' (ADD, REMOVE or REPLACE)")
         async with self.lock:
             # set arithmetic over a large list takes seconds: keep it off the event loop
-            content = await in_child(self._apply, self.current, operation, entries)
+            content = await self._in_child_writing(self._apply, self.current, operation, entries)
             self._wrote(content)
         log.info("list_edited", list=self.spec.name, operation=operation, entries=len(content))
         return len(content)
@@ -324,7 +354,7 @@ class ListSlot:
         1M-entry list would hold the event loop for seconds otherwise."""
         self.check_editable()
         async with self.lock:
-            content = await in_child(self._parse_and_write, text)
+            content = await self._in_child_writing(self._parse_and_write, text)
             self._wrote(content)
         log.info("list_edited", list=self.spec.name, operation="REPLACE", entries=len(content))
         return len(content)
@@ -385,6 +415,22 @@ def normalize_all(domains: Iterable[str]) -> tuple[list[str], list[str]]:
         except ValueError as err:
             bad.append(f"'{raw}': {err}")
     return good, bad
+
+
+def unwritable(path: str) -> str | None:
+    """Why dnsfw cannot replace the file at ``path`` atomically (it writes a temporary file
+    in the same directory and renames it over the file), or None. ``access(2)`` also sees a
+    read-only filesystem (EROFS: ``ProtectSystem=strict`` under systemd), even for root."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.access(directory, os.W_OK):
+        return (
+            f"dnsfw cannot write in {directory} (read-only, or not its own); put lists edited "
+            "through the admin API in a writable directory, e.g. /var/lib/dnsfw/lists "
+            "($STATE_DIRECTORY/lists under the systemd unit)"
+        )
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        return f"dnsfw cannot write {path} (its permissions)"
+    return None
 
 
 def write_atomically(path: str, text: str) -> None:
