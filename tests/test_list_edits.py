@@ -5,9 +5,10 @@ versions beside it and is logged with the client and the token's identity."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from tests.kit.api import Api
+from tests.kit.api import TOKEN, Api
 from tests.kit.corefiles import corefile
 from tests.kit.dnsfw import free_port
 from tests.kit.tools import need_tool
@@ -69,3 +70,92 @@ def test_a_list_in_a_read_only_directory_is_not_editable(dnsfw, upstream, tmp_pa
     api.ok("PATCH", "/v1/lists/open", {"operation": "ADD", "domains": ["new.example"]})
     assert "new.example" in (tmp_path / "rw" / "open.txt").read_text()
     assert "internal error" not in d.stderr
+
+
+REVIEWED = """\
+.:$PORT {
+    bind 127.0.0.1
+    admin 127.0.0.1:$ADMIN {
+        token_file token
+    }
+    firewall {
+        list seen file seen.txt versions 2
+        group g 1 {
+            rule r 1 BLOCK seen
+        }
+    }
+    forward . $UPSTREAM
+}
+"""
+
+HEADER = "# reviewed 2024-05-01 by ops\n# source: dnsfw audit --suggest\n\n"
+BODY = "a.example\n# b.example  (commented out in review)\nc.example  # kept: ci\n"
+
+
+def test_edits_keep_comments_versions_and_are_logged(dnsfw, upstream, tmp_path: Path):
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    path = tmp_path / "seen.txt"
+    path.write_text(HEADER + BODY)
+    port = free_port()
+    d = dnsfw(corefile(REVIEWED, ADMIN=port, UPSTREAM=upstream.address))
+    api = Api(port)
+
+    api.ok("PATCH", "/v1/lists/seen", {"operation": "ADD", "domains": ["d.example", "a.example"]})
+    added = path.read_text()
+    assert added.startswith(HEADER + BODY)
+    mark, entry = added[len(HEADER + BODY) :].splitlines()
+    assert re.fullmatch(
+        r"# added by dnsfw admin API \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ "
+        r"\(127\.0\.0\.1, token:[0-9a-f]{12}\)",
+        mark,
+    )
+    assert entry == "d.example"
+    assert (tmp_path / "seen.txt.1").read_text() == HEADER + BODY
+
+    api.ok("PATCH", "/v1/lists/seen", {"operation": "REMOVE", "domains": ["c.example"]})
+    assert path.read_text() == HEADER + "a.example\n# b.example  (commented out in review)\n" + (
+        mark + "\nd.example\n"
+    )
+    assert (tmp_path / "seen.txt.1").read_text() == added
+    assert (tmp_path / "seen.txt.2").read_text() == HEADER + BODY
+
+    api.ok("PATCH", "/v1/lists/seen", {"operation": "REPLACE", "domains": ["z.example"]})
+    replaced = path.read_text()
+    assert replaced.startswith(HEADER + "# replaced by dnsfw admin API ")
+    assert replaced[len(HEADER) :].splitlines()[1:] == ["z.example"]
+    # versions 2: the oldest is dropped
+    assert (tmp_path / "seen.txt.2").read_text() == added
+    assert not (tmp_path / "seen.txt.3").exists()
+    assert api.ok("GET", "/v1/lists/seen")["entries"] == ["z.example"]
+
+    # PUT keeps the header too (and the body's own comments), not a second mark
+    api.ok("PUT", "/v1/lists/seen", "# from the review tool\ny.example\n")
+    again = path.read_text()
+    assert again.startswith(HEADER + "# replaced by dnsfw admin API ")
+    assert again.endswith("\n# from the review tool\ny.example\n")
+    assert again.count("# replaced by") == 1
+
+    # the edits are logged with the client and the token's fingerprint, never the token
+    edits = [line for line in d.stderr.splitlines() if "list_edited" in line]
+    assert len(edits) == 4
+    assert all("client='127.0.0.1'" in e and "identity='token:" in e for e in edits)
+    assert TOKEN not in d.stderr
+    fingerprint = re.search(r"identity='token:([0-9a-f]{12})'", edits[0])
+    assert fingerprint is not None and f"token:{fingerprint[1]}" in mark
+
+
+def test_edits_without_a_token_are_anonymous(dnsfw, upstream, tmp_path: Path):
+    path = tmp_path / "rw" / "open.txt"
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro" / "locked.txt").write_text("locked.example\n")
+    path.parent.mkdir()
+    path.write_text("# hand-made\nopen.example\n")
+    port = free_port()
+    d = dnsfw(corefile(EDITS, ADMIN=port, UPSTREAM=upstream.address))
+    Api(port, token=None).ok(
+        "PATCH", "/v1/lists/open", {"operation": "ADD", "domains": ["x.example"]}
+    )
+    assert "(127.0.0.1, anonymous)\nx.example\n" in path.read_text()
+    assert path.read_text().startswith("# hand-made\nopen.example\n# added by")
+    (edit,) = [line for line in d.stderr.splitlines() if "list_edited" in line]
+    assert "client='127.0.0.1'" in edit and "identity='anonymous'" in edit

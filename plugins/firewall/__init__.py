@@ -3,7 +3,7 @@
 Syntax::
 
     firewall [ZONES...] {
-        list NAME file PATH [format FORMAT] [lenient]
+        list NAME file PATH [format FORMAT] [lenient] [versions N]
         list NAME url URL [refresh DURATION] [format FORMAT] [lenient]
         list NAME domains ENTRY...
         group NAME PRIORITY {
@@ -31,7 +31,15 @@ converted to punycode), ``hosts`` (``0.0.0.0 name`` lines, exact names) or ``adb
 format's syntax, such as ``0.0.0.0 ads.example`` in a route53 list, names the format to give);
 with ``lenient``, bad lines are skipped and counted instead (``skipped`` in ``/v1/lists``, the
 ``list_loaded`` and ``list_downloaded`` log lines), so one junk line in a downloaded list does
-not keep the rest out. File and url lists
+not keep the rest out. A route53-format ``file`` list that dnsfw can write (the file and
+its directory) is editable through the admin API (``/v1/lists``: ``editable``, else
+``editable_reason`` and an edit answers 409; under the systemd unit, keep such lists in
+``/var/lib/dnsfw/lists``). An edit keeps the file's comments: ADD appends the new entries
+under ``# added by dnsfw admin API TIME (CLIENT, IDENTITY)``, REMOVE deletes their lines in
+place, REPLACE (and PUT) keeps the header comment block; the ``versions`` (0-100, default 5)
+previous files are kept beside it as ``PATH.1`` (newest) ... ``PATH.N``, and each edit is
+logged (``list_edited``) with the client address and identity (``anonymous``, or
+``token:`` and a fingerprint of the token, never the token). File and url lists
 load in the background at start (the plugin is not ready until they are; a ``file`` list
 that cannot be read is an error at start, ``dnsfw run`` exits 1 with the Corefile line, and
 on reload, where the old configuration stays) and a failed refresh keeps the old list

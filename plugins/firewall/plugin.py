@@ -365,12 +365,14 @@ class Firewall(Plugin):
                 out.append(entry)
         return out
 
-    async def edit(self, name: str, operation: str, domains: Sequence[str]) -> int:
-        return await self._slot(name).edit(operation, domains)
+    async def edit(
+        self, name: str, operation: str, domains: Sequence[str], *, client: str, identity: str
+    ) -> int:
+        return await self._slot(name).edit(operation, domains, client=client, identity=identity)
 
-    async def replace(self, name: str, text: str) -> int:
+    async def replace(self, name: str, text: str, *, client: str, identity: str) -> int:
         """REPLACE a list with a route53-format text (the admin API's bulk path)."""
-        return await self._slot(name).replace_text(text)
+        return await self._slot(name).replace_text(text, client=client, identity=identity)
 
     def explain(
         self, qname: bytes, qtype: int, client_ip: str, chain: Sequence[bytes] | None = None

@@ -9,6 +9,11 @@ previous content serving.
 
 * ``file`` lists are read at start; edits through the admin API are written back to the file
   atomically (temp file, fsync, rename, fsync of the directory) before they are swapped in.
+  The reviewed file stays readable: ADD appends the new entries under a dated comment
+  (``# added by dnsfw admin API TIME (CLIENT, IDENTITY)``), REMOVE deletes the entries' lines
+  where they are, REPLACE keeps the header comment block; the previous ``versions`` (default
+  5) are kept beside the file as ``PATH.1`` (the newest) ... ``PATH.N``, and every edit is
+  logged (``list_edited``) with the client's address and identity.
   Only ``route53``-format files can be edited (a ``hosts`` or ``adblock`` file is refused),
   and only files dnsfw can write: checked at each load and before each edit (the file, and
   its directory for the rename); one it cannot write is ``editable: false`` with an
@@ -332,8 +337,17 @@ class ListSlot:
                 409,
             ) from None
 
-    async def edit(self, operation: str, domains: Iterable[str]) -> int:
-        """ADD, REMOVE or REPLACE entries (Route 53's UpdateFirewallDomains); returns the new size."""
+    async def edit(
+        self,
+        operation: str,
+        domains: Iterable[str],
+        *,
+        client: str = "local",
+        identity: str = "anonymous",
+    ) -> int:
+        """ADD, REMOVE or REPLACE entries (Route 53's UpdateFirewallDomains) for ``client``
+        (its address) and ``identity`` (``anonymous``, or the token's fingerprint); returns
+        the new size. The file keeps its comments (:func:`edited_text`)."""
         self.check_editable()
         entries, errors = normalize_all(domains)
         if errors:
@@ -341,25 +355,43 @@ class ListSlot:
         assert self.current is not None
         if operation not in ("ADD", "REMOVE", "REPLACE"):
             raise ListEditError(f"unknown operation '{operation}' (ADD, REMOVE or REPLACE)")
+        stamp = _stamp(client, identity)
         async with self.lock:
             # set arithmetic over a large list takes seconds: keep it off the event loop
-            content = await self._in_child_writing(self._apply, self.current, operation, entries)
+            content = await self._in_child_writing(
+                self._apply, self.current, operation, entries, stamp
+            )
             self._wrote(content)
-        log.info("list_edited", list=self.spec.name, operation=operation, entries=len(content))
+        self._logged(operation, content, client, identity)
         return len(content)
 
-    async def replace_text(self, text: str) -> int:
-        """REPLACE with a route53-format text (one entry per line, ``#`` comments); returns the
-        new size. Parsing, building and writing all run in a forked child, as a reload's: a
-        1M-entry list would hold the event loop for seconds otherwise."""
+    async def replace_text(
+        self, text: str, *, client: str = "local", identity: str = "anonymous"
+    ) -> int:
+        """REPLACE with a route53-format text (one entry per line, ``#`` comments, kept in the
+        file under its header comments); returns the new size. Parsing, building and writing
+        all run in a forked child, as a reload's: a 1M-entry list would hold the event loop
+        for seconds otherwise."""
         self.check_editable()
+        stamp = _stamp(client, identity)
         async with self.lock:
-            content = await self._in_child_writing(self._parse_and_write, text)
+            content = await self._in_child_writing(self._parse_and_write, text, stamp)
             self._wrote(content)
-        log.info("list_edited", list=self.spec.name, operation="REPLACE", entries=len(content))
+        self._logged("REPLACE", content, client, identity)
         return len(content)
 
-    def _parse_and_write(self, text: str) -> DomainList:
+    def _logged(self, operation: str, content: DomainList, client: str, identity: str) -> None:
+        log.info(
+            "list_edited",
+            list=self.spec.name,
+            path=self.spec.path,
+            operation=operation,
+            entries=len(content),
+            client=client,
+            identity=identity,
+        )
+
+    def _parse_and_write(self, text: str, stamp: str) -> DomainList:
         try:
             content, _ = DomainList.from_lines(text.splitlines(), file="<request body>")
         except ListError as err:
@@ -367,39 +399,100 @@ class ListSlot:
             if err.total > len(errors):
                 errors.append(f"... and {err.total - len(errors)} more invalid entries")
             raise ListEditError("invalid domain list entries", 400, errors) from None
-        self._write(content, content.entries())
+        old = self._read()
+        self._write(old, _header(old, self.spec.name) + f"# replaced by {stamp}\n" + _ended(text))
         return content
 
-    def _apply(self, current: DomainList, operation: str, entries: list[str]) -> DomainList:
+    def _apply(
+        self, current: DomainList, operation: str, entries: list[str], stamp: str
+    ) -> DomainList:
+        old = self._read()
+        have = set(current.entries())
         if operation == "ADD":
-            new = sorted(set(current.entries()) | set(entries))
+            added = sorted(set(entries) - have)
+            new = sorted(have | set(entries))
+            text = _ended(old) + f"# added by {stamp}\n" + _lines(added) if added else old
         elif operation == "REMOVE":
             drop = set(entries)
             new = [e for e in current.entries() if e not in drop]
+            text = "".join(line for line in old.splitlines(True) if _entry_of(line) not in drop)
         else:
             new = sorted(set(entries))
-        return self._write_and_build(new)
-
-    def _write_and_build(self, entries: list[str]) -> DomainList:
-        content = DomainList.from_entries(entries)
-        self._write(content, entries)
+            text = _header(old, self.spec.name) + f"# replaced by {stamp}\n" + _lines(new)
+        content = DomainList.from_entries(new)
+        if text != old:
+            self._write(old, text)
         return content
 
-    def _write(self, content: DomainList, entries: Iterable[str]) -> None:
-        """Write the list's file atomically (in the child that built ``content``)."""
+    def _read(self) -> str:
+        assert self.spec.path is not None
+        with open(self.spec.path, encoding="utf-8-sig", errors="replace") as f:
+            return f.read()
+
+    def _write(self, old: str, text: str) -> None:
+        """Keep the file's last versions beside it (``PATH.1`` the newest, up to ``versions``),
+        then replace it with ``text`` atomically (in the child that built the content)."""
         path = self.spec.path
         assert path is not None
-        header = (
-            f"# domain list '{self.spec.name}', written by the dnsfw admin API "
-            f"at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n"
-        )
-        write_atomically(path, header + "".join(e + "\n" for e in entries))
+        keep = self.spec.versions
+        if keep:
+            for n in range(keep - 1, 0, -1):
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(f"{path}.{n}", f"{path}.{n + 1}")
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{path}.1")
+            os.link(path, f"{path}.1")  # the file itself: the rename below leaves it whole
+        write_atomically(path, text)
 
     def _wrote(self, content: DomainList) -> None:
         """Swap in an edit's ``content``, and remember it as the parse of the file just written."""
         signature, _ = _known_parse(self.spec)
         _remember_parse(self.spec, signature, content, LoadReport(len(content), 0, ()))
         self._set(content, 0, 0.0)
+
+
+EDIT_MARKS = ("# added by dnsfw admin API", "# replaced by dnsfw admin API")
+
+
+def _stamp(client: str, identity: str) -> str:
+    """What an edit's comment line says after "added by" / "replaced by"."""
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return f"dnsfw admin API {when} ({client}, {identity})"
+
+
+def _entry_of(line: str) -> str | None:
+    """The canonical entry of a route53-format line, or None (a comment, a blank line)."""
+    text = line.split("#", 1)[0].strip()
+    if not text:
+        return None
+    try:
+        return normalize_entry(text)
+    except ValueError:
+        return None
+
+
+def _header(text: str, name: str) -> str:
+    """The comment block that opens a list file (the reviewed header REPLACE keeps): its
+    comment and blank lines up to the first entry or the first edit mark; a file without one
+    gets a line naming the list."""
+    header = []
+    for line in text.splitlines(True):
+        stripped = line.strip()
+        if stripped and (not stripped.startswith("#") or stripped.startswith(EDIT_MARKS)):
+            break
+        header.append(line)
+    kept = "".join(header)
+    if not kept.strip():
+        return f"# domain list '{name}', written by the dnsfw admin API\n"
+    return _ended(kept)
+
+
+def _ended(text: str) -> str:
+    return text if not text or text.endswith("\n") else text + "\n"
+
+
+def _lines(entries: Iterable[str]) -> str:
+    return "".join(e + "\n" for e in entries)
 
 
 def normalize_all(domains: Iterable[str]) -> tuple[list[str], list[str]]:
