@@ -37,8 +37,9 @@ meet it) and has:
   :class:`proxy.replay.Gate` with ``req.admit(gate)``, which replays ask again per client.
   ``req.no_replay()`` keeps one query from being replayed; ``req.drop()`` is a Response for
   which nothing is sent;
-* optionally ``async start()``, ``async stop()`` and ``ready() -> bool`` (defaults: nothing,
-  nothing, True).
+* optionally ``async start()``, ``async stop()``, ``ready() -> bool`` and ``waiting() -> str``
+  (why it is not ready, when it knows more than "not yet": shown in ``/ready``) (defaults:
+  nothing, nothing, True, '').
 
 ``serve`` runs without a current asyncio Task (the chain is driven by hand): never use
 ``asyncio.timeout()`` or ``asyncio.wait_for()`` there (they raise from Python 3.12 on); use

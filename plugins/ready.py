@@ -7,7 +7,9 @@ Syntax::
 ``GET /ready`` (or HEAD) answers ``200 OK`` (body ``OK``) when every stage of the running
 configuration that can be unready is ready (for example the firewall once its domain lists
 are loaded), and ``503 Service Unavailable`` otherwise, with the names of the stages still
-waiting, comma-separated (as CoreDNS). While stopping in lameduck mode (``health``), it
+waiting, comma-separated (as CoreDNS), each followed by why in parentheses when the stage
+knows more than "not yet" (``firewall (list 'x': download of URL failed: HTTP 503 ...; next
+try at 12:00:05Z)``). While stopping in lameduck mode (``health``), it
 answers 503 with ``lameduck``. A reload swaps in only a configuration whose lists are
 loaded, so a reload never makes ``/ready`` fail. ADDRESS defaults to ``:8181``.
 

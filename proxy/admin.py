@@ -110,6 +110,7 @@ TOP_MAX = 100
 RATE_WINDOW = 60  # seconds of per-second counts kept
 STATS_KEY = "admin.stats"  # the QueryStats in ctx.app.shared (survives reloads)
 AUTH_KEY = "dnsfw.admin.auth"  # request item: the site asks for a token
+IDENTITY_KEY = "dnsfw.admin.identity"  # request item: "anonymous" or "token:FINGERPRINT"
 
 
 class ApiError(Exception):
@@ -256,6 +257,9 @@ class AdminSite:
         if denied is not None:
             return denied
         request[AUTH_KEY] = self.token is not None
+        request[IDENTITY_KEY] = (
+            "anonymous" if self.token is None else f"token:{_digest(self.token).hex()[:12]}"
+        )
         method = "GET" if request.method == "HEAD" else request.method
         allowed: list[str] = []
         for route_method, pattern, params, handler in ROUTES:
@@ -415,8 +419,12 @@ async def patch_list(runtime: Runtime, request: web.BaseRequest, p: dict[str, st
             f"at most {MAX_PATCH_DOMAINS} domains per PATCH (as Route 53's "
             "UpdateFirewallDomains); PUT the whole list to replace it in bulk",
         )
+    client, identity = _who(request)
     return await _edit(
-        runtime, p["name"], operation, lambda fw: fw.edit(p["name"], operation, domains)
+        runtime,
+        p["name"],
+        operation,
+        lambda fw: fw.edit(p["name"], operation, domains, client=client, identity=identity),
     )
 
 
@@ -449,7 +457,18 @@ async def put_list(runtime: Runtime, request: web.BaseRequest, p: dict[str, str]
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise ApiError(400, f"request body is not UTF-8 text: {err}") from None
-    return await _edit(runtime, p["name"], "REPLACE", lambda fw: fw.replace(p["name"], text))
+    client, identity = _who(request)
+    return await _edit(
+        runtime,
+        p["name"],
+        "REPLACE",
+        lambda fw: fw.replace(p["name"], text, client=client, identity=identity),
+    )
+
+
+def _who(request: web.BaseRequest) -> tuple[str, str]:
+    """(client address, identity) of an edit, for its log line and the file's comment."""
+    return request.remote or "unknown", request[IDENTITY_KEY]
 
 
 async def _edit(

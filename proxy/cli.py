@@ -2,7 +2,7 @@
 
     dnsfw run   [-conf FILE] [-dns.port N] [-max-inflight N] [-max-inflight-per-client N]
                 [-tcp-max-conns N] [-quiet]
-    dnsfw check [-conf FILE] [-dns.port N]      parse and set up everything, open no socket
+    dnsfw check [-conf FILE] [-dns.port N] [-strict]  parse and set up everything, open no socket
     dnsfw -plugins                               the directives dnsfw implements, in chain order
     dnsfw --version
     dnsfw COMMAND ...                            a command (plugins.COMMANDS: explain, audit)
@@ -12,7 +12,8 @@ Flags take one dash as in CoreDNS (``-conf``) or two (``--conf``). Without ``-co
 ``./Corefile`` is read; without that file, as CoreDNS, the built-in ``.:PORT { whoami }``
 (PORT from ``-dns.port``, default 53), and dnsfw says so. Exit status 1 with a
 ``FILE:LINE - ...`` message for a bad Corefile; ``check`` prints warnings (rules that can
-never match...) on stderr and still exits 0.
+never match, a url list it cannot download now...) on stderr and still exits 0; with
+``-strict`` a url list it cannot download is an error (exit 1).
 
 Signals while running: SIGTERM/SIGINT stop gracefully (in-flight queries finish, bounded);
 SIGHUP and SIGUSR1 reload the Corefile (a failed reload changes nothing and is logged).
@@ -122,6 +123,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-quiet", "--quiet", action="store_true", help="only warnings and errors")
     p.add_argument(
+        "-strict",
+        "--strict",
+        action="store_true",
+        help="check: a url list that cannot be downloaded now is an error, not a warning",
+    )
+    p.add_argument(
         "-plugins",
         "--plugins",
         action="store_true",
@@ -172,7 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     path, text = _corefile(args.conf, args.dns_port)
     if args.command == "check":
         try:
-            config = load(path, dns_port=args.dns_port, checking=True, text=text)
+            config = load(
+                path,
+                dns_port=args.dns_port,
+                checking=True,
+                text=text,
+                probe=True,
+                strict=args.strict,
+            )
         except CorefileError as err:
             print(err, file=sys.stderr)
             return 1

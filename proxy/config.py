@@ -43,6 +43,11 @@ class AppContext:
     conf_path: str
     dns_port: int = 53
     checking: bool = False  # under `dnsfw check`: set up, but no I/O that changes anything
+    # `dnsfw check` (not explain, audit): try the sources it would download (url lists) now;
+    # one that fails is a warning (the service may start before the network), with `strict`
+    # an error
+    probe: bool = False
+    strict: bool = False
     reloading: bool = False  # set up to replace a running configuration (start hooks may wait)
     metrics: Registry = field(default_factory=Registry)
     # what plugins offer the core (the admin API), under typed keys (proxy.services)
@@ -148,15 +153,24 @@ def load(
     metrics: Registry | None = None,
     shared: dict[str, Any] | None = None,
     text: str | None = None,
+    probe: bool = False,
+    strict: bool = False,
 ) -> Config:
     """Parse ``path`` and set up every block. Raises CorefileError with file and line.
 
     ``metrics`` and ``shared`` are the process's (``dnsfw run``); by default a fresh registry
     and dict, as for ``dnsfw check``. ``text``: the Corefile's text, not read from ``path``
-    (the built-in default configuration).
+    (the built-in default configuration). ``probe``, ``strict``: see :class:`AppContext`.
     """
     blocks = parse_blocks(path, dns_port, text)
-    app = AppContext(conf_path=path, dns_port=dns_port, checking=checking, reloading=reloading)
+    app = AppContext(
+        conf_path=path,
+        dns_port=dns_port,
+        checking=checking,
+        reloading=reloading,
+        probe=probe,
+        strict=strict,
+    )
     if metrics is not None:
         app.metrics = metrics
     if shared is not None:

@@ -71,7 +71,20 @@ SCHEMAS: dict[str, Any] = {
             "error": _NULLABLE_STRING,
             "skipped": {"type": "integer"},
             "failures": {"type": "integer"},
+            "consecutive_failures": {
+                "type": "integer",
+                "description": "url lists: failed downloads since the last good one",
+            },
+            "next_download_at": {
+                **_NULLABLE_NUMBER,
+                "description": "url lists: when the next download is due (Unix time): a "
+                "retry with backoff after a failure, else the next refresh",
+            },
             "editable": {"type": "boolean"},
+            "editable_reason": {
+                **_NULLABLE_STRING,
+                "description": "why the admin API cannot edit it (an edit answers 409 with it)",
+            },
             "firewall": {"type": "string", "description": "FILE:LINE of the firewall"},
         },
     },

@@ -61,6 +61,11 @@ class Plugin(Protocol):
         """False while the stage cannot serve as configured yet (``/ready`` says 503)."""
         return True
 
+    def waiting(self) -> str:
+        """While not ready: why, when there is more to say than "not yet" (a failed download
+        and its next try), for ``/ready``, the log and systemd's status; else ''."""
+        return ""
+
 
 def build_chain(plugins: Sequence[Plugin]) -> Handler:
     """Fold ``plugins`` (outermost first) into one handler; past the last one is SERVFAIL.

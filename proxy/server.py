@@ -489,8 +489,14 @@ class Server:
         return not self.not_ready()
 
     def not_ready(self) -> list[str]:
-        """Names of the plugins whose ``ready()`` is false (e.g. lists still loading)."""
-        return [p.name for b in self.config.blocks for p in b.plugins if not p.ready()]
+        """The plugins whose ``ready()`` is false (e.g. lists still loading): each name, with
+        the plugin's ``waiting()`` reason in parentheses when it gives one."""
+        return [
+            f"{p.name} ({p.waiting()})" if p.waiting() else p.name
+            for b in self.config.blocks
+            for p in b.plugins
+            if not p.ready()
+        ]
 
     async def _open(self, key: ListenerKey, router: Router) -> None:
         listener = Listener(key, router, self)

@@ -206,10 +206,11 @@ PROFILES: dict[str, str] = {
         }
         bypass_signals on
     """,
-    # a list that cannot load: missing file (rule for A) and invalid file (rule for AAAA)
+    # lists that cannot load: a url nothing serves (rule for A; a missing file is a start
+    # error) and a file with a bad line (rule for AAAA)
     "fail_closed": """
         list ok domains gmail.com
-        list missing file lists/does-not-exist.txt
+        list missing url http://127.0.0.1:9/does-not-exist.txt
         list broken file lists/broken.txt
         group g 100 {
             rule allow-ok 10 ALLOW ok
@@ -219,7 +220,7 @@ PROFILES: dict[str, str] = {
     """,
     "fail_open": """
         list ok domains gmail.com
-        list missing file lists/does-not-exist.txt
+        list missing url http://127.0.0.1:9/does-not-exist.txt
         list broken file lists/broken.txt
         group g 100 {
             rule allow-ok 10 ALLOW ok
@@ -741,7 +742,7 @@ def test_bypass_signals(served: Served):
 
 @pytest.mark.parametrize(("rdtype", "missing"), [("A", "missing"), ("AAAA", "broken")])
 def test_fail_closed_servfails_while_a_list_cannot_load(served: Served, rdtype: str, missing: str):
-    # A reaches the rule of the missing file, AAAA the rule of the file with a bad line
+    # A reaches the rule of the url list nothing serves, AAAA the rule of the file with a bad line
     msg = served.ask("fail_closed", "yahoo.co.jp", rdtype)
     assert msg.rcode() == dns.rcode.SERVFAIL and msg.answer == []
     assert ede(msg) == [(14, f"domain list '{missing}' is not loaded")]  # Not Ready
@@ -953,7 +954,7 @@ async def test_fail_open_on_a_chain_target_keeps_the_answer(tmp_path: Path):
         tmp_path,
         """
         list ok domains a.example
-        list missing file missing.txt
+        list missing url http://127.0.0.1:9/missing.txt
         group g 1 {
             rule ok 1 ALLOW ok
             rule m 2 BLOCK missing
@@ -975,7 +976,7 @@ async def test_fail_closed_on_a_chain_target(tmp_path: Path):
         tmp_path,
         """
         list ok domains a.example
-        list missing file missing.txt
+        list missing url http://127.0.0.1:9/missing.txt
         group g 1 {
             rule ok 1 ALLOW ok
             rule m 2 BLOCK missing

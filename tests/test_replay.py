@@ -369,7 +369,7 @@ async def test_fail_open_counts_every_query(tmp_path, upstream):
     body = """\
 firewall {
     list ok domains a.example
-    list missing file $MISSING
+    list missing url http://127.0.0.1:9/missing.txt
     fail open
     group g 10 {
         rule allow-a 10 ALLOW ok
@@ -377,7 +377,7 @@ firewall {
     }
 }
 $CACHED"""
-    values = {"MISSING": tmp_path / "missing.txt", "UPSTREAM": upstream.address}
+    values = {"UPSTREAM": upstream.address}
     async with running(tmp_path, body.replace("$CACHED", CACHED), ready=False, **values) as d:
         q = query("a.example.")  # a.example -> b.tracker.example -> c.cdn.example
         for _ in range(6):

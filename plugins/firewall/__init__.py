@@ -3,7 +3,7 @@
 Syntax::
 
     firewall [ZONES...] {
-        list NAME file PATH [format FORMAT] [lenient]
+        list NAME file PATH [format FORMAT] [lenient] [versions N]
         list NAME url URL [refresh DURATION] [format FORMAT] [lenient]
         list NAME domains ENTRY...
         group NAME PRIORITY {
@@ -31,9 +31,24 @@ converted to punycode), ``hosts`` (``0.0.0.0 name`` lines, exact names) or ``adb
 format's syntax, such as ``0.0.0.0 ads.example`` in a route53 list, names the format to give);
 with ``lenient``, bad lines are skipped and counted instead (``skipped`` in ``/v1/lists``, the
 ``list_loaded`` and ``list_downloaded`` log lines), so one junk line in a downloaded list does
-not keep the rest out. File and url lists
-load in the background at start (the plugin is not ready until they are) and a failed
-refresh keeps the old list serving. A list is swapped whole: no query sees half a list.
+not keep the rest out. A route53-format ``file`` list that dnsfw can write (the file and
+its directory) is editable through the admin API (``/v1/lists``: ``editable``, else
+``editable_reason`` and an edit answers 409; under the systemd unit, keep such lists in
+``/var/lib/dnsfw/lists``). An edit keeps the file's comments: ADD appends the new entries
+under ``# added by dnsfw admin API TIME (CLIENT, IDENTITY)``, REMOVE deletes their lines in
+place, REPLACE (and PUT) keeps the header comment block; the ``versions`` (0-100, default 5)
+previous files are kept beside it as ``PATH.1`` (newest) ... ``PATH.N``, and each edit is
+logged (``list_edited``) with the client address and identity (``anonymous``, or
+``token:`` and a fingerprint of the token, never the token). File and url lists
+load in the background at start (the plugin is not ready until they are; a ``file`` list
+that cannot be read is an error at start, ``dnsfw run`` exits 1 with the Corefile line, and
+on reload, where the old configuration stays) and a failed refresh keeps the old list
+serving. A url download that fails (at start or on a refresh) is
+retried after 5 s, then 10 s, 20 s... up to ``refresh`` (with jitter), each failure logged
+once (``list_load_failed`` with ``retry_in``); while a list was never loaded, ``/ready``
+names the firewall with the error and the next try, and ``/v1/lists`` shows ``error``,
+``failures``, ``consecutive_failures`` and ``next_download_at``. ``dnsfw check`` downloads
+url lists: one it cannot download is a warning (``-strict``: an error). A list is swapped whole: no query sees half a list.
 
 **Evaluation** (Route 53's): groups by ascending PRIORITY, the rules of a group by ascending
 PRIORITY (both unique; names are letters, digits, ``-``, ``_``). A group with ``clients``
@@ -133,18 +148,23 @@ __all__ = ["FIREWALLS", "Firewall", "load_offline", "setup"]
 def setup(directive: Directive, ctx: SetupContext) -> Firewall:
     spec = parse(directive, ctx)
     firewall = Firewall(spec, reloading=ctx.app.reloading)
-    if ctx.app.checking:
-        # `dnsfw check` / `explain`: read file lists now, so bad lines are reported with file:line
-        for slot in firewall.slots.values():
-            try:
+    for slot in firewall.slots.values():
+        try:
+            if ctx.app.checking:
+                # `dnsfw check` / `explain`: read file lists now, so bad lines are reported
+                # with file:line
                 slot.load_now()
-            except ListError as err:
-                raise _list_error(err, directive) from None
-            except OSError as err:
-                spec = slot.spec
-                raise CorefileError(
-                    spec.file, spec.line, f"cannot read list '{spec.name}': {err}"
-                ) from None
+            else:
+                # `run` and reloads parse lists in the background, but a file that cannot be
+                # read is a configuration error now (a reload keeps the old configuration)
+                slot.check_readable()
+        except ListError as err:
+            raise _list_error(err, directive) from None
+        except OSError as err:
+            raise CorefileError(slot.spec.file, slot.spec.line, slot.unreadable(err)) from None
+    if ctx.app.checking:
+        if ctx.app.probe:
+            _probe_urls(firewall, ctx, directive)
         for file, line, message in warnings(spec, lambda name: firewall.slots[name].current):
             ctx.app.warn(file, line, message)
     services = ctx.app.services
@@ -155,6 +175,25 @@ def setup(directive: Directive, ctx: SetupContext) -> Firewall:
     if len(firewalls) == 1:  # one counter over every firewall of the configuration
         services.add(RULE_COUNTERS, RuleTotals(matches))
     return firewall
+
+
+def _probe_urls(firewall: Firewall, ctx: SetupContext, directive: Directive) -> None:
+    """``dnsfw check``: download each url list now. One that cannot be downloaded is a
+    warning (the service may start before the network and retries), with ``-strict`` an
+    error; one that downloads is checked line by line like a file."""
+    for slot in firewall.slots.values():
+        spec = slot.spec
+        if spec.kind != "url":
+            continue
+        try:
+            slot.probe()
+        except ListError as err:
+            raise _list_error(err, directive) from None
+        except OSError as err:
+            message = f"cannot download list '{spec.name}' from {spec.url}: {err}"
+            if ctx.app.strict:
+                raise CorefileError(spec.file, spec.line, message) from None
+            ctx.app.warn(spec.file, spec.line, message + " (dnsfw retries it with backoff)")
 
 
 def _list_error(err: ListError, directive: Directive) -> CorefileError:

@@ -28,6 +28,9 @@ DEFAULT_REFRESH = 4 * 3600.0
 PROPERTIES = ("list", "group", "block_ttl", "fail", "ede", "bypass_signals")
 GROUP_PROPERTIES = ("clients", "rule")
 LIST_OPTIONS = ("format", "refresh", "lenient")
+FILE_LIST_OPTIONS = ("format", "lenient", "versions")
+DEFAULT_VERSIONS = 5
+MAX_VERSIONS = 100
 RULE_OPTIONS = ("qtype", "redirection", "response", "ttl")
 
 
@@ -43,6 +46,7 @@ class ListSpec:
     refresh: float = DEFAULT_REFRESH  # url: seconds between conditional GETs
     entries: tuple[str, ...] = ()  # domains: canonical entries
     lenient: bool = False  # file, url: skip bad lines (counted) instead of refusing the list
+    versions: int = DEFAULT_VERSIONS  # file: earlier versions an admin edit keeps (PATH.1...)
     file: str = ""
     line: int = 0
 
@@ -170,7 +174,8 @@ def _list(line: Directive, base: str) -> ListSpec:
     fmt = "route53"
     refresh = DEFAULT_REFRESH
     lenient = False
-    known = LIST_OPTIONS if kind == "url" else ("format", "lenient")
+    versions = DEFAULT_VERSIONS
+    known = LIST_OPTIONS if kind == "url" else FILE_LIST_OPTIONS
     i = 1
     while i < len(rest):
         option = rest[i].text
@@ -187,6 +192,8 @@ def _list(line: Directive, base: str) -> ListSpec:
         value = rest[i + 1]
         if option == "format":
             fmt = _format(line, value)
+        elif option == "versions":
+            versions = _int(line, value, 0, MAX_VERSIONS)
         else:
             refresh = parse_duration(value)
             if refresh < 1:
@@ -194,7 +201,9 @@ def _list(line: Directive, base: str) -> ListSpec:
         i += 2
     if kind == "file":
         path = source if os.path.isabs(source) else os.path.join(base, source)
-        return ListSpec(name, "file", fmt=fmt, path=path, lenient=lenient, **where)
+        return ListSpec(
+            name, "file", fmt=fmt, path=path, lenient=lenient, versions=versions, **where
+        )
     if not re.match(r"^https?://[^\s/]+", source):
         raise line.error(f"not an http(s) URL: '{source}'", rest[0])
     return ListSpec(name, "url", fmt=fmt, url=source, refresh=refresh, lenient=lenient, **where)

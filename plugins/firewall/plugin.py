@@ -304,20 +304,31 @@ class Firewall(Plugin):
                     raise result
         else:
             for slot in pending:
-                self.tasks.append(asyncio.ensure_future(self._load_quietly(slot)))
+                if slot.spec.kind != "url":  # url lists: their refresh loop's first download
+                    self.tasks.append(asyncio.ensure_future(self._load_quietly(slot)))
         for slot in self.slots.values():
             if slot.spec.kind == "url":
-                self.tasks.append(asyncio.ensure_future(self._refresh_loop(slot)))
+                first = not self.reloading and slot in pending
+                self.tasks.append(asyncio.ensure_future(self._refresh_loop(slot, first)))
 
     async def _load_quietly(self, slot: ListSlot) -> None:
         with contextlib.suppress(Exception):  # logged by the slot; fail mode applies meanwhile
             await slot.load()
 
-    async def _refresh_loop(self, slot: ListSlot) -> None:
-        while True:
-            # a little jitter so lists sharing a server do not all refresh at once
-            await asyncio.sleep(slot.spec.refresh * random.uniform(0.9, 1.1))
+    async def _refresh_loop(self, slot: ListSlot, first: bool) -> None:
+        """Download ``slot`` when it is due: every ``refresh``, sooner after a failure (the
+        slot's backoff; a list never loaded would otherwise fail closed for hours). A load
+        from elsewhere (``POST /v1/lists/NAME/refresh``) reschedules it."""
+        if first:
             await self._load_quietly(slot)
+        while True:
+            slot.rescheduled.clear()
+            due = slot.next_download_at
+            delay = slot.spec.refresh if due is None else max(0.0, due - time.time())
+            try:
+                await asyncio.wait_for(slot.rescheduled.wait(), delay)  # a Task: allowed here
+            except TimeoutError:
+                await self._load_quietly(slot)
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -335,6 +346,9 @@ class Firewall(Plugin):
 
     def ready(self) -> bool:
         return all(slot.current is not None for slot in self.slots.values())
+
+    def waiting(self) -> str:
+        return "; ".join(filter(None, (slot.waiting() for slot in self.slots.values())))
 
     # --- the admin interface (proxy.services: DOMAIN_LISTS, RULE_COUNTERS) ----------------
     @property
@@ -357,12 +371,14 @@ class Firewall(Plugin):
                 out.append(entry)
         return out
 
-    async def edit(self, name: str, operation: str, domains: Sequence[str]) -> int:
-        return await self._slot(name).edit(operation, domains)
+    async def edit(
+        self, name: str, operation: str, domains: Sequence[str], *, client: str, identity: str
+    ) -> int:
+        return await self._slot(name).edit(operation, domains, client=client, identity=identity)
 
-    async def replace(self, name: str, text: str) -> int:
+    async def replace(self, name: str, text: str, *, client: str, identity: str) -> int:
         """REPLACE a list with a route53-format text (the admin API's bulk path)."""
-        return await self._slot(name).replace_text(text)
+        return await self._slot(name).replace_text(text, client=client, identity=identity)
 
     def explain(
         self, qname: bytes, qtype: int, client_ip: str, chain: Sequence[bytes] | None = None

@@ -41,14 +41,26 @@ def with_port(text: str, port: int) -> str:
 class Dnsfw:
     """A running ``dnsfw run`` subprocess; ``port`` is where it listens (UDP and TCP) on 127.0.0.1."""
 
-    def __init__(self, corefile: str, workdir: Path, *, extra_args: tuple[str, ...] = (), env=None):
+    def __init__(
+        self,
+        corefile: str,
+        workdir: Path,
+        *,
+        extra_args: tuple[str, ...] = (),
+        env=None,
+        wrap: tuple[str, ...] = (),
+    ):
+        """``wrap``: a command that runs dnsfw's (its arguments follow), e.g. ``unshare``."""
         self.port = free_port()
         self.workdir = workdir
         self.conf = workdir / "Corefile"
         self.write(corefile)
         self.stderr_path = workdir / "dnsfw.stderr"
         self.stdout_path = workdir / "dnsfw.stdout"
-        self.args = [sys.executable, "-m", "proxy.cli", "run", "-conf", str(self.conf), *extra_args]
+        self.args = [
+            *wrap,
+            *(sys.executable, "-m", "proxy.cli", "run", "-conf", str(self.conf), *extra_args),
+        ]
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.proc: subprocess.Popen | None = None
 

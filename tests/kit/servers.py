@@ -82,3 +82,50 @@ class UdpRelay:
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)  # wakes the thread's recvfrom
         self.sock.close()
+
+
+class FlakyList:
+    """An HTTP server on 127.0.0.1 serving ``body`` at ``url``, whose first ``failures`` GETs
+    are answered ``status`` (a list server that is down at first). ``body`` and ``failures``
+    may be changed while it runs; ``hits`` counts the GETs."""
+
+    def __init__(self, body: str, failures: int, status: int = 503) -> None:
+        self.body = body
+        self.failures = failures
+        self.hits = 0
+        self.lock = threading.Lock()
+        flaky = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                with flaky.lock:
+                    flaky.hits += 1
+                    failing = flaky.failures > 0
+                    flaky.failures -= failing
+                    data = flaky.body.encode()
+                if failing:
+                    self.send_error(status)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/list.txt"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def fail(self, failures: int) -> None:
+        with self.lock:
+            self.failures = failures
+
+    def __enter__(self) -> FlakyList:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
