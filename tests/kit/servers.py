@@ -7,21 +7,25 @@ import contextlib
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 
 
-class GatedList:
-    """An HTTP server on 127.0.0.1 whose list download waits until ``release()``."""
+class _ListServer:
+    """An HTTP server on 127.0.0.1 answering every GET of ``url`` with :meth:`answer`: the
+    list's text, or an HTTP error status."""
 
-    def __init__(self, body: str) -> None:
-        self.requested = threading.Event()
-        self.released = threading.Event()
-        gate = self
+    path = "/list.txt"
+
+    def __init__(self) -> None:
+        owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                gate.requested.set()
-                gate.released.wait(20)
-                data = body.encode()
+                answer = owner.answer()
+                if isinstance(answer, int):
+                    self.send_error(answer)
+                    return
+                data = answer.encode()
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -31,17 +35,40 @@ class GatedList:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/blocked.txt"
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{self.path}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> GatedList:
+    def answer(self) -> str | int:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.released.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+class GatedList(_ListServer):
+    """A list download that waits until ``release()``."""
+
+    path = "/blocked.txt"
+
+    def __init__(self, body: str) -> None:
+        self.body = body
+        self.requested = threading.Event()
+        self.released = threading.Event()
+        super().__init__()
+
+    def answer(self) -> str:
+        self.requested.set()
+        self.released.wait(20)
+        return self.body
+
+    def __exit__(self, *exc: object) -> None:
+        self.released.set()
+        super().__exit__(*exc)
 
 
 class UdpRelay:
@@ -84,48 +111,26 @@ class UdpRelay:
         self.sock.close()
 
 
-class FlakyList:
-    """An HTTP server on 127.0.0.1 serving ``body`` at ``url``, whose first ``failures`` GETs
-    are answered ``status`` (a list server that is down at first). ``body`` and ``failures``
-    may be changed while it runs; ``hits`` counts the GETs."""
+class FlakyList(_ListServer):
+    """A list server whose first ``failures`` GETs are answered ``status`` (down at first).
+    ``body`` and ``failures`` may be changed while it runs; ``hits`` counts the GETs."""
 
     def __init__(self, body: str, failures: int, status: int = 503) -> None:
         self.body = body
         self.failures = failures
+        self.status = status
         self.hits = 0
         self.lock = threading.Lock()
-        flaky = self
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                with flaky.lock:
-                    flaky.hits += 1
-                    failing = flaky.failures > 0
-                    flaky.failures -= failing
-                    data = flaky.body.encode()
-                if failing:
-                    self.send_error(status)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/list.txt"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+    def answer(self) -> str | int:
+        with self.lock:
+            self.hits += 1
+            if self.failures > 0:
+                self.failures -= 1
+                return self.status
+            return self.body
 
     def fail(self, failures: int) -> None:
         with self.lock:
             self.failures = failures
-
-    def __enter__(self) -> FlakyList:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
