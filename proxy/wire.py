@@ -58,7 +58,6 @@ EDE_OPTION = 15  # RFC 8914 Extended DNS Error
 _U16 = struct.Struct("!H")
 _HEADER = struct.Struct("!HHHHHH")
 _RR_FIXED = struct.Struct("!HHIH")  # type, class, ttl, rdlength
-_QTYPE_QCLASS = struct.Struct("!HH")
 
 
 class WireError(ValueError):
@@ -112,30 +111,6 @@ def read_name(data: bytes, off: int) -> tuple[bytes, int]:
         if len(out) > 255:
             raise WireError("name longer than 255 bytes")
     return bytes(out).lower(), end
-
-
-def parse_question(data: bytes) -> tuple[bytes, int, int, int]:
-    """Read the single question of a message: (lower-case qname wire, qtype, qclass, end offset).
-
-    The name must be uncompressed (as in every query) and well formed.
-    """
-    try:
-        off = HEADER_LEN
-        length = data[off]
-        while 0 < length < 64:  # one pass over the labels; 0 ends the name, >63 is invalid
-            off += length + 1
-            length = data[off]
-    except IndexError:
-        raise WireError("question name runs past the message") from None
-    if length:
-        raise WireError("bad label in question")
-    name_end = off + 1
-    if name_end - HEADER_LEN > 255:
-        raise WireError("question name longer than 255 bytes")
-    if name_end + 4 > len(data):
-        raise WireError("question truncated")
-    qtype, qclass = _QTYPE_QCLASS.unpack_from(data, name_end)
-    return data[HEADER_LEN:name_end].lower(), qtype, qclass, name_end + 4
 
 
 MAX_POINTERS = 16  # compression pointers followed in one name (dnspython's limit)
@@ -259,11 +234,6 @@ def check_records(data: bytes, off: int, an: int, ns: int, ar: int) -> tuple[int
             raise WireError("TSIG record not last")
         off = rdend
     return off, opt
-
-
-def with_id(wire: bytes, qid: int) -> bytes:
-    """The same message with another 16-bit id."""
-    return _U16.pack(qid) + wire[2:]
 
 
 def opt_record(udp_size: int = 1232, do: bool = False, options: bytes = b"") -> bytes:
