@@ -10,6 +10,8 @@ import time
 import weakref
 from pathlib import Path
 
+import dns.asyncquery
+import dns.message
 import dns.rcode
 import pytest
 
@@ -114,4 +116,45 @@ async def test_a_retired_configuration_is_garbage_collected(tmp_path: Path) -> N
         runtime.stop()
         await serving
         gc.unfreeze()  # the runtime froze this process's objects (tune_gc)
+        gc.set_threshold(*thresholds)
+
+
+async def test_a_retired_cache_is_freed_without_the_garbage_collector(tmp_path: Path) -> None:
+    """The replaced configuration is reference-cyclic, so whatever only it holds waits for a
+    full collection, which holds the event loop (tens of ms per 10,000 cache entries): its
+    cache lets go of its entries when it stops, so they are freed by reference counting."""
+    write_big_list(tmp_path / "big.txt", 10, 0)
+    port = free_port()
+    path = tmp_path / "Corefile"
+    path.write_text(with_port(conf(tmp_path), port))
+    runtime = Runtime(str(path), shutdown_grace=0.1)
+    thresholds = gc.get_threshold()
+    runtime.configure()
+    serving = asyncio.ensure_future(runtime.run())
+    try:
+        while not runtime.announced:
+            assert not serving.done(), serving.result()
+            await asyncio.sleep(0.05)
+        for i in range(50):  # whoami answers every name; the cache keeps each answer
+            query = dns.message.make_query(f"name{i}.example", "A")
+            reply = await dns.asyncquery.udp(query, "127.0.0.1", port=port, timeout=3)
+            assert reply.rcode() == dns.rcode.NOERROR
+        (block,) = runtime.config.blocks
+        (cache,) = [p for p in block.plugins if p.name == "cache"]
+        entries = [weakref.ref(e) for e in cache.success.entries.values()]
+        assert len(entries) == 50
+        del cache, block
+        gc.disable()  # from here on only reference counting frees anything
+        result = await runtime.reload("test")
+        assert result.ok, result.error
+        for _ in range(100):  # the grace time, then the old plugins stop
+            await asyncio.sleep(0.05)
+            if all(entry() is None for entry in entries):
+                break
+        assert [entry() for entry in entries if entry() is not None] == []
+    finally:
+        gc.enable()
+        runtime.stop()
+        await serving
+        gc.unfreeze()
         gc.set_threshold(*thresholds)

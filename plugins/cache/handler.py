@@ -303,6 +303,9 @@ class Cache(Plugin):
             task.cancel()
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
+        # stopped means replaced or shutting down: nothing reads these entries again
+        await self.success.release()
+        await self.denial.release()
 
     def stats(self) -> CacheStats:
         """Entries per cache and the counters, summed over listeners."""

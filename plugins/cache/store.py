@@ -14,6 +14,7 @@ first (CoreDNS evicts a random one).
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from collections import OrderedDict
 from typing import TypeVar
@@ -27,6 +28,8 @@ MAX_ENTRY_BYTES = 4096
 # Reply bytes a store may hold per entry of capacity, on average (each entry holds the reply
 # as received and its TTL-aged copy, both counted): the memory bound when answers are large.
 BYTES_PER_ENTRY = 1024
+# entries freed per step by Store.release (about a millisecond's work)
+RELEASE_BATCH = 5000
 SHARDS = 256  # CoreDNS's shard count, for its capacity rounding
 MIN_SHARD_SIZE = 4
 
@@ -260,6 +263,21 @@ class Store:
         for key in keys:
             self.remove(key)
         return len(keys)
+
+    async def release(self) -> None:
+        """Empty the store a batch at a time, letting the event loop run between batches.
+
+        A retired configuration is reference-cyclic: left to it, its entries would be freed by
+        the garbage collector, in one collection that held the event loop for tens of
+        milliseconds per 10,000 entries (50 ms measured after a few reloads). Freed here they
+        go by reference counting, about a millisecond per batch.
+        """
+        entries = self.entries
+        while entries:
+            for _ in range(min(RELEASE_BATCH, len(entries))):
+                entries.popitem()
+            await asyncio.sleep(0)
+        self.used = 0
 
     def clear(self) -> int:
         count = len(self.entries)
