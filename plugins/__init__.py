@@ -133,6 +133,7 @@ IMPLEMENTED: dict[str, str] = {
     "ratelimit": "plugins.ratelimit",
     "ready": "plugins.ready",
     "reload": "plugins.reload",
+    "rewrite": "plugins.rewrite",
     "timeouts": "plugins.timeouts",
     "whoami": "plugins.whoami",
 }
