@@ -115,19 +115,25 @@ ORDER: tuple[str, ...] = tuple(
 )
 
 IMPLEMENTED: dict[str, str] = {
+    "acl": "plugins.acl",
     "admin": "plugins.admin",
     "bind": "plugins.bind",
+    "bufsize": "plugins.bufsize",
     "cache": "plugins.cache",
     "errors": "plugins.errors",
     "firewall": "plugins.firewall",
     "forward": "plugins.forward",
+    "header": "plugins.header",
     "health": "plugins.health",
     "log": "plugins.log",
     "loop": "plugins.loop",
+    "minimal": "plugins.minimal",
+    "nsid": "plugins.nsid",
     "prometheus": "plugins.prometheus",
     "ratelimit": "plugins.ratelimit",
     "ready": "plugins.ready",
     "reload": "plugins.reload",
+    "rewrite": "plugins.rewrite",
     "timeouts": "plugins.timeouts",
     "whoami": "plugins.whoami",
 }

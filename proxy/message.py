@@ -1,0 +1,141 @@
+"""Editing DNS messages as bytes, for the stages that change queries and replies on their way
+(``rewrite``, ``header``, ``minimal``, ``nsid``, ``bufsize``, ``dns64``).
+
+No dnspython: these run on every query through such a stage, and on every replay of it (a
+stage that edits a reply puts :func:`reshaped` on its Response, so the replayed reply is edited
+by the very same function). Records are read as offsets, never decoded unless edited.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import NamedTuple
+
+from .replay import Answer
+from .request import Request, Response, parse
+from .wire import HEADER_LEN, TYPE_OPT, skip_name
+
+_HEADER = struct.Struct("!HHHHHH")
+_FIXED = struct.Struct("!HHIH")  # type, class, ttl, rdlength
+_U16 = struct.Struct("!H")
+
+NSID_OPTION = 3
+SUBNET_OPTION = 8
+
+
+class Record(NamedTuple):
+    """Where one record lies in a message: ``start`` (its owner name), ``rtype``, ``rdata``
+    (where its rdata starts) and ``end``."""
+
+    start: int
+    rtype: int
+    rdata: int
+    end: int
+
+
+class Sections(NamedTuple):
+    qend: int
+    answer: list[Record]
+    authority: list[Record]
+    additional: list[Record]
+
+
+def sections(data: bytes) -> Sections:
+    """The question's end and the records of the three sections. Raises IndexError,
+    struct.error or WireError for a message that does not parse (the caller's own answer, or
+    an upstream's that :func:`proxy.wire.check_records` already checked)."""
+    _, _, qd, an, ns, ar = _HEADER.unpack_from(data)
+    off = HEADER_LEN
+    for _ in range(qd):
+        off = skip_name(data, off) + 4
+    qend = off
+    found: tuple[list[Record], list[Record], list[Record]] = ([], [], [])
+    for section, count in zip(found, (an, ns, ar), strict=True):
+        for _ in range(count):
+            fixed = skip_name(data, off)
+            rtype, _, _, rdlen = _FIXED.unpack_from(data, fixed)
+            end = fixed + 10 + rdlen
+            if end > len(data):
+                raise IndexError("record runs past the message")
+            section.append(Record(off, rtype, fixed + 10, end))
+            off = end
+    return Sections(qend, *found)
+
+
+def assemble(
+    data: bytes, qend: int, answer: list[bytes], authority: list[bytes], additional: list[bytes]
+) -> bytes:
+    """``data``'s header (counts set for the sections given) and question, then the records."""
+    counts = struct.pack("!HHH", len(answer), len(authority), len(additional))
+    return b"".join((data[:6], counts, data[HEADER_LEN:qend], *answer, *authority, *additional))
+
+
+def options(data: bytes, opt: Record) -> list[tuple[int, bytes]]:
+    """The EDNS options (code, data) of the OPT record ``opt`` of ``data``."""
+    found = []
+    off = opt.rdata
+    while off + 4 <= opt.end:
+        code, length = struct.unpack_from("!HH", data, off)
+        found.append((code, data[off + 4 : off + 4 + length]))
+        off += 4 + length
+    return found
+
+
+def opt_with(data: bytes, opt: Record, new: list[tuple[int, bytes]]) -> bytes:
+    """The OPT record ``opt`` of ``data`` (owner, size, flags kept) with the options ``new``."""
+    body = b"".join(_U16.pack(code) + _U16.pack(len(value)) + value for code, value in new)
+    return data[opt.start : opt.rdata - 2] + _U16.pack(len(body)) + body
+
+
+def find_opt(records: list[Record]) -> Record | None:
+    return next((r for r in records if r.rtype == TYPE_OPT), None)
+
+
+def set_flags(data: bytes, set_mask: int, clear_mask: int) -> bytes:
+    """``data`` with header flag bits ``set_mask`` set and ``clear_mask`` cleared."""
+    flags = (((data[2] << 8) | data[3]) | set_mask) & ~clear_mask
+    return data[:2] + _U16.pack(flags) + data[4:]
+
+
+def requery(req: Request, data: bytes) -> Request:
+    """A Request for the edited query ``data`` that is still this query: the same client,
+    start time, annotations and replay trail (what the stages behind record belongs to the
+    client's query, whose replay answers with the stage's edit again)."""
+    new = parse(data, req.client, req.transport, req.server)
+    new.start = req.start
+    new.meta = req.meta
+    new.trail = req.trail
+    return new
+
+
+class Reshaped(Answer):
+    """An :class:`~proxy.replay.Answer` whose reply a stage edits on its way out: the same
+    ``reshape`` the stage applied to the chain's reply, applied to every replay of it."""
+
+    __slots__ = ("answer", "reshape")
+
+    def __init__(self, answer: Answer, reshape: Callable[[bytes], bytes]) -> None:
+        self.answer = answer
+        self.reshape = reshape
+
+    def __call__(self, data: bytes, now: float) -> bytes | None:
+        reply = self.answer(data, now)
+        return None if reply is None else self.reshape(reply)
+
+
+def reshaped(resp: Response, reshape: Callable[[bytes], bytes], *, names: bool) -> Response:
+    """``resp`` with its bytes passed through ``reshape`` (and its replay, if any, too).
+    ``names``: the edit may change records, so the computed AnswerInfo is dropped (a later
+    reader computes it again from the new bytes)."""
+    if not resp.wire:
+        return resp
+    replay = Reshaped(resp.replay, reshape) if resp.replay is not None else None
+    return Response(
+        reshape(resp.wire),
+        resp.rcode,
+        resp.source,
+        info=None if names else resp.info,
+        error=resp.error,
+        replay=replay,
+    )
