@@ -84,7 +84,7 @@ ERRORS = [
     (
         ["list l dns a.example", *GOOD_GROUP],
         3,
-        "unknown list source 'dns' (file, url or domains)",
+        "unknown list source 'dns' (file, url, feed or domains)",
     ),
     (["list l", *GOOD_GROUP], 3, "Wrong argument count or unexpected line ending after 'list'"),
     (

@@ -4,7 +4,8 @@ Syntax::
 
     firewall [ZONES...] {
         list NAME file PATH [format FORMAT] [lenient] [versions N]
-        list NAME url URL [refresh DURATION] [format FORMAT] [lenient]
+        list NAME url URL [refresh DURATION] [format FORMAT] [lenient] [headers_file PATH]
+        list NAME feed FEED [refresh DURATION] [headers_file PATH]
         list NAME domains ENTRY...
         group NAME PRIORITY {
             clients CIDR...
@@ -22,7 +23,16 @@ filters.
 
 **Lists.** ``file`` (a path relative to the Corefile's directory, or absolute), ``url``
 (http/https, refreshed every ``refresh``, default 4h, with a conditional GET; the last good
-copy is kept on disk for restarts without network) or ``domains`` (entries inline). FORMAT is
+copy is kept on disk for restarts without network), ``feed`` (a ``url`` list from dnsfw's
+catalogue of public threat feeds, ``data/feeds.json``: ``urlhaus``, ``threatfox``,
+``hagezi-tif``, ``hagezi-tif-medium``, ``oisd-big``; its URL, format and default refresh come
+from the catalogue, each names the AWS managed lists it stands in for, and it is ``lenient``;
+``DNSFW_FEEDS=PATH`` replaces the catalogue, e.g. with an internal mirror) or ``domains``
+(entries inline). ``headers_file PATH`` (url and feed lists; relative to the Corefile) sends
+the file's ``Name: value`` lines (``#`` comments) as request headers, e.g. an Authorization
+header for a commercial or internal feed: the file is read at each download (a rotated token
+needs no reload), checked at setup, never logged (errors name its line number, not its
+text), and its headers are not sent on to a redirect's target. FORMAT is
 ``route53`` (default: ``example.com`` only that name, ``*.example.com`` every name strictly
 below it, ``*`` every name; case-insensitive, trailing dot optional, ``_`` allowed, IDN
 converted to punycode), ``hosts`` (``0.0.0.0 name`` lines, exact names) or ``adblock``

@@ -18,7 +18,7 @@ from proxy.corefile import Directive, Token, did_you_mean
 from proxy.durations import parse_duration
 from proxy.names import text_to_wire
 
-from . import lists
+from . import feeds, headers, lists
 from .policy import ACTIONS, BLOCK, BlockResponse, Group, Rule
 
 NAME_RE = re.compile(r"^(?![0-9]+$)[A-Za-z0-9_-]{1,64}$")  # Route 53's Name, without spaces
@@ -27,7 +27,8 @@ DEFAULT_BLOCK_TTL = 60
 DEFAULT_REFRESH = 4 * 3600.0
 PROPERTIES = ("list", "group", "block_ttl", "fail", "ede", "bypass_signals")
 GROUP_PROPERTIES = ("clients", "rule")
-LIST_OPTIONS = ("format", "refresh", "lenient")
+LIST_OPTIONS = ("format", "refresh", "lenient", "headers_file")
+FEED_OPTIONS = ("refresh", "lenient", "headers_file")  # the format is the catalogue's
 FILE_LIST_OPTIONS = ("format", "lenient", "versions")
 DEFAULT_VERSIONS = 5
 MAX_VERSIONS = 100
@@ -39,7 +40,7 @@ class ListSpec:
     """Where a domain list comes from."""
 
     name: str
-    kind: str  # "file" | "url" | "domains"
+    kind: str  # "file" | "url" (a feed too) | "domains"
     fmt: str = "route53"
     path: str | None = None  # file: absolute path
     url: str | None = None
@@ -47,6 +48,8 @@ class ListSpec:
     entries: tuple[str, ...] = ()  # domains: canonical entries
     lenient: bool = False  # file, url: skip bad lines (counted) instead of refusing the list
     versions: int = DEFAULT_VERSIONS  # file: earlier versions an admin edit keeps (PATH.1...)
+    headers_file: str | None = None  # url: request headers, read at each download (not logged)
+    feed: str | None = None  # url: the catalogue feed it was named by (``feed FEED``)
     file: str = ""
     line: int = 0
 
@@ -166,8 +169,8 @@ def _list(line: Directive, base: str) -> ListSpec:
                     f"invalid domain list entry '{token.text}': {err}", token
                 ) from None
         return ListSpec(name, "domains", entries=tuple(dict.fromkeys(entries)), **where)
-    if kind not in ("file", "url"):
-        raise line.error(f"unknown list source '{kind}' (file, url or domains)", args[1])
+    if kind not in ("file", "url", "feed"):
+        raise line.error(f"unknown list source '{kind}' (file, url, feed or domains)", args[1])
     if not rest:
         raise line.arg_error()
     source = rest[0].text
@@ -175,7 +178,12 @@ def _list(line: Directive, base: str) -> ListSpec:
     refresh = DEFAULT_REFRESH
     lenient = False
     versions = DEFAULT_VERSIONS
-    known = LIST_OPTIONS if kind == "url" else FILE_LIST_OPTIONS
+    headers_file = None
+    feed = None
+    if kind == "feed":
+        feed = _feed(line, rest[0])
+        source, fmt, refresh, lenient = feed.url, feed.format, feed.refresh, True
+    known = {"url": LIST_OPTIONS, "feed": FEED_OPTIONS}.get(kind, FILE_LIST_OPTIONS)
     i = 1
     while i < len(rest):
         option = rest[i].text
@@ -194,6 +202,11 @@ def _list(line: Directive, base: str) -> ListSpec:
             fmt = _format(line, value)
         elif option == "versions":
             versions = _int(line, value, 0, MAX_VERSIONS)
+        elif option == "headers_file":
+            headers_file = (
+                value.text if os.path.isabs(value.text) else os.path.join(base, value.text)
+            )
+            _check_headers(line, value, headers_file)
         else:
             refresh = parse_duration(value)
             if refresh < 1:
@@ -206,7 +219,39 @@ def _list(line: Directive, base: str) -> ListSpec:
         )
     if not re.match(r"^https?://[^\s/]+", source):
         raise line.error(f"not an http(s) URL: '{source}'", rest[0])
-    return ListSpec(name, "url", fmt=fmt, url=source, refresh=refresh, lenient=lenient, **where)
+    return ListSpec(
+        name,
+        "url",
+        fmt=fmt,
+        url=source,
+        refresh=refresh,
+        lenient=lenient,
+        headers_file=headers_file,
+        feed=feed.name if feed else None,
+        **where,
+    )
+
+
+def _feed(line: Directive, token: Token) -> feeds.Feed:
+    try:
+        known = feeds.catalogue()
+    except feeds.CatalogueError as err:
+        raise line.error(str(err), token) from None
+    if token.text not in known:
+        raise line.error(
+            f"unknown feed '{token.text}'{did_you_mean(token.text, tuple(known))} "
+            f"(the feeds of {feeds.path()}: {', '.join(known)})",
+            token,
+        )
+    return known[token.text]
+
+
+def _check_headers(line: Directive, token: Token, path: str) -> None:
+    """A headers file dnsfw can read and parse now (it is read again at each download)."""
+    try:
+        headers.read(path)
+    except (OSError, ValueError) as err:
+        raise line.error(f"headers_file: {err}", token) from None
 
 
 def _groups(lines: list[Directive], list_specs: dict[str, ListSpec]) -> tuple[Group, ...]:

@@ -20,8 +20,10 @@ previous content serving.
   ``editable_reason`` (e.g. ``/etc/dnsfw`` is read-only under the systemd unit: edited lists
   belong in ``$STATE_DIRECTORY/lists``) and an edit of it is refused (409), as is a write
   that fails all the same.
-* ``url`` lists are fetched at start and every ``refresh`` with a conditional GET
-  (ETag / Last-Modified). A failed download is retried with a capped exponential backoff
+* ``url`` lists (``feed`` lists are url lists from the catalogue, :mod:`.feeds`) are fetched
+  at start and every ``refresh`` with a conditional GET (ETag / Last-Modified), with the
+  request headers of ``headers_file`` (:mod:`.headers`: read at each download, never logged,
+  not sent on to a redirect's target). A failed download is retried with a capped exponential backoff
   (:data:`RETRY_FIRST` seconds, doubling up to ``refresh``, with jitter), whether the list was
   never loaded (the first download at start) or an older copy keeps serving; each failure is
   logged once, with the time of the next try. The last good copy is kept on disk (``$STATE_DIRECTORY`` under
@@ -51,6 +53,7 @@ import structlog
 
 from proxy.services import Refused
 
+from . import headers
 from .child import BuildFailed, in_child
 from .config import ListSpec
 from .lists import DomainList, ListError, LoadReport, normalize_entry
@@ -642,6 +645,14 @@ def _fetch(
 ) -> tuple[str, str | None, str | None] | None:
     """GET the list; None when the server says 304 Not Modified. Raises OSError on failure."""
     request = urllib.request.Request(spec.url or "", headers={"User-Agent": "dnsfw"})
+    if spec.headers_file:
+        try:
+            extra = headers.read(spec.headers_file)
+        except (OSError, ValueError) as err:
+            raise OSError(f"headers_file: {err}") from None
+        for name, value in extra:
+            # not sent on to a redirect's target, which may be another host
+            request.add_unredirected_header(name, value)
     if etag:
         request.add_header("If-None-Match", etag)
     if last_modified:

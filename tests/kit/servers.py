@@ -1,5 +1,6 @@
-"""Small servers the tests point dnsfw at: a list download held back until released, and a
-DNS relay (a resolver that forwards to another one, e.g. back to dnsfw)."""
+"""Small servers the tests point dnsfw at: list downloads (held back until released, failing
+at first, or recording each request's headers), and a DNS relay (a resolver that forwards to
+another one, e.g. back to dnsfw)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,11 @@ class _ListServer:
 
     def __init__(self) -> None:
         owner = self
+        self.headers: list[dict[str, str]] = []  # each GET's request headers, in order
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                owner.headers.append(dict(self.headers))
                 answer = owner.answer()
                 if isinstance(answer, int):
                     self.send_error(answer)
@@ -134,3 +137,14 @@ class FlakyList(_ListServer):
     def fail(self, failures: int) -> None:
         with self.lock:
             self.failures = failures
+
+
+class StaticList(_ListServer):
+    """A list server answering every GET with ``body`` (``headers`` shows what each sent)."""
+
+    def __init__(self, body: str) -> None:
+        self.body = body
+        super().__init__()
+
+    def answer(self) -> str:
+        return self.body
