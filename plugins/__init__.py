@@ -136,5 +136,6 @@ IMPLEMENTED: dict[str, str] = {
 # ``main(argv: list[str]) -> int`` (its own argparse, usage in its docstring).
 COMMANDS: dict[str, str] = {
     "audit": "commands.audit",
+    "aws": "commands.aws",
     "explain": "commands.explain",
 }
