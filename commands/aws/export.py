@@ -42,8 +42,9 @@ just downloaded; a list that cannot be downloaded is not exported, nor are its r
 firewall zones other than the root, ``block_ttl``, ``bypass_signals``, ``fail open`` in
 CloudFormation (no resource for it). Quotas: more than 100 rules in a group, 5 groups for one
 VPC, 100,000 domains across the lists or 250,000 in one import file are reported (the
-adjustable ones can be raised in Service Quotas); entries with ``_``, which AWS's
-documentation does not allow, are reported too.
+adjustable ones can be raised in Service Quotas). Entries with ``_`` are exported as they
+are: AWS's documentation allows only letters, digits and ``-``, but the field report's
+working Route 53 list holds ``__cloud_init_expected_not_found__.``.
 
 Exit status: 0 when written; 1 for a bad Corefile or arguments, no firewall to export (or
 several without ``--firewall LINE``, the line of the one to export), or, with ``--strict``,
@@ -74,6 +75,7 @@ from . import _r53
 
 FORMATS = ("cloudformation", "terraform", "cli")
 DEFAULT_OUT = "route53-firewall"
+VPC_ID = re.compile(r"vpc-(?:[0-9a-f]{8}|[0-9a-f]{17})")  # as CloudFormation checks it
 INLINE_MAX = 1_000  # domains of a list written inline; a longer list also gets lists/NAME.txt
 
 
@@ -223,8 +225,8 @@ def _domains(slot: ListSlot, notes: list[Note]) -> tuple[str, ...] | None:
         notes.append(
             Note(
                 *where,
-                f"list '{spec.name}' could not be downloaded from {spec.url} "
-                f"({slot.error or 'no copy'}): not exported, nor the rules that use it",
+                f"list '{spec.name}' could not be downloaded from {spec.url} and dnsfw has "
+                "no copy of it: not exported, nor the rules that use it",
             )
         )
         return None
@@ -248,25 +250,13 @@ def _domains(slot: ListSlot, notes: list[Note]) -> tuple[str, ...] | None:
         )
     elif spec.fmt == "adblock":
         skipped = (
-            f"; {slot.skipped} other rules were skipped, as dnsfw skips them"
-            if slot.skipped
-            else ""
+            f"; {slot.skipped} other lines skipped, as dnsfw skips them" if slot.skipped else ""
         )
         notes.append(
             Note(
                 *where,
                 f"list '{spec.name}' (format adblock): exported as its plain domains, each "
                 f"'||name^' as 'name.' and '*.name.' ({len(entries)} entries){skipped}",
-            )
-        )
-    underscored = [e for e in entries if "_" in e]
-    if underscored:
-        notes.append(
-            Note(
-                *where,
-                f"list '{spec.name}': {len(underscored)} entry(ies) with '_' (e.g. "
-                f"{underscored[0]}), which Route 53's documentation does not allow: AWS may "
-                "refuse them",
             )
         )
     return tuple(_r53.domain_text(e) for e in entries)
@@ -776,13 +766,21 @@ def main(argv: list[str]) -> int:
         "--strict", action="store_true", help="anything reported is an error: write nothing"
     )
     args = parser.parse_args(argv)
+    if args.vpc is not None and not VPC_ID.fullmatch(args.vpc):
+        print(f"dnsfw aws export: --vpc: not a VPC ID (vpc-...): {args.vpc!r}", file=sys.stderr)
+        return 1
     try:
         config = load(args.conf, checking=True, probe=True)
         firewall = firewall_to_export(list(config.app.services.get(FIREWALLS)), args.firewall)
         export = translate(firewall)
-    except (CorefileError, ListError, ExportError) as err:
+    except (CorefileError, ListError) as err:
+        print(err, file=sys.stderr)
+        return 1
+    except ExportError as err:
         print(f"dnsfw aws export: {err}", file=sys.stderr)
         return 1
+    for warning in config.app.warnings:  # as `dnsfw check` prints them (a failed download...)
+        print(warning, file=sys.stderr)
     if args.format == "cloudformation" and export.fail_open:
         export.notes.append(
             Note(
