@@ -436,7 +436,8 @@ def test_apply_script_runs_every_step_with_the_ids_aws_returns(tmp_path, capsys)
 # --- what Route 53 lacks --------------------------------------------------------------------
 
 
-def test_features_route53_lacks_are_reported_with_what_was_exported(tmp_path, capsys):
+def test_features_route53_lacks_are_reported_with_what_was_exported(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DNSFW_STATE_DIR", str(tmp_path / "state"))  # the url list's copy
     (tmp_path / "hosts.txt").write_text("0.0.0.0 tracker.example\n127.0.0.1 localhost\n")
     (tmp_path / "ads.txt").write_text(
         "[Adblock Plus 2.0]\n||ads.example^\n@@||ok.example^\n##.banner\n"

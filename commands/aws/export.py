@@ -59,7 +59,7 @@ import os
 import re
 import sys
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import dns.rdatatype
 
@@ -316,7 +316,7 @@ def _rule(rule: Rule, priority: int, notes: list[Note]) -> RuleOut:
         return base
     response = rule.response
     if response.kind == "override" and response.target_name is not None:
-        return _replace(
+        return replace(
             base,
             block_response=_r53.OVERRIDE,
             override_domain=response.target_name,
@@ -331,14 +331,10 @@ def _rule(rule: Rule, priority: int, notes: list[Note]) -> RuleOut:
                 "address); Route 53 overrides only with a CNAME: exported as NODATA",
             )
         )
-        return _replace(base, block_response=_r53.NODATA)
-    return _replace(
+        return replace(base, block_response=_r53.NODATA)
+    return replace(
         base, block_response=_r53.NXDOMAIN if response.kind == "nxdomain" else _r53.NODATA
     )
-
-
-def _replace(rule: RuleOut, **changes) -> RuleOut:
-    return RuleOut(**{**rule.__dict__, **changes})
 
 
 def _quotas(firewall: Firewall, out: Export) -> None:
