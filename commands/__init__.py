@@ -7,4 +7,6 @@ imports a command.
 * ``dnsfw explain`` (:mod:`commands.explain`): the firewall's rule walk for one query.
 * ``dnsfw audit`` (:mod:`commands.audit`): a trial period's query logs as an inventory and
   a suggested allowlist.
+* ``dnsfw aws export`` (:mod:`commands.aws.export`): a Corefile's firewall as Route 53 DNS
+  Firewall CloudFormation, Terraform or AWS CLI input.
 """

@@ -7,7 +7,7 @@
 ``import`` (:mod:`commands.aws.importer`) reads AWS CLI JSON, CloudFormation templates,
 Terraform files or state, or the live API (boto3, the ``dnsfw[aws]`` extra) and writes a
 ``firewall { ... }`` snippet, a Corefile that imports it and one file per custom domain list.
-``export`` (``commands.aws.export``) writes what creates a Corefile's policy in Route 53.
+``export`` (:mod:`commands.aws.export`) writes what creates a Corefile's policy in Route 53.
 ``dnsfw aws import -h`` / ``dnsfw aws export -h`` give each one's options. The API's enums,
 field names and quotas both use are in :mod:`commands.aws.model`.
 """
@@ -34,11 +34,4 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 1
-    try:
-        module = importlib.import_module(SUBCOMMANDS[name])
-    except ModuleNotFoundError as err:
-        if err.name != SUBCOMMANDS[name]:
-            raise  # a missing dependency of the module, not the module
-        print(f"dnsfw aws: '{name}' is not available in this build of dnsfw", file=sys.stderr)
-        return 1
-    return module.main(rest)
+    return importlib.import_module(SUBCOMMANDS[name]).main(rest)

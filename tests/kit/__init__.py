@@ -3,6 +3,8 @@
 HTTP probes (``metrics``), request and reply records (``messages``), in-process directive
 parsing (``directives``), helper servers (``servers``: a gated list download, a DNS relay),
 certificates (``tls``), Unbound as a recursive upstream (``unbound``), the queries of field
-report 1 (``scenario``), the system tools some tests need (``tools``), and large lists and
-process figures for reload tests (``reloads``). Test modules import from here, never from one
+report 1 (``scenario``), the system tools some tests need (``tools``), large lists and
+process figures for reload tests (``reloads``), botocore's Route 53 Resolver model for checking
+AWS CLI input (``route53_model``), and a corpus of queries decided as ``dnsfw explain`` decides
+them (``corpus``). Test modules import from here, never from one
 another (tests/test_kit.py checks)."""
