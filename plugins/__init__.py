@@ -129,6 +129,7 @@ IMPLEMENTED: dict[str, str] = {
     "firewall": "plugins.firewall",
     "forward": "plugins.forward",
     "health": "plugins.health",
+    "loadbalance": "plugins.loadbalance",
     "local": "plugins.local",
     "log": "plugins.log",
     "loop": "plugins.loop",
