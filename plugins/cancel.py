@@ -7,7 +7,7 @@ Syntax::
 **TIMEOUT** (a Go duration) defaults to ``5001ms``: DNS clients give up after 5 seconds, so
 work past that is wasted. A query that the stages after ``cancel`` have not answered within
 TIMEOUT is given up: what it waits for (an upstream exchange) is cancelled and it is answered
-SERVFAIL with the error ``context deadline exceeded`` (logged by ``errors``). Errors:
+SERVFAIL (``errors`` runs inside ``cancel``: it does not see a query given up here). Errors:
 ``invalid duration: "X"``, ``invalid negative duration: "X"`` (zero too), more than one
 argument.
 
