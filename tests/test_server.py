@@ -270,7 +270,9 @@ def test_sigterm_stops_cleanly(dnsfw):
 
 def test_plugins_flag_and_version(tmp_path):
     out = [line.split()[0] for line in run_cli("-plugins").stdout.splitlines()]
-    assert out.index("dns.firewall") == out.index("dns.log") + 1
+    # the firewall runs right after the stages CoreDNS puts before `acl` (log ... loadbalance)
+    assert out.index("dns.firewall") == out.index("dns.loadbalance") + 1
+    assert out.index("dns.log") < out.index("dns.firewall")
     assert out.index("dns.firewall") + 1 == out.index("dns.cache")
     assert "dns.admin" in out
     assert run_cli("--version").stdout.startswith("dnsfw-")
