@@ -22,7 +22,6 @@ import dns.rdatatype
 import pytest
 
 import plugins
-
 from tests.kit.corefiles import FORWARD, WHOAMI, corefile
 from tests.kit.dnsfw import ROOT, free_port, run_cli
 
