@@ -35,8 +35,13 @@ meet it) and has:
   to get the same behaviour: the replay runs the recorded objects again, in the same order.
   A stage that lets a query go on or not by its client and the time (a rate limit) asks a
   :class:`proxy.replay.Gate` with ``req.admit(gate)``, which replays ask again per client.
+  A stage that changes every reply passing it (``loadbalance``) applies a
+  :class:`proxy.replay.Reshape` to it and records it with ``req.record``; one whose answer
+  cannot go stale puts a :class:`proxy.replay.Fixed` on it.
   ``req.no_replay()`` keeps one query from being replayed; ``req.drop()`` is a Response for
   which nothing is sent;
+* optionally ``qclasses``: the query classes besides IN it answers (``chaos``: CH); the server
+  refuses other classes before the chain;
 * optionally ``async start()``, ``async stop()``, ``ready() -> bool`` and ``waiting() -> str``
   (why it is not ready, when it knows more than "not yet": shown in ``/ready``) (defaults:
   nothing, nothing, True, '').
@@ -117,16 +122,24 @@ ORDER: tuple[str, ...] = tuple(
 IMPLEMENTED: dict[str, str] = {
     "acl": "plugins.acl",
     "admin": "plugins.admin",
+    "any": "plugins.any",
     "bind": "plugins.bind",
     "bufsize": "plugins.bufsize",
     "cache": "plugins.cache",
+    "cancel": "plugins.cancel",
+    "chaos": "plugins.chaos",
+    "debug": "plugins.debug",
+    "erratic": "plugins.erratic",
     "errors": "plugins.errors",
     "firewall": "plugins.firewall",
     "forward": "plugins.forward",
     "header": "plugins.header",
     "health": "plugins.health",
+    "loadbalance": "plugins.loadbalance",
+    "local": "plugins.local",
     "log": "plugins.log",
     "loop": "plugins.loop",
+    "metadata": "plugins.metadata",
     "minimal": "plugins.minimal",
     "nsid": "plugins.nsid",
     "prometheus": "plugins.prometheus",

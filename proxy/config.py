@@ -32,6 +32,7 @@ from .metrics import Registry
 from .names import text_to_wire
 from .pipeline import Handler, Plugin, build_chain
 from .services import Services
+from .wire import CLASS_IN
 
 SERVED_SCHEMES = frozenset({"dns"})
 
@@ -115,6 +116,8 @@ class Block:
     file: str
     line: int
     timeouts: dict[str, float] = field(default_factory=dict)
+    # query classes its chain takes: IN, and those a stage names (Plugin.qclasses)
+    classes: frozenset[int] = frozenset({CLASS_IN})
 
     @property
     def names(self) -> list[str]:
@@ -243,6 +246,7 @@ def setup_block(block: ServerBlock, app: AppContext) -> Block:
         file=block.file,
         line=block.line,
         timeouts=dict(ctx.block.timeouts),
+        classes=frozenset({CLASS_IN}).union(*(p.qclasses for p in plugins)),
     )
 
 

@@ -46,6 +46,9 @@ class Plugin(Protocol):
     # declared at setup: whether the stage takes part in replays (proxy.replay.TAKES_PART) or
     # not (proxy.replay.not_replayed(reason)); set per instance when options decide it
     replays: Replays
+    # query classes besides IN the stage answers (chaos: CH); the server refuses a query of
+    # any other class before the chain, unless a stage of its block names that class here
+    qclasses: frozenset[int] = frozenset()
 
     async def serve(self, req: Request, next: Handler) -> Response: ...
 

@@ -21,9 +21,14 @@ the chain runs them (:meth:`proxy.request.Request.record` and :meth:`~proxy.requ
 * an :class:`Answer` -- the reply for the query bytes at a monotonic time, or None once it no
   longer holds (the cache: the entry expired, was flushed or replaced). The stage that answered
   puts it on its Response (``Response(..., replay=answer)``) after using it for the reply itself.
+  :class:`Fixed` is the one for a reply that cannot go stale (``any``, ``local``).
+* a :class:`Reshape` -- what a stage does to every reply that passes it (``loadbalance``
+  shuffles its records), called with the reply's bytes. ``serve`` applies it to the reply it
+  got from the next stage and records it (``req.record``); a replay applies it to the answer
+  again, innermost stage first, as the chain did.
 
 When the chain finished a UDP query at once with an Answer, the listener keeps
-:class:`Replay` (guards, gates, answer, effects) under the query's bytes after its id; the same
+:class:`Replay` (guards, gates, answer, reshapes, effects) under the query's bytes after its id; the same
 bytes from any client are then answered by :meth:`Replay.run` with no Request and no stage call.
 
 Whether a stage can take part is declared at setup, not discovered per query: every plugin
@@ -97,6 +102,31 @@ class Answer:
         raise NotImplementedError
 
 
+class Fixed(Answer):
+    """The same reply for the same query bytes, for as long as the configuration lives: a stage
+    that answers from its configuration alone (``any``, ``local``). ``reply`` is the reply
+    the chain made; a replay puts the asking query's id on it."""
+
+    __slots__ = ("reply",)
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+
+    def __call__(self, data: bytes, now: float) -> bytes | None:
+        return data[:2] + self.reply[2:]
+
+
+class Reshape:
+    """Per-reply behaviour of a stage that changes the reply it passes on: ``reshape(reply)``
+    returns the reply to send instead (same id). It must not change the bytes it is given
+    (a cache entry may own them). ``serve`` applies it and records it with ``req.record``."""
+
+    __slots__ = ()
+
+    def __call__(self, reply: bytes) -> bytes:
+        raise NotImplementedError
+
+
 @dataclass(frozen=True, slots=True)
 class Replays:
     """A plugin's declared part in replays (its ``replays`` attribute)."""
@@ -116,7 +146,7 @@ def not_replayed(reason: str) -> Replays:
 class Replay:
     """What the chain recorded for one query, run without the chain."""
 
-    __slots__ = ("guards", "gates", "answer", "effects")
+    __slots__ = ("guards", "gates", "answer", "reshapes", "effects")
 
     def __init__(
         self,
@@ -124,10 +154,12 @@ class Replay:
         gates: tuple[Gate, ...],
         answer: Answer,
         effects: tuple[Effect, ...],
+        reshapes: tuple[Reshape, ...] = (),
     ) -> None:
         self.guards = guards
         self.gates = gates
         self.answer = answer
+        self.reshapes = reshapes
         self.effects = effects
 
     def run(self, data: bytes, client: Any) -> bytes | None:
@@ -142,14 +174,17 @@ class Replay:
                 return HELD
         reply = self.answer(data, now)
         if reply is not None:
+            for reshape in self.reshapes:
+                reply = reshape(reply)
             for effect in self.effects:
                 effect(client, now)
         return reply
 
 
-def build(trail: Sequence[Guard | Gate | Effect], answer: Answer) -> Replay:
+def build(trail: Sequence[Guard | Gate | Effect | Reshape], answer: Answer) -> Replay:
     """A replay from a query's recorded ``trail`` (in the order the chain ran it)."""
     guards = tuple(step for step in trail if isinstance(step, Guard))
     gates = tuple(step for step in trail if isinstance(step, Gate))
-    effects = tuple(step for step in trail if not isinstance(step, (Guard, Gate)))
-    return Replay(guards, gates, answer, effects)
+    reshapes = tuple(step for step in trail if isinstance(step, Reshape))
+    effects = tuple(step for step in trail if not isinstance(step, (Guard, Gate, Reshape)))
+    return Replay(guards, gates, answer, effects, reshapes)

@@ -65,7 +65,7 @@ class Listener:
             server.malformed += 1
             return bad.reply
         block = self.router.route(req.qname_wire, req.qtype)
-        if block is None or req.qclass != wire.CLASS_IN:
+        if block is None or (req.qclass != wire.CLASS_IN and req.qclass not in block.classes):
             return wire.build_reply(data, req.qend, wire.REFUSED, opt=req.opt())
         coro = block.chain(req)
         try:
