@@ -122,6 +122,7 @@ IMPLEMENTED: dict[str, str] = {
     "firewall": "plugins.firewall",
     "forward": "plugins.forward",
     "health": "plugins.health",
+    "hosts": "plugins.hosts",
     "log": "plugins.log",
     "loop": "plugins.loop",
     "prometheus": "plugins.prometheus",

@@ -153,3 +153,17 @@ def build(trail: Sequence[Guard | Gate | Effect], answer: Answer) -> Replay:
     gates = tuple(step for step in trail if isinstance(step, Gate))
     effects = tuple(step for step in trail if not isinstance(step, (Guard, Gate)))
     return Replay(guards, gates, answer, effects)
+
+
+class FixedAnswer(Answer):
+    """A reply made from data a stage holds (a hosts file, a zone): the same bytes for the same
+    query while ``guard`` holds (the data it came from is still the stage's), else None."""
+
+    __slots__ = ("guard", "rest")
+
+    def __init__(self, guard: Guard, reply: bytes) -> None:
+        self.guard = guard
+        self.rest = reply[2:]
+
+    def __call__(self, data: bytes, now: float) -> bytes | None:
+        return data[:2] + self.rest if self.guard() else None
