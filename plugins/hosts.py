@@ -188,6 +188,8 @@ def _reload(line: Directive) -> float:
     if len(line.args) != 1:
         raise line.error("reload needs a duration (zero seconds to disable)")
     token = line.args[0]
+    if token.text.lstrip("+-") == "0":  # Go's ParseDuration takes a bare zero
+        return 0.0
     negative = token.text.startswith("-")  # Go parses it, then CoreDNS refuses the sign
     try:
         parse_duration(Token(token.text[1:], token.file, token.line) if negative else token)

@@ -4,5 +4,6 @@ HTTP probes (``metrics``), request and reply records (``messages``), in-process 
 parsing (``directives``), helper servers (``servers``: a gated list download, a DNS relay),
 certificates (``tls``), Unbound as a recursive upstream (``unbound``), the queries of field
 report 1 (``scenario``), the system tools some tests need (``tools``), and large lists and
-process figures for reload tests (``reloads``). Test modules import from here, never from one
+process figures for reload tests (``reloads``), setup errors, docstring examples and ``dig``
+for the plugins that answer from data (``answering``). Test modules import from here, never from one
 another (tests/test_kit.py checks)."""
