@@ -129,6 +129,7 @@ IMPLEMENTED: dict[str, str] = {
     "ratelimit": "plugins.ratelimit",
     "ready": "plugins.ready",
     "reload": "plugins.reload",
+    "template": "plugins.template",
     "timeouts": "plugins.timeouts",
     "whoami": "plugins.whoami",
 }
