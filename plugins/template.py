@@ -388,7 +388,15 @@ def _index(name: str, target: str, key: str) -> Callable[[Data], str]:
 
 def _parse_int(name: str, args: Sequence[str]) -> Callable[[Data], str]:
     if len(args) != 3 or not args[1].isdigit() or not args[2].isdigit():
-        raise ValueError(f"template: {name}:1: unsupported in dnsfw: parseInt {' '.join(args)}")
+        message = (
+            f'template: {name}:1: executing "{name}" at <parseInt>: wrong number of args for '
+            f"parseInt: want 3 got {len(args)}"
+        )
+
+        def wrong(data: Data) -> str:  # Go compiles it and fails when it runs
+            raise RenderError(message)
+
+        return wrong
     literal = _string(args[0])
     value = (lambda data: literal) if literal is not None else _field(name, args[0])
     base, bits = int(args[1]), int(args[2])
