@@ -116,9 +116,11 @@ ORDER: tuple[str, ...] = tuple(
 
 IMPLEMENTED: dict[str, str] = {
     "admin": "plugins.admin",
+    "auto": "plugins.auto",
     "bind": "plugins.bind",
     "cache": "plugins.cache",
     "errors": "plugins.errors",
+    "file": "plugins.file",
     "firewall": "plugins.firewall",
     "forward": "plugins.forward",
     "health": "plugins.health",
