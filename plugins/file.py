@@ -12,8 +12,8 @@ Syntax::
   ``$TTL`` and ``$INCLUDE`` work); a relative path is relative to the Corefile's directory
   (CoreDNS: to the ``root`` plugin's directory, which dnsfw does not have).
 * **ZONES**: the zones it is authoritative for, each read from the same file with that origin
-  (default: the server block's zones). A file that does not parse, or has no SOA record for
-  the origin, is a setup error (``file "PATH" has no SOA record for origin ZONE``,
+  (default: the server block's zones). A file that does not parse, or has no SOA record at
+  the origin (CoreDNS takes any SOA it finds), is a setup error (``file "PATH" has no SOA record for origin ZONE``,
   ``failed to parse file "PATH" for origin ZONE with error ...``); one that cannot be opened is
   a warning when it will be tried again (``reload`` above 0: SERVFAIL until it can be read),
   else an error (``open PATH: no such file or directory``).
@@ -36,7 +36,8 @@ Answers, as CoreDNS's ``plugin/file/lookup.go`` makes them (AA set):
   it up through its own chain; dnsfw leaves that to the client's resolver). A DNAME
   synthesises the CNAME for the name below it.
 * Wildcards (``*.example.org``) answer names that do not exist below their parent, with the
-  query name as owner, unless an empty non-terminal is closer (RFC 4592).
+  query name as owner, unless an empty non-terminal is closer (RFC 4592); as in CoreDNS, an
+  empty non-terminal right below the wildcard's parent is answered from the wildcard too.
 * Below a delegation (NS records on a name under the apex): a referral, AA clear, the NS
   records in authority and their in-bailiwick addresses (glue) in additional. A DS query at
   the cut is answered from the zone.

@@ -6,6 +6,7 @@ forward + cache + log + firewall) answering as CoreDNS would, through dig."""
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -195,6 +196,9 @@ def test_a_changed_file_is_read_again_and_replays_follow(dnsfw, tmp_path: Path):
     assert dns.query.udp(b_query, "127.0.0.1", port=d.port, timeout=3).answer == []  # whoami
     assert dns.query.udp(b_query, "127.0.0.1", port=d.port, timeout=3).answer == []
     assert _metric(metrics_port, "coredns_hosts_entries") == 2.0  # the A and its PTR
+    # its answers are counted as any other, replays included, under plugin="hosts"
+    _, _, body = get(metrics_port, "/metrics")
+    assert re.search(r'coredns_dns_responses_total\{plugin="hosts",rcode="NOERROR",.*\} 3\.0', body)
     path.write_text("10.0.0.3 a.example.org\n10.0.0.4 b.example.org\n")
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
     deadline = time.monotonic() + 10
@@ -383,3 +387,37 @@ def test_a_home_router_corefile(dnsfw, tmp_path: Path, upstream):
     assert all(not seen.name.endswith(".lan.") for seen in upstream.seen)
     logged = d.stdout_path.read_text()
     assert '"A IN nas.lan. udp' in logged and '"A IN www.example.com. udp' in logged, logged
+
+
+def test_a_name_added_to_the_file_ends_the_replay_of_what_followed(dnsfw, tmp_path: Path):
+    """A query passed on (fallthrough) records the entries' generation: the file plugin's
+    answer for it, replayed until then, is not replayed once hosts has the name."""
+    path = tmp_path / "example.hosts"
+    path.write_text("10.0.0.1 a.example.org\n")
+    (tmp_path / "db.example.org").write_text(
+        "@ 60 IN SOA ns hostmaster 1 2 3 4 5\n@ 60 IN NS ns\nb 60 IN A 192.0.2.2\n"
+    )
+    d = dnsfw(
+        """\
+example.org:$PORT {
+    bind 127.0.0.1
+    hosts example.hosts {
+        fallthrough
+        reload 100ms
+    }
+    file db.example.org
+}
+"""
+    )
+    query = dns.message.make_query("b.example.org", "A")
+
+    def b() -> list[str]:
+        return ordered(dns.query.udp(query, "127.0.0.1", port=d.port, timeout=3))
+
+    assert b() == ["192.0.2.2"] == b() == b()  # the file's answer, then replays of it
+    path.write_text("10.0.0.1 a.example.org\n10.0.0.4 b.example.org\n")
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+    deadline = time.monotonic() + 10
+    while b() != ["10.0.0.4"]:
+        assert time.monotonic() < deadline, "hosts' new entry was not answered"
+        time.sleep(0.05)
