@@ -28,7 +28,9 @@ Once per server block.
 * ``reload DURATION``: how often the file's modification time and size are checked, default
   ``5s``; ``0`` disables it (errors: ``reload needs a duration (zero seconds to disable)``,
   ``invalid duration for reload 'X'``, ``invalid negative duration for reload 'X'``). A
-  changed file is read again; a deleted one keeps its last entries, as in CoreDNS.
+  changed file is read again; a deleted one keeps its last entries, as in CoreDNS. The read
+  runs on the event loop (CoreDNS's runs in a goroutine): 100,000 lines take about 0.7 s on
+  a busy 2-core machine, during which queries wait.
 * ``no_reverse``: no PTR records from the entries.
 * ``fallthrough [ZONES...]``: a name in ZONES (default: every name) with no entry goes to the
   next plugin instead of being answered.

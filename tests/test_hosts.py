@@ -20,6 +20,7 @@ import pytest
 
 import plugins.hosts as hosts_plugin
 from tests.kit.answering import dig, docstring_examples, setup_error
+from tests.kit.api import Api
 from tests.kit.dnsfw import free_port, run_cli
 from tests.kit.metrics import get, wait_http
 
@@ -353,6 +354,7 @@ HOME_ROUTER = """\
     cache 30
     log
     errors
+    admin 127.0.0.1:$ADMIN
     firewall {
         list ads domains ads.example
         group home 100 {
@@ -365,7 +367,8 @@ HOME_ROUTER = """\
 
 def test_a_home_router_corefile(dnsfw, tmp_path: Path, upstream):
     (tmp_path / "lan.hosts").write_text("192.168.1.10 nas.lan nas\n")
-    text = HOME_ROUTER.replace("$UPSTREAM", upstream.address)
+    admin = free_port()
+    text = HOME_ROUTER.replace("$UPSTREAM", upstream.address).replace("$ADMIN", str(admin))
     (tmp_path / "Corefile").write_text(text.replace("$PORT", "1053"))
     done = run_cli("check", "-conf", str(tmp_path / "Corefile"))
     assert done.returncode == 0 and "Corefile: OK" in done.stdout + done.stderr, done.stderr
@@ -387,6 +390,10 @@ def test_a_home_router_corefile(dnsfw, tmp_path: Path, upstream):
     assert all(not seen.name.endswith(".lan.") for seen in upstream.seen)
     logged = d.stdout_path.read_text()
     assert '"A IN nas.lan. udp' in logged and '"A IN www.example.com. udp' in logged, logged
+    # the admin statistics count hosts' answers as any other (the readiness probe first)
+    queries = Api(admin, token=None).ok("GET", "/v1/stats")["queries"]
+    assert queries["total"] == 8
+    assert queries["by_rcode"] == {"NOERROR": 5, "NXDOMAIN": 3}
 
 
 def test_a_name_added_to_the_file_ends_the_replay_of_what_followed(dnsfw, tmp_path: Path):
