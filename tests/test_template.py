@@ -273,3 +273,40 @@ def test_setup_accepts(body: str):
 def test_setup_errors(body: str, message: str):
     error = setup_error(f".:53 {{\n{body}\n}}\n")
     assert error is not None and error.startswith(f"plugin/template: Corefile:{message}"), error
+
+
+def test_coredns_readme_examples(dnsfw, upstream):
+    """CoreDNS's README examples not in the docstring: the search-domain guard (by zone and by
+    regex) and the fabricated CNAME (answered without the target's lookup, see the docstring)."""
+    d = dnsfw(
+        """\
+.:$PORT {
+    bind 127.0.0.1
+    forward . $UPSTREAM
+    template IN ANY example.com.dc1.example.com {
+      rcode NXDOMAIN
+      authority "{{ .Zone }} 60 IN SOA ns.example.com hostmaster.example.com (1 60 60 60 60)"
+    }
+    template IN ANY example.com {
+      match "example\\.com\\.(dc1\\.example\\.com\\.)$"
+      rcode NXDOMAIN
+      authority "{{ index .Match 1 }} 60 IN SOA ns.{{ index .Match 1 }} hostmaster.{{ index .Match 1 }} (1 60 60 60 60)"
+      fallthrough
+    }
+    template IN ANY foogle.com {
+      match "^foogle\\.com\\.$"
+      answer "foogle.com 60 IN CNAME google.com"
+    }
+}
+""".replace("$UPSTREAM", upstream.address)
+    )
+    reply = d.query("something.example.com.dc1.example.com", "A")
+    assert reply.rcode() == dns.rcode.NXDOMAIN
+    assert texts(reply.authority) == [
+        "example.com.dc1.example.com. 60 ns.example.com. hostmaster.example.com. 1 60 60 60 60"
+    ]
+    # the regex form's zone example.com: a name its regex does not match falls through
+    assert texts(d.query("mail.example.com", "A").answer) == ["mail.example.com. 300 192.0.2.25"]
+    cname = d.query("foogle.com", "A")
+    assert cname.flags & dns.flags.AA
+    assert texts(cname.answer) == ["foogle.com. 60 google.com."]
