@@ -56,6 +56,7 @@ from typing import Any, ClassVar
 import dns.rcode
 from aiohttp import web
 
+from plugins import IMPLEMENTED
 from proxy.config import SetupContext
 from proxy.corefile import Directive
 from proxy.http import add_site, parse_address, refuse_unless_get
@@ -78,6 +79,8 @@ TYPE_INDEX = {code: i + 1 for i, code in enumerate(TYPE_CODES.values())}  # 0 is
 TYPE_LABELS = ("other", *TYPE_CODES)
 _monotonic = time.monotonic
 SOURCE_PLUGIN = {"upstream": "forward", "cache": "cache", "firewall": "firewall"}
+# a plugin that answers from its own data names itself as the source (hosts, file, template)
+ANSWERING = frozenset(IMPLEMENTED)
 
 
 @dataclass(frozen=True)
@@ -174,7 +177,9 @@ class Prometheus(Plugin):
         except ValueError:
             rcode_text = str(rcode)
         child = self.families["responses"].labels(
-            *series.labels, rcode_text, SOURCE_PLUGIN.get(source, "")
+            *series.labels,
+            rcode_text,
+            SOURCE_PLUGIN.get(source, source if source in ANSWERING else ""),
         )
         series.responses[rkey] = child  # type: ignore[assignment]
         return child  # type: ignore[return-value]

@@ -188,3 +188,19 @@ def build(trail: Sequence[Guard | Gate | Effect | Reshape], answer: Answer) -> R
     reshapes = tuple(step for step in trail if isinstance(step, Reshape))
     effects = tuple(step for step in trail if not isinstance(step, (Guard, Gate, Reshape)))
     return Replay(guards, gates, answer, effects, reshapes)
+
+
+class FixedAnswer(Answer):
+    """A reply made from data a stage holds (a hosts file, a zone, a template): the same bytes
+    for the same query while ``guard`` holds (the data it came from is still the stage's; None:
+    data that never changes while the configuration serves), else None."""
+
+    __slots__ = ("guard", "rest")
+
+    def __init__(self, guard: Guard | None, reply: bytes) -> None:
+        self.guard = guard
+        self.rest = reply[2:]
+
+    def __call__(self, data: bytes, now: float) -> bytes | None:
+        guard = self.guard
+        return data[:2] + self.rest if guard is None or guard() else None

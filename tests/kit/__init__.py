@@ -6,5 +6,6 @@ certificates (``tls``), Unbound as a recursive upstream (``unbound``), the queri
 report 1 (``scenario``), the system tools some tests need (``tools``), large lists and
 process figures for reload tests (``reloads``), botocore's Route 53 Resolver model for checking
 AWS CLI input (``route53_model``), and a corpus of queries decided as ``dnsfw explain`` decides
-them (``corpus``). Test modules import from here, never from one
+them (``corpus``), setup errors, docstring examples and ``dig`` for the plugins that answer
+from data (``answering``). Test modules import from here, never from one
 another (tests/test_kit.py checks)."""
