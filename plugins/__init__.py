@@ -120,6 +120,7 @@ IMPLEMENTED: dict[str, str] = {
     "bind": "plugins.bind",
     "bufsize": "plugins.bufsize",
     "cache": "plugins.cache",
+    "dns64": "plugins.dns64",
     "errors": "plugins.errors",
     "firewall": "plugins.firewall",
     "forward": "plugins.forward",
