@@ -131,6 +131,7 @@ IMPLEMENTED: dict[str, str] = {
     "chaos": "plugins.chaos",
     "debug": "plugins.debug",
     "erratic": "plugins.erratic",
+    "dns64": "plugins.dns64",
     "errors": "plugins.errors",
     "file": "plugins.file",
     "firewall": "plugins.firewall",

@@ -55,6 +55,6 @@ class Any(Plugin):
     async def serve(self, req: Request, next: Handler) -> Response:
         if req.qtype != TYPE_ANY:
             return await next(req)
-        resp = req.reply(wire.NOERROR, flags=0, answer=(HINFO,))
+        resp = req.reply(wire.NOERROR, flags=0, answer=(HINFO,), source=self.name)
         resp.replay = Fixed(resp.wire)
         return resp

@@ -92,14 +92,14 @@ class Chaos(Plugin):
             return await next(req)
         name = req.qname_wire
         if name in VERSION_NAMES:
-            resp = req.reply(wire.NOERROR, flags=0, answer=(self.version,))
+            resp = req.reply(wire.NOERROR, flags=0, answer=(self.version,), source=self.name)
             resp.replay = Fixed(resp.wire)
             return resp
         if name in HOSTNAME_NAMES:
-            return req.reply(wire.NOERROR, flags=0, answer=(txt(hostname()),))
+            return req.reply(wire.NOERROR, flags=0, answer=(txt(hostname()),), source=self.name)
         if name == AUTHORS_NAME:
             authors = random.sample(self.authors, len(self.authors))
-            return req.reply(wire.NOERROR, flags=0, answer=tuple(authors))
+            return req.reply(wire.NOERROR, flags=0, answer=tuple(authors), source=self.name)
         return await next(req)
 
 

@@ -153,9 +153,9 @@ class Erratic(Plugin):
             await asyncio.sleep(self.duration)
         flags = wire.AA | (wire.TC if truncate else 0)
         if req.qtype == wire.TYPE_A:
-            return req.reply(wire.NOERROR, flags=flags, answer=(A_RR,))
+            return req.reply(wire.NOERROR, flags=flags, answer=(A_RR,), source=self.name)
         if req.qtype == wire.TYPE_AAAA:
-            return req.reply(wire.NOERROR, flags=flags, answer=(AAAA_RR,))
+            return req.reply(wire.NOERROR, flags=flags, answer=(AAAA_RR,), source=self.name)
         if req.qtype == TYPE_AXFR:
-            return req.reply(wire.NOERROR, flags=wire.AA, answer=_zone(truncate))
-        return req.reply(wire.SERVFAIL, flags=0, source="error")
+            return req.reply(wire.NOERROR, flags=wire.AA, answer=_zone(truncate), source=self.name)
+        return req.reply(wire.SERVFAIL, flags=0, source=self.name)

@@ -158,6 +158,6 @@ class Local(Plugin):
     def _answer(
         req: Request, rcode: int, answer: tuple[bytes, ...], authority: tuple[bytes, ...]
     ) -> Response:
-        resp = req.reply(rcode, flags=0, answer=answer, authority=authority)
+        resp = req.reply(rcode, flags=0, answer=answer, authority=authority, source="local")
         resp.replay = Fixed(resp.wire)
         return resp

@@ -192,7 +192,7 @@ class RateLimit(Plugin):
         self.limited.value += 1
         if self.drop:
             return req.drop()
-        return req.reply(wire.REFUSED)
+        return req.reply(wire.REFUSED, source=self.name)
 
 
 # --- setup -----------------------------------------------------------------------------------

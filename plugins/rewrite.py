@@ -30,6 +30,18 @@ order; a matching ``stop`` rule (the default) ends the walk, ``continue`` goes o
   ``edns0 subnet set|append|replace|unset V4BITS V6BITS [revert]``: EDNS0 options of the query
   (an OPT record of payload 4096 is added when it has none); ``revert`` takes the option back
   out of the reply.
+* ``cname [exact|prefix|suffix|substring|regex] FROM TO``: the target of a CNAME in the
+  reply's answer. The first CNAME whose target matches (``exact``: the whole name, FROM and TO
+  made fully qualified; ``regex``: ``{1}``... in TO from its groups) points at the new target
+  instead; the answer keeps the CNAMEs before it, and the records after it are the answer for
+  the new target, asked with the query's type through the stages behind ``rewrite`` (the
+  firewall, the cache, ``forward``), with that reply's TC bit. No CNAME matches, or no reply
+  for the new target: the reply goes unchanged.
+* ``rcode [exact|prefix|suffix|substring|regex] NAME FROM TO``: a reply to a query for a
+  matching name with rcode FROM (a number 0-23 or its name: ``NOERROR``, ``SERVFAIL``,
+  ``NXDOMAIN``, ``REFUSED``, ...) gets rcode TO, also a failure the stages behind answered
+  (the ``errors`` stage still logs it); its ``plugin`` label in the response metric is
+  ``rewrite``, as is a reply a ``cname`` rule made.
 
 The reply's question is put back to the client's when a ``stop`` rule matched or a rule left
 reply edits (CoreDNS's ResponseReverter); a query only ``continue`` rules without reply
@@ -39,13 +51,16 @@ domain name after the rewrite is SERVFAIL (``invalid name after rewrite: NAME``)
 Errors are CoreDNS's (``invalid rule type "X"``, ``too few arguments for a name rule``,
 ``type rules must have exactly two arguments``, ``invalid type "X"``, ``invalid class "X"``,
 ``invalid TTL 'X' for a ttl rule``, ``invalid action: "X"``, ``EDNS0 local rules require
-three or four args``, ``invalid regex matching pattern: X``, ...). ``cname`` and ``rcode``
-rules are not supported by dnsfw (refused with that message).
+three or four args``, ``invalid regex matching pattern: X``, ``too few (N) arguments for a
+rcode rule``, ``invalid matching RCODE 'X' for a rcode rule``, ``invalid replacement RCODE 'X'
+for a rcode rule``, ``unknown cname rewrite type: X``, ``too few (N) arguments for a cname
+rule``, ``invalid cname rewrite regex pattern: ...``, ...).
 
 Replays: the query edit is recorded by nothing (the stages behind record on the client's
 query, whose replay is keyed by the client's bytes); the reply edit is put on the replay's
 answer (:class:`proxy.message.Reshaped`), so a replayed cache hit is mapped back exactly as
-the chain's reply was. Cost: a reply with edits is decoded and encoded again with dnspython
+the chain's reply was; a reply a ``cname`` rule made is replayed from both answers it was made
+of (:class:`proxy.message.Combined`), and dropped once the first no longer has the CNAME. Cost: a reply with edits is decoded and encoded again with dnspython
 (tens of µs) on the chain and on each replay; queries no rule matches cost one name decode.
 ``{client_ip}``/``{client_port}``/``subnet`` data goes upstream only on cache misses, as in
 CoreDNS (its cache is not keyed by them either).
@@ -76,6 +91,19 @@ Examples::
         rewrite edns0 local set 0xffee {client_ip}
         forward . 9.9.9.9
     }
+
+    . {
+        rewrite cname regex (.*)\\.cdn\\.example\\.net\\. {1}.other.cdn.com.
+        forward . 9.9.9.9
+    }
+
+    . {
+        rewrite continue {
+            rcode regex (.*)\\.coredns\\.rocks SERVFAIL NOERROR
+        }
+        rewrite rcode exact blocked.example.org 3 5
+        forward . 9.9.9.9
+    }
 """
 
 from __future__ import annotations
@@ -85,10 +113,11 @@ import re
 import struct
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import dns.edns
 import dns.exception
+import dns.flags
 import dns.message
 import dns.name
 import dns.rdataclass
@@ -98,7 +127,16 @@ import dns.rrset
 from proxy import wire
 from proxy.config import SetupContext
 from proxy.corefile import Directive
-from proxy.message import NSID_OPTION, SUBNET_OPTION, find_opt, options, requery, reshaped, sections
+from proxy.message import (
+    NSID_OPTION,
+    SUBNET_OPTION,
+    ask,
+    combined,
+    find_opt,
+    options,
+    reshaped,
+    sections,
+)
 from proxy.pipeline import Handler, Plugin
 from proxy.replay import TAKES_PART
 from proxy.request import Request, Response
@@ -129,6 +167,8 @@ class Query:
     opts: list[tuple[int, bytes]] | None  # None: no OPT record
     req: Request
     reply_edits: list[Callable[[dns.message.Message], None]] = field(default_factory=list)
+    # cname rules: CNAME target -> the new target, or None when it does not match
+    cnames: list[Callable[[str], str | None]] = field(default_factory=list)
 
     def ensure_opt(self) -> list[tuple[int, bytes]]:
         if self.opts is None:
@@ -358,33 +398,122 @@ def ttl_rule(mode: str, args: list[str]) -> Rule:
     if low_high is None:
         raise RuleError(f"invalid TTL '{text}' for a ttl rule")
     edit = _records(ttl_edit(*low_high))
-    match = args[0].lower() if len(args) == 3 else "exact"
-    target = args[1] if len(args) == 3 else args[0]
-    if match == "regex":
-        if len(target) > MAX_REGEX:
-            raise RuleError(f"regex pattern too long in a ttl rule: {len(target)} > {MAX_REGEX}")
-        try:
-            pattern = re.compile(target)
-        except re.error:
-            raise RuleError(f"invalid regex pattern in a ttl rule: {target}") from None
-        test: Callable[[str], bool] = lambda name: pattern.search(name) is not None  # noqa: E731
-    elif match in MATCHES:
-        value = _norm(target)
-        test = {
-            "exact": lambda name: name == value,
-            "prefix": lambda name: name.startswith(value),
-            "suffix": lambda name: name.endswith(value),
-            "substring": lambda name: value in name,
-        }[match]
+    if len(args) == 3:
+        test = _name_test(args[0], args[1], "ttl")
     else:
-        raise RuleError(
-            "ttl rule supports only exact, prefix, suffix, substring, and regex name matching"
-        )
+        test = _name_test("exact", args[0], "ttl")
 
     def apply(q: Query) -> bool:
         if not test(q.name):
             return False
         q.reply_edits.append(edit)
+        return True
+
+    return Rule(mode, apply)
+
+
+def _name_test(match: str, target: str, what: str) -> Callable[[str], bool]:
+    """Whether a query name matches ``target`` (``ttl`` and ``rcode`` rules, CoreDNS's
+    errors)."""
+    match = match.lower()
+    if match == "regex":
+        if len(target) > MAX_REGEX:
+            raise RuleError(f"regex pattern too long in a {what} rule: {len(target)} > {MAX_REGEX}")
+        try:
+            pattern = re.compile(target)
+        except re.error:
+            raise RuleError(f"invalid regex pattern in a {what} rule: {target}") from None
+        return lambda name: pattern.search(name) is not None
+    if match not in MATCHES:
+        raise RuleError(
+            f"{what} rule supports only exact, prefix, suffix, substring, and regex name matching"
+        )
+    value = _norm(target)
+    return {
+        "exact": lambda name: name == value,
+        "prefix": lambda name: name.startswith(value),
+        "suffix": lambda name: name.endswith(value),
+        "substring": lambda name: value in name,
+    }[match]
+
+
+# miekg/dns's StringToRcode (BADVERS shares 16 with BADSIG and is not a name there)
+RCODES = {"NOERROR": 0, "FORMERR": 1, "SERVFAIL": 2, "NXDOMAIN": 3, "NOTIMP": 4, "REFUSED": 5,
+          "YXDOMAIN": 6, "YXRRSET": 7, "NXRRSET": 8, "NOTAUTH": 9, "NOTZONE": 10, "BADSIG": 16,
+          "BADKEY": 17, "BADTIME": 18, "BADMODE": 19, "BADNAME": 20, "BADALG": 21,
+          "BADTRUNC": 22, "BADCOOKIE": 23}  # fmt: skip
+
+
+def rcode_rule(mode: str, args: list[str]) -> Rule:
+    """CoreDNS's newRCodeRule: ``[MATCH] NAME FROM TO``; the reply's rcode FROM becomes TO."""
+    if len(args) < 3:
+        raise RuleError(f"too few ({len(args)}) arguments for a rcode rule")
+    old_text, new_text = {3: args[1:3], 4: args[2:4]}.get(len(args), ("", ""))
+    old, new = _rcode(old_text), _rcode(new_text)
+    if old is None:
+        raise RuleError(f"invalid matching RCODE '{old_text}' for a rcode rule")
+    if new is None:
+        raise RuleError(f"invalid replacement RCODE '{new_text}' for a rcode rule")
+    test = (
+        _name_test(args[0], args[1], "rcode")
+        if len(args) == 4
+        else _name_test("exact", args[0], "rcode")
+    )
+
+    def edit(msg: dns.message.Message) -> None:
+        if msg.rcode() == old:
+            msg.set_rcode(new)
+
+    def apply(q: Query) -> bool:
+        if not test(q.name):
+            return False
+        q.reply_edits.append(edit)
+        return True
+
+    return Rule(mode, apply)
+
+
+def _rcode(text: str) -> int | None:
+    """CoreDNS's isValidRCode: 0-23, or a name miekg/dns knows."""
+    if text.isascii() and text.isdigit():
+        return int(text) if int(text) <= 23 else None
+    return RCODES.get(text.upper())
+
+
+def cname_rule(mode: str, args: list[str]) -> Rule:
+    """CoreDNS's newCNAMERule: ``[MATCH] FROM TO`` on the CNAME targets of the reply."""
+    if len(args) == 3:
+        match = args[0].lower()
+        if match not in MATCHES:
+            raise RuleError(f"unknown cname rewrite type: {match}")
+        frm, to = args[1].lower(), args[2].lower()
+    elif len(args) == 2:
+        match, frm, to = "exact", args[0].lower(), args[1].lower()
+    else:
+        raise RuleError(f"too few ({len(args)}) arguments for a cname rule")
+    target: Callable[[str], str | None]
+    if match == "exact":
+        frm, to = _norm(frm), _norm(to)
+        target = lambda cname: to if cname == frm else None  # noqa: E731
+    elif match == "prefix":
+        target = lambda cname: to + cname[len(frm) :] if cname.startswith(frm) else None  # noqa: E731
+    elif match == "suffix":
+        target = lambda cname: cname[: -len(frm)] + to if cname.endswith(frm) else None  # noqa: E731
+    elif match == "substring":
+        target = lambda cname: cname.replace(frm, to) if frm in cname else None  # noqa: E731
+    else:
+        if len(frm) > MAX_REGEX:
+            raise RuleError(f"regex pattern too long in a cname rule: {len(frm)} > {MAX_REGEX}")
+        try:
+            pattern = re.compile(frm)
+        except re.error as err:
+            raise RuleError(
+                f"invalid cname rewrite regex pattern: error parsing regexp: {err.msg}: `{frm}`"
+            ) from None
+        target = lambda cname: _fill(to, m) if (m := pattern.search(cname)) else None  # noqa: E731
+
+    def apply(q: Query) -> bool:
+        q.cnames.append(target)
         return True
 
     return Rule(mode, apply)
@@ -604,8 +733,10 @@ def new_rule(args: list[str]) -> Rule:
         return edns0_rule(mode, rest)
     if kind == "ttl":
         return ttl_rule(mode, rest)
-    if kind in ("cname", "rcode"):
-        raise RuleError(f"{kind} rules are not supported by dnsfw")
+    if kind == "cname":
+        return cname_rule(mode, rest)
+    if kind == "rcode":
+        return rcode_rule(mode, rest)
     raise RuleError(f'invalid rule type "{args[0]}"')
 
 
@@ -638,19 +769,106 @@ class Rewrite(Plugin):
             if rule.mode == STOP:
                 restore = True
                 break
-        if (q.name, q.qtype, q.qclass, q.opts) == before and not q.reply_edits:
+        if (q.name, q.qtype, q.qclass, q.opts) == before and not (q.reply_edits or q.cnames):
             return await next(req)
         try:
             query = _query_wire(req, q)
         except (dns.exception.DNSException, ValueError):
             error = f"invalid name after rewrite: {q.name}"
             return req.reply(wire.SERVFAIL, source="error", error=error)
-        resp = await next(requery(req, query))
-        if not (restore or q.reply_edits):
+        resp = await ask(req, query, next)
+        if not (restore or q.reply_edits or q.cnames):
             return resp
         question = req.question
         edits = tuple(reversed(q.reply_edits))  # reply edits run in reverse order (CoreDNS)
-        return reshaped(resp, lambda reply: _revert(reply, question, edits), names=True)
+        if q.cnames and resp.wire:
+            made = await self._cname(req, next, q, resp, question, edits)
+            if made is not None:
+                return made
+        new = reshaped(resp, lambda reply: _revert(reply, question, edits), names=True)
+        if edits and new.wire and (rcode := _rcode_of(new.wire)) != resp.rcode:
+            # an rcode rule: the reply is rewrite's (the metrics' plugin label, the log)
+            return Response(new.wire, rcode, self.name, error=new.error, replay=new.replay)
+        return new
+
+    async def _cname(
+        self,
+        req: Request,
+        next: Handler,
+        q: Query,
+        resp: Response,
+        question: bytes,
+        edits: tuple[Callable[[dns.message.Message], None], ...],
+    ) -> Response | None:
+        """CoreDNS's cname rule: the first CNAME whose target a rule rewrites gets the new
+        target, and the records after it are the rest of the chain's answer for that target
+        (asked with the query's type). None: no CNAME matched, or no answer for the target."""
+        rules = tuple(reversed(q.cnames))
+        found = _cname_target(resp.wire, rules)
+        if found is None:
+            return None
+        try:
+            target_query = _query_wire(req, replace(q, name=found[1]))
+        except (dns.exception.DNSException, ValueError):
+            return None  # not a name: CoreDNS's lookup fails and the reply goes unchanged
+        target = await ask(req, target_query, next)
+        if not target.wire:
+            return None
+
+        def holds(first: bytes) -> bool:
+            return _cname_target(first, rules) == found
+
+        def combine(data: bytes, first: bytes, second: bytes) -> bytes:
+            return _revert(first, question, (_cname_edit(second, found), *edits))
+
+        reply = combine(req.wire, resp.wire, target.wire)
+        replay = combined(resp, target, target_query, holds, combine)
+        return Response(reply, _rcode_of(reply), self.name, error=resp.error, replay=replay)
+
+
+def _cname_target(
+    reply: bytes, rules: tuple[Callable[[str], str | None], ...]
+) -> tuple[str, str] | None:
+    """(target, new target) for the first CNAME of the answer a rule rewrites."""
+    for record in sections(reply).answer:
+        if record.rtype == wire.TYPE_CNAME:
+            target = dns.name.from_wire(reply, record.rdata)[0].to_text()
+            for rule in rules:
+                new = rule(target)
+                if new is not None:
+                    return target, new
+    return None
+
+
+def _cname_edit(second: bytes, found: tuple[str, str]) -> Callable[[dns.message.Message], None]:
+    """The answer's CNAMEs up to the one pointing at ``found[0]``, that one pointing at
+    ``found[1]``, then the answer records of ``second`` (the reply for the new target), with
+    its TC bit (CoreDNS's cnameTargetRuleWithReqState)."""
+    old, new = found
+
+    def edit(msg: dns.message.Message) -> None:
+        up = dns.message.from_wire(second, ignore_trailing=True, one_rr_per_rrset=True)
+        kept = []
+        for rrset in msg.answer:
+            if rrset.rdtype != dns.rdatatype.CNAME:
+                continue
+            if rrset[0].target.to_text() == old:
+                moved = dns.rrset.RRset(rrset.name, rrset.rdclass, rrset.rdtype)
+                moved.add(rrset[0].replace(target=dns.name.from_text(new)), rrset.ttl)
+                kept.append(moved)
+                break
+            kept.append(rrset)
+        msg.answer = kept + list(up.answer)
+        msg.flags = (msg.flags & ~dns.flags.TC) | (up.flags & dns.flags.TC)
+
+    return edit
+
+
+def _rcode_of(reply: bytes) -> int:
+    """The rcode of ``reply``: the header's four bits and the OPT record's upper eight."""
+    opt = find_opt(sections(reply).additional)
+    high = reply[opt.rdata - 6] << 4 if opt is not None else 0
+    return high | (reply[3] & 0x0F)
 
 
 def _query_wire(req: Request, q: Query) -> bytes:

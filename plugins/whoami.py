@@ -50,4 +50,4 @@ class Whoami(Plugin):
         srv = wire.rr(
             proto + wire.QNAME_PTR, wire.TYPE_SRV, 0, struct.pack("!HHH", 0, 0, port) + b"\x00"
         )
-        return req.reply(wire.NOERROR, flags=wire.AA, additional=(ip_rr, srv))
+        return req.reply(wire.NOERROR, flags=wire.AA, additional=(ip_rr, srv), source=self.name)

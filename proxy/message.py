@@ -1,5 +1,7 @@
 """Editing DNS messages as bytes, for the stages that change queries and replies on their way
-(``rewrite``, ``header``, ``minimal``, ``nsid``, ``bufsize``, ``dns64``).
+(``rewrite``, ``header``, ``minimal``, ``nsid``, ``bufsize``, ``dns64``), and for the stages that ask
+the rest of the chain a second question for one query (``dns64``'s A lookup, ``rewrite``'s
+CNAME target): :func:`ask` and :class:`Combined`.
 
 No dnspython: these run on every query through such a stage, and on every replay of it (a
 stage that edits a reply puts :func:`reshaped` on its Response, so the replayed reply is edited
@@ -12,6 +14,7 @@ import struct
 from collections.abc import Callable
 from typing import NamedTuple
 
+from .pipeline import Handler
 from .replay import Answer
 from .request import Request, Response, parse
 from .wire import HEADER_LEN, TYPE_OPT, skip_name
@@ -109,6 +112,22 @@ def requery(req: Request, data: bytes) -> Request:
     return new
 
 
+async def ask(req: Request, data: bytes, next: Handler) -> Response:
+    """The rest of the chain's reply to ``data`` (an edited query, or a second question a stage
+    asks for this query), as part of ``req`` (see :func:`requery`). A stage behind that keeps
+    the second query from being replayed (``req.no_replay()``) keeps the client's too."""
+    sub = requery(req, data)
+    resp = await next(sub)
+    if sub.trail is None:
+        req.no_replay()
+    return resp
+
+
+def with_qtype(data: bytes, qend: int, qtype: int) -> bytes:
+    """The query ``data`` (question ending at ``qend``) asking its name for ``qtype``."""
+    return data[: qend - 4] + _U16.pack(qtype) + data[qend - 2 :]
+
+
 class Reshaped(Answer):
     """An :class:`~proxy.replay.Answer` whose reply a stage edits on its way out: the same
     ``reshape`` the stage applied to the chain's reply, applied to every replay of it."""
@@ -139,3 +158,48 @@ def reshaped(resp: Response, reshape: Callable[[bytes], bytes], *, names: bool) 
         error=resp.error,
         replay=replay,
     )
+
+
+class Combined(Answer):
+    """An :class:`~proxy.replay.Answer` for a reply a stage made from two: the chain's reply to
+    the query (``first``) and its reply to a second query the stage asked for it (``second``,
+    asked with ``query``: the query's bytes with the second question, its id put on each time).
+    ``holds(first)`` says whether the stage would still ask (else the replay is dropped and
+    the chain decides again); ``combine(data, first, second)`` is the stage's own reply, the
+    very function its ``serve`` used."""
+
+    __slots__ = ("first", "second", "query", "holds", "combine")
+
+    def __init__(
+        self,
+        first: Answer,
+        second: Answer,
+        query: bytes,
+        holds: Callable[[bytes], bool],
+        combine: Callable[[bytes, bytes, bytes], bytes],
+    ) -> None:
+        self.first = first
+        self.second = second
+        self.query = query
+        self.holds = holds
+        self.combine = combine
+
+    def __call__(self, data: bytes, now: float) -> bytes | None:
+        first = self.first(data, now)
+        if first is None or not self.holds(first):
+            return None
+        second = self.second(data[:2] + self.query[2:], now)
+        return None if second is None else self.combine(data, first, second)
+
+
+def combined(
+    first: Response,
+    second: Response,
+    query: bytes,
+    holds: Callable[[bytes], bool],
+    combine: Callable[[bytes, bytes, bytes], bytes],
+) -> Combined | None:
+    """The replay of a reply made from ``first`` and ``second``: None unless both have one."""
+    if first.replay is None or second.replay is None:
+        return None
+    return Combined(first.replay, second.replay, query, holds, combine)

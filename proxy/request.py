@@ -159,7 +159,7 @@ class Request:
         authority: tuple[bytes, ...] = (),
         additional: tuple[bytes, ...] = (),
         options: bytes = b"",
-        source: str = "local",
+        source: str = "server",
         error: str | None = None,
     ) -> Response:
         """A locally built reply to this query (see :func:`proxy.wire.build_reply`)."""
@@ -183,7 +183,9 @@ class Request:
 class Response:
     """A reply on its way back through the chain.
 
-    ``source`` says who made it: ``upstream``, ``cache``, ``firewall``, ``local``, ``error``;
+    ``source`` says who made it: ``upstream`` (forward), ``error`` (a failure the server
+    answers), ``server`` (a reply a stage wrote without naming itself), or the name of the plugin that made it (``cache``, ``firewall``,
+    ``acl``, ``dns64``...: the ``plugin`` label of CoreDNS's response metric);
     ``drop`` (empty ``wire``, :meth:`Request.drop`): nothing is sent.
     ``info`` is the shared, computed-once view of an upstream answer (None for local replies
     unless a stage asks for it via :meth:`answer_info`). ``error`` is a message for the

@@ -113,6 +113,14 @@ def test_metrics(served) -> None:
     assert sample(text, "coredns_acl_blocked_requests_total", server=server, zone=".") == 2
     assert sample(text, "coredns_acl_filtered_requests_total", server=server, zone=".") == 1
     assert sample(text, "coredns_acl_allowed_requests_total", server=server) >= 1
+    # the responses acl made carry its name as CoreDNS's `plugin` label
+    responses = {"server": server, "zone": "."}
+    assert (
+        sample(text, "coredns_dns_responses_total", **responses, rcode="REFUSED", plugin="acl") == 2
+    )
+    assert (
+        sample(text, "coredns_dns_responses_total", **responses, rcode="NOERROR", plugin="acl") == 1
+    )
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,9 @@ import plugins
 import plugins.rewrite
 from proxy.config import AppContext, build
 from proxy.corefile import CorefileError, parse
+from tests.kit.dnsfw import free_port
 from tests.kit.examples import docstring_examples
+from tests.kit.metrics import get, sample
 
 ZONES = """
 $ORIGIN example.org.
@@ -130,6 +132,87 @@ def test_continue_then_stop(served) -> None:
     assert reply.answer and reply.question[0].name.to_text() == "red.example.org."
 
 
+TARGETS = """
+$ORIGIN cdn.example.net.
+@ SOA ns.example.net. admin.example.net. 1 3600 600 86400 300
+my-app.com A 20.2.0.1
+my-app.com A 20.2.0.2
+$ORIGIN other.example.com.
+@ SOA ns.example.com. admin.example.com. 1 3600 600 86400 300
+my-app.com 100 A 30.3.1.2
+"""
+
+
+@pytest.fixture
+def targets(dnsfw, upstream):
+    upstream.set_zones(
+        ZONES
+        + "app CNAME my-app.com.cdn.example.net.\ntwice CNAME app.example.org.\n"
+        + "plain A 192.0.2.5\n"
+        + TARGETS
+    )
+    return lambda lines: dnsfw(
+        f".:$PORT {{\n{lines}\n    cache\n    forward . {upstream.address}\n}}\n"
+    )
+
+
+def chain(reply: dns.message.Message) -> list[tuple[str, str]]:
+    return [(rrset.name.to_text(), rd.to_text()) for rrset in reply.answer for rd in rrset]
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "rewrite cname regex (.*)\\.cdn\\.example\\.net\\. {1}.other.example.com.",
+        "rewrite cname exact my-app.com.cdn.example.net my-app.com.other.example.com",
+        "rewrite cname suffix .cdn.example.net. .other.example.com.",
+        "rewrite continue cname substring cdn.example.net other.example.com",
+    ],
+)
+def test_cname_target_rewritten_and_resolved_again_also_on_replays(targets, rule) -> None:
+    d = targets(f"    {rule}")
+    for _ in range(3):  # forwarded, cached, replayed
+        reply = ask(d.port, "twice.example.org.")
+        assert reply.rcode() == dns.rcode.NOERROR
+        assert chain(reply) == [
+            ("twice.example.org.", "app.example.org."),
+            ("app.example.org.", "my-app.com.other.example.com."),
+            ("my-app.com.other.example.com.", "30.3.1.2"),
+        ]
+    assert chain(ask(d.port, "plain.example.org.")) == [("plain.example.org.", "192.0.2.5")]
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "rewrite rcode missing.example.org NXDOMAIN REFUSED",
+        "rewrite rcode exact missing.example.org 3 5",
+        "rewrite continue {\n        rcode suffix .example.org NXDOMAIN REFUSED\n    }",
+        "rewrite rcode regex ^miss.*\\.org\\.$ NXDOMAIN REFUSED",
+    ],
+)
+def test_rcode_rewritten_also_on_replays(targets, rule) -> None:
+    d = targets(f"    {rule}")
+    for _ in range(3):
+        reply = ask(d.port, "missing.example.org.")
+        assert reply.rcode() == dns.rcode.REFUSED
+        assert reply.question[0].name.to_text() == "missing.example.org."
+    assert ask(d.port, "plain.example.org.").rcode() == dns.rcode.NOERROR  # no NXDOMAIN there
+    other = ask(d.port, "gone.example.com.")  # a name the rule does not match
+    assert other.rcode() in (dns.rcode.NXDOMAIN, dns.rcode.REFUSED)
+
+
+def test_rcode_rewrite_makes_the_reply_for_the_metrics(targets) -> None:
+    http = free_port()
+    d = targets(
+        f"    prometheus 127.0.0.1:{http}\n    rewrite rcode missing.example.org NXDOMAIN NOERROR"
+    )
+    assert ask(d.port, "missing.example.org.").rcode() == dns.rcode.NOERROR
+    text = get(http, "/metrics")[2]
+    labels = {"server": f"dns://:{d.port}", "zone": ".", "rcode": "NOERROR"}
+    assert sample(text, "coredns_dns_responses_total", **labels, plugin="rewrite") == 1
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [
@@ -157,6 +240,20 @@ def test_continue_then_stop(served) -> None:
         ),
         ("rewrite name exact a b answer foo", 'invalid type "foo" for answer rule for exact rule'),
         ("rewrite stop", "stop rule must begin with a rule type"),
+        ("rewrite rcode a.example.org 2", "too few (2) arguments for a rcode rule"),
+        ("rewrite rcode exact a.example.org 2 1 0", "invalid matching RCODE '' for a rcode rule"),
+        ("rewrite rcode a.example.org random 0", "invalid matching RCODE 'random' for a rcode"),
+        ("rewrite rcode a.example.org 24 0", "invalid matching RCODE '24' for a rcode rule"),
+        ("rewrite rcode a.example.org 2 nothing", "invalid replacement RCODE 'nothing' for a"),
+        (
+            "rewrite rcode glob a.example.org 2 0",
+            "rcode rule supports only exact, prefix, suffix, substring, and regex name matching",
+        ),
+        ("rewrite rcode regex ( 2 0", "invalid regex pattern in a rcode rule: ("),
+        ("rewrite cname a.example.org", "too few (1) arguments for a cname rule"),
+        ("rewrite cname exact a b c", "too few (4) arguments for a cname rule"),
+        ("rewrite cname glob a b", "unknown cname rewrite type: glob"),
+        ("rewrite cname regex ( b", "invalid cname rewrite regex pattern: error parsing regexp"),
     ],
 )
 def test_setup_errors(line: str, message: str) -> None:
