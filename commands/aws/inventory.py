@@ -5,7 +5,7 @@ botocore's model, :mod:`.model`): domain lists, rule groups with their rules, as
 each with where it was read (file and JSON path) for error messages. The AWS CLI prints the
 API's responses, so the CLI reader takes them as they are, and the live reader (boto3) hands
 each page to it; CloudFormation uses the API's field names; Terraform's are mapped
-(:data:`TERRAFORM`). Malformed input raises :class:`SourceError` naming the file and path.
+(:data:`.model.TERRAFORM`). Malformed input raises :class:`SourceError` naming the file and path.
 """
 
 from __future__ import annotations
@@ -17,37 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .model import DOMAIN_LIST_ID, LIST_DOMAINS_PAGE
-
-CFN = "AWS::Route53Resolver::"
-TF = "aws_route53_resolver_firewall_"
-# Terraform attribute -> API field, per resource type (aws provider)
-TERRAFORM = {
-    "domain_list": {"name": "Name", "domains": "Domains"},
-    "rule_group": {"name": "Name"},
-    "rule": {
-        "name": "Name",
-        "action": "Action",
-        "block_override_dns_type": "BlockOverrideDnsType",
-        "block_override_domain": "BlockOverrideDomain",
-        "block_override_ttl": "BlockOverrideTtl",
-        "block_response": "BlockResponse",
-        "firewall_domain_list_id": "FirewallDomainListId",
-        "firewall_domain_redirection_action": "FirewallDomainRedirectionAction",
-        "firewall_rule_group_id": "FirewallRuleGroupId",
-        "priority": "Priority",
-        "q_type": "Qtype",
-        "dns_threat_protection": "DnsThreatProtection",
-        "confidence_threshold": "ConfidenceThreshold",
-    },
-    "rule_group_association": {
-        "name": "Name",
-        "firewall_rule_group_id": "FirewallRuleGroupId",
-        "priority": "Priority",
-        "vpc_id": "VpcId",
-        "mutation_protection": "MutationProtection",
-    },
-}
+from .model import CFN, DOMAIN_LIST_ID, LIST_DOMAINS_PAGE, TERRAFORM, TF
 
 
 class SourceError(Exception):
@@ -105,20 +75,10 @@ class Inventory:
     sources: list[str] = field(default_factory=list)
 
     def domain_list(self, id: str, where: Where, name: str | None = None) -> DomainList:
-        known = self.lists.get(id)
-        if known is None:
-            known = self.lists[id] = DomainList(id, name or id, where)
-        elif name:
-            known.name = name
-        return known
+        return _known(self.lists, DomainList, id, where, name)
 
     def group(self, id: str, where: Where, name: str | None = None) -> RuleGroup:
-        known = self.groups.get(id)
-        if known is None:
-            known = self.groups[id] = RuleGroup(id, name or id, where)
-        elif name:
-            known.name = name
-        return known
+        return _known(self.groups, RuleGroup, id, where, name)
 
     def add_rule(self, rule: dict, where: Where) -> None:
         group_id = _text(rule, "FirewallRuleGroupId", where)
@@ -136,6 +96,17 @@ class Inventory:
                 raise where.at(i).error(f"not a domain: {domain!r}")
             entries.append((domain, where.at(i)))
         target.domains = entries
+
+
+def _known(table: dict, kind: type, id: str, where: Where, name: str | None) -> Any:
+    """The list or group ``id`` (made on its first mention, named by its ID until a source
+    names it): sources mention lists and groups by ID before or after describing them."""
+    known = table.get(id)
+    if known is None:
+        known = table[id] = kind(id, name or id, where)
+    elif name:
+        known.name = name
+    return known
 
 
 def _text(obj: dict, key: str, where: Where) -> str:
