@@ -217,14 +217,27 @@ def read_cloudformation(inv: Inventory, doc: dict, file: str) -> None:
                 known.domains = known.domains or []
         elif kind == CFN + "FirewallRuleGroup":
             inv.group(logical, at, str(props.get("Name") or logical))
+            names = _rule_names(resource, where)
             for rule, rule_at in (
                 _objects(props, "FirewallRules", at) if "FirewallRules" in props else ()
             ):
-                inv.add_rule({**_cfn_fields(rule), "FirewallRuleGroupId": logical}, rule_at)
+                fields = {**_cfn_fields(rule), "FirewallRuleGroupId": logical}
+                if str(fields.get("Priority")) in names:
+                    fields.setdefault("Name", names[str(fields["Priority"])])
+                inv.add_rule(fields, rule_at)
         elif kind == CFN + "FirewallRuleGroupAssociation":
             inv.associations.append(Item(_cfn_fields(props), at))
         else:
             raise where.at("Type").error(f"{kind} is not a resource dnsfw imports")
+
+
+def _rule_names(resource: dict, where: Where) -> dict[str, str]:
+    """CloudFormation's rules have no Name: ``dnsfw aws export`` keeps them in the group's
+    ``Metadata.dnsfw.rules`` (priority -> name), read back here."""
+    metadata = _object(resource.get("Metadata", {}), where.at("Metadata"))
+    dnsfw = _object(metadata.get("dnsfw", {}), where.at("Metadata").at("dnsfw"))
+    rules = _object(dnsfw.get("rules", {}), where.at("Metadata").at("dnsfw").at("rules"))
+    return {str(k): str(v) for k, v in rules.items()}
 
 
 def _cfn_value(value: Any) -> Any:
@@ -272,7 +285,14 @@ def cloudformation_yaml(text: str) -> Any:
 
 
 def read_terraform(inv: Inventory, doc: dict, file: str) -> None:
-    """.tf files as python-hcl2 reads them: literals and references to other resources."""
+    """.tf files as python-hcl2 reads them: literals, references to other resources and to
+    the file's variables (a variable with no default stays ``var.NAME``: as a VPC ID it
+    still says which associations share a VPC)."""
+    variables = {
+        _unquote(name): _unquote(str(attrs.get("default", f"var.{_unquote(name)}")))
+        for block in doc.get("variable", [])
+        for name, attrs in block.items()
+    }
     for block in doc.get("resource", []):
         for kind, named in block.items():
             kind = _unquote(kind)
@@ -282,7 +302,7 @@ def read_terraform(inv: Inventory, doc: dict, file: str) -> None:
                 address = f"{kind}.{_unquote(name)}"
                 where = Where(file, address)
                 values = {
-                    key: _tf_value(value, where.at(key))
+                    key: _tf_value(value, where.at(key), variables)
                     for key, value in attrs.items()
                     if not key.startswith("__")
                 }
@@ -294,11 +314,12 @@ def _unquote(text: str) -> str:
 
 
 REFERENCE = re.compile(r"^\$\{(" + TF + r"[a-z_]+\.[A-Za-z0-9_-]+)\.id\}$")
+VARIABLE = re.compile(r"^\$\{var\.([A-Za-z0-9_-]+)\}$")
 
 
-def _tf_value(value: Any, where: Where) -> Any:
+def _tf_value(value: Any, where: Where, variables: dict[str, str]) -> Any:
     if isinstance(value, list):
-        return [_tf_value(v, where.at(i)) for i, v in enumerate(value)]
+        return [_tf_value(v, where.at(i), variables) for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
     if value.startswith('"') and value.endswith('"') and "${" not in value:
@@ -306,6 +327,9 @@ def _tf_value(value: Any, where: Where) -> Any:
     reference = REFERENCE.match(value)
     if reference:
         return reference.group(1)  # the resource's address stands for its ID
+    variable = VARIABLE.match(value)
+    if variable and variable.group(1) in variables:
+        return variables[variable.group(1)]
     raise where.error(
         f"{value} cannot be evaluated without Terraform: import `terraform show -json` "
         "state instead"
