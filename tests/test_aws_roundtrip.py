@@ -137,16 +137,10 @@ def test_import_of_the_export_decides_every_query_as_the_corefile(tmp_path, fmt,
     )
 
 
-FIELDS = (
-    "Priority",
-    "Action",
-    "BlockResponse",
-    "BlockOverrideDomain",
-    "BlockOverrideDnsType",
-    "BlockOverrideTtl",
-    "Qtype",
-    "FirewallDomainRedirectionAction",
-)
+# the fields a rule on a domain list carries (its IDs and name are compared apart)
+IDS = ("FirewallRuleGroupId", "FirewallDomainListId", "Name")
+ADVANCED = ("FirewallThreatProtectionId", "DnsThreatProtection", "ConfidenceThreshold")
+FIELDS = [f for f in model.RULE_FIELDS if f not in (*IDS, *ADVANCED, "FirewallRuleType")]
 
 
 def dnsfw_name(aws_name: str) -> str:
