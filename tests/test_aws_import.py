@@ -61,8 +61,8 @@ def test_the_model_facts_are_botocore_s() -> None:
     for enum, shape in [
         (model.ACTIONS, "Action"),
         (model.BLOCK_RESPONSES, "BlockResponse"),
-        (model.BLOCK_OVERRIDE_DNS_TYPES, "BlockOverrideDnsType"),
-        (tuple(model.REDIRECTION), "FirewallDomainRedirectionAction"),
+        ((model.BLOCK_OVERRIDE_DNS_TYPE,), "BlockOverrideDnsType"),
+        (model.REDIRECTIONS, "FirewallDomainRedirectionAction"),
         (model.DNS_THREAT_PROTECTIONS, "DnsThreatProtection"),
         (model.CONFIDENCE_THRESHOLDS, "ConfidenceThreshold"),
         (model.MUTATION_PROTECTION, "MutationProtectionStatus"),

@@ -58,10 +58,8 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-
-import dns.rdatatype
 
 from plugins.firewall import FIREWALLS, Firewall
 from plugins.firewall.config import DEFAULT_BLOCK_TTL, FirewallSpec
@@ -71,7 +69,7 @@ from plugins.firewall.sources import ListSlot
 from proxy.config import load
 from proxy.corefile import CorefileError
 
-from . import _r53
+from . import model
 
 FORMATS = ("cloudformation", "terraform", "cli")
 DEFAULT_OUT = "route53-firewall"
@@ -107,7 +105,7 @@ class RuleOut:
     override_domain: str | None = None
     override_ttl: int | None = None
     qtype: str | None = None
-    redirection: str = _r53.INSPECT
+    redirection: str = model.INSPECT
 
 
 @dataclass(frozen=True)
@@ -259,13 +257,13 @@ def _domains(slot: ListSlot, notes: list[Note]) -> tuple[str, ...] | None:
                 f"'||name^' as 'name.' and '*.name.' ({len(entries)} entries){skipped}",
             )
         )
-    return tuple(_r53.domain_text(e) for e in entries)
+    return tuple(model.domain_text(e) for e in entries)
 
 
 def _association_priorities(priorities: list[int]) -> list[int]:
     """The groups' priorities if Route 53 takes them all, else the same order spread over
     100-9900 (101, 201, ... as the console suggests)."""
-    allowed = _r53.ASSOCIATION_PRIORITIES
+    allowed = model.ASSOCIATION_PRIORITIES
     if all(p in allowed for p in priorities):
         return priorities
     step = min(100, (allowed.stop - 1 - allowed.start) // len(priorities))
@@ -305,12 +303,14 @@ def _rules(
 
 
 def _rule(rule: Rule, priority: int, notes: list[Note]) -> RuleOut:
-    qtype = None
-    if rule.qtype is not None:
-        qtype = _r53.qtype_text(rule.qtype, dns.rdatatype.to_text(rule.qtype))
-    redirection = _r53.TRUST if rule.trust else _r53.INSPECT
+    qtype = model.qtype_text(rule.qtype) if rule.qtype is not None else None
     base = RuleOut(
-        rule.name, priority, rule.action, rule.list, qtype=qtype, redirection=redirection
+        rule.name,
+        priority,
+        rule.action,
+        rule.list,
+        qtype=qtype,
+        redirection=model.redirection(rule.trust),
     )
     if rule.action != BLOCK:
         return base
@@ -318,7 +318,7 @@ def _rule(rule: Rule, priority: int, notes: list[Note]) -> RuleOut:
     if response.kind == "override" and response.target_name is not None:
         return replace(
             base,
-            block_response=_r53.OVERRIDE,
+            block_response=model.OVERRIDE,
             override_domain=response.target_name,
             override_ttl=response.ttl,
         )
@@ -331,57 +331,55 @@ def _rule(rule: Rule, priority: int, notes: list[Note]) -> RuleOut:
                 "address); Route 53 overrides only with a CNAME: exported as NODATA",
             )
         )
-        return replace(base, block_response=_r53.NODATA)
-    return replace(
-        base, block_response=_r53.NXDOMAIN if response.kind == "nxdomain" else _r53.NODATA
-    )
+        return replace(base, block_response=model.NODATA)
+    return replace(base, block_response=model.block_response(response.kind))
 
 
 def _quotas(firewall: Firewall, out: Export) -> None:
     spec = firewall.spec
     where = (spec.file, spec.line)
-    if len(out.groups) > _r53.GROUPS_PER_VPC:
+    if len(out.groups) > model.GROUPS_PER_VPC:
         out.notes.append(
             Note(
                 *where,
                 f"{len(out.groups)} rule groups: Route 53 associates at most "
-                f"{_r53.GROUPS_PER_VPC} with one VPC (a fixed quota): the associations beyond "
+                f"{model.GROUPS_PER_VPC} with one VPC (a fixed quota): the associations beyond "
                 "it will fail",
             )
         )
     lines = {g.name: g.rules[0] for g in spec.groups if g.rules}
     for group in out.groups:
-        if len(group.rules) > _r53.RULES_PER_GROUP:
+        if len(group.rules) > model.RULES_PER_GROUP:
             first = lines[group.name]
             out.notes.append(
                 Note(
                     first.file,
                     first.line,
                     f"group '{group.name}' has {len(group.rules)} rules: over Route 53's "
-                    f"default quota of {_r53.RULES_PER_GROUP} rules per rule group (raise it in "
+                    f"default quota of {model.RULES_PER_GROUP} rules per rule group (raise it in "
                     "Service Quotas first)",
                 )
             )
     total = sum(len(dl.domains) for dl in out.lists)
-    if total > _r53.DOMAINS_PER_ACCOUNT:
+    if total > model.DOMAINS_PER_ACCOUNT:
         out.notes.append(
             Note(
                 *where,
                 f"{total} domains across the lists: over Route 53's default quota of "
-                f"{_r53.DOMAINS_PER_ACCOUNT:,} domains per account and Region (raise it in "
+                f"{model.DOMAINS_PER_ACCOUNT:,} domains per account and Region (raise it in "
                 "Service Quotas first)",
             )
         )
     specs = {s.name: s for s in spec.lists}
     for dl in out.lists:
-        if len(dl.domains) > _r53.DOMAINS_PER_IMPORT_FILE:
+        if len(dl.domains) > model.DOMAINS_PER_IMPORT_FILE:
             s = specs[dl.name]
             out.notes.append(
                 Note(
                     s.file,
                     s.line,
                     f"list '{dl.name}' has {len(dl.domains)} domains: over the "
-                    f"{_r53.DOMAINS_PER_IMPORT_FILE:,} of one import file (CloudFormation's "
+                    f"{model.DOMAINS_PER_IMPORT_FILE:,} of one import file (CloudFormation's "
                     "DomainFileUrl): use the cli format's batches or split the list",
                 )
             )
@@ -441,13 +439,13 @@ def cloudformation(export: Export, vpc: str | None) -> dict[str, str]:
         else:
             properties["Domains"] = list(dl.domains)
         resources[logical] = {
-            "Type": "AWS::Route53Resolver::FirewallDomainList",
+            "Type": model.CFN + "FirewallDomainList",
             "Properties": properties,
         }
     for group in export.groups:
         logical = _logical_id("Group", group.name, taken)
         resources[logical] = {
-            "Type": "AWS::Route53Resolver::FirewallRuleGroup",
+            "Type": model.CFN + "FirewallRuleGroup",
             # CloudFormation's rules have no Name: keep dnsfw's by priority
             "Metadata": {"dnsfw": {"rules": {str(r.priority): r.name for r in group.rules}}},
             "Properties": {
@@ -456,7 +454,7 @@ def cloudformation(export: Export, vpc: str | None) -> dict[str, str]:
             },
         }
         resources[_logical_id(logical + "Association", "", taken)] = {
-            "Type": "AWS::Route53Resolver::FirewallRuleGroupAssociation",
+            "Type": model.CFN + "FirewallRuleGroupAssociation",
             "Properties": {
                 "Name": group.name,
                 "FirewallRuleGroupId": {"Fn::GetAtt": [logical, "Id"]},
@@ -475,26 +473,32 @@ def cloudformation(export: Export, vpc: str | None) -> dict[str, str]:
 
 
 def _cfn_rule(rule: RuleOut, list_logical: str) -> dict[str, object]:
-    out: dict[str, object] = {
-        "FirewallDomainListId": {"Fn::GetAtt": [list_logical, "Id"]},
-        "Priority": rule.priority,
-        "Action": rule.action,
-    }
-    out.update(_api_options(rule))
+    """CloudFormation's embedded rule: the API's fields without Name and the group's ID."""
+    out = _api_rule(rule, None, {"Fn::GetAtt": [list_logical, "Id"]})
+    del out["Name"], out["FirewallRuleGroupId"]
     return out
 
 
-def _api_options(rule: RuleOut) -> Iterator[tuple[str, object]]:
-    """A rule's optional fields under the API's (and CloudFormation's) names."""
+def _api_rule(rule: RuleOut, group_id: object, list_id: object) -> dict[str, object]:
+    """A rule under the API's names (CreateFirewallRule's input, CloudFormation's and, through
+    :data:`model.TERRAFORM`, Terraform's), with the group's and list's IDs as given."""
+    out: dict[str, object] = {
+        "Name": rule.name,
+        "FirewallRuleGroupId": group_id,
+        "FirewallDomainListId": list_id,
+        "Priority": rule.priority,
+        "Action": rule.action,
+    }
     if rule.block_response is not None:
-        yield "BlockResponse", rule.block_response
+        out["BlockResponse"] = rule.block_response
     if rule.override_domain is not None:
-        yield "BlockOverrideDomain", rule.override_domain
-        yield "BlockOverrideDnsType", _r53.OVERRIDE_DNS_TYPE
-        yield "BlockOverrideTtl", rule.override_ttl
+        out["BlockOverrideDomain"] = rule.override_domain
+        out["BlockOverrideDnsType"] = model.BLOCK_OVERRIDE_DNS_TYPE
+        out["BlockOverrideTtl"] = rule.override_ttl
     if rule.qtype is not None:
-        yield "Qtype", rule.qtype
-    yield "FirewallDomainRedirectionAction", rule.redirection
+        out["Qtype"] = rule.qtype
+    out["FirewallDomainRedirectionAction"] = rule.redirection
+    return out
 
 
 def terraform(export: Export, vpc: str | None) -> dict[str, str]:
@@ -511,71 +515,46 @@ def terraform(export: Export, vpc: str | None) -> dict[str, str]:
     list_refs = {}
     for dl in export.lists:
         label = _tf_label(dl.name, taken)
-        list_refs[dl.name] = f"aws_route53_resolver_firewall_domain_list.{label}.id"
+        list_refs[dl.name] = _Raw(f"{model.TF}domain_list.{label}.id")
         if len(dl.domains) > INLINE_MAX:
             path, text = _list_file(dl)
             files[path] = text
             domains = _Raw(f'compact(split("\\n", file("${{path.module}}/{path}")))')
         else:
             domains = list(dl.domains)
-        blocks.append(
-            _hcl_block(
-                f'resource "aws_route53_resolver_firewall_domain_list" "{label}"',
-                {"name": dl.name, "domains": domains},
-            )
-        )
+        blocks.append(_tf_resource("domain_list", label, {"Name": dl.name, "Domains": domains}))
     for group in export.groups:
         label = _tf_label(group.name, taken)
-        group_id = _Raw(f"aws_route53_resolver_firewall_rule_group.{label}.id")
-        blocks.append(
-            _hcl_block(
-                f'resource "aws_route53_resolver_firewall_rule_group" "{label}"',
-                {"name": group.name},
-            )
-        )
+        group_id = _Raw(f"{model.TF}rule_group.{label}.id")
+        blocks.append(_tf_resource("rule_group", label, {"Name": group.name}))
         for rule in group.rules:
             rule_label = _tf_label(f"{group.name}_{rule.name}", taken)
-            body: dict[str, object] = {
-                "name": rule.name,
-                "firewall_rule_group_id": group_id,
-                "firewall_domain_list_id": _Raw(list_refs[rule.list]),
-                "priority": rule.priority,
-                "action": rule.action,
-            }
-            body.update((_TF_NAMES[k], v) for k, v in _api_options(rule))
-            blocks.append(
-                _hcl_block(f'resource "aws_route53_resolver_firewall_rule" "{rule_label}"', body)
-            )
-        blocks.append(
-            _hcl_block(
-                f'resource "aws_route53_resolver_firewall_rule_group_association" "{label}"',
-                {
-                    "name": group.name,
-                    "firewall_rule_group_id": group_id,
-                    "priority": group.priority,
-                    "vpc_id": _Raw("var.vpc_id"),
-                },
-            )
-        )
+            body = _api_rule(rule, group_id, list_refs[rule.list])
+            blocks.append(_tf_resource("rule", rule_label, body))
+        association = {
+            "Name": group.name,
+            "FirewallRuleGroupId": group_id,
+            "Priority": group.priority,
+            "VpcId": _Raw("var.vpc_id"),
+        }
+        blocks.append(_tf_resource("rule_group_association", label, association))
     if export.fail_open:
         blocks.append(
             _hcl_block(
-                'resource "aws_route53_resolver_firewall_config" "vpc"',
-                {"resource_id": _Raw("var.vpc_id"), "firewall_fail_open": _r53.FAIL_OPEN},
+                f'resource "{model.TF}config" "vpc"',
+                {"resource_id": _Raw("var.vpc_id"), "firewall_fail_open": model.FAIL_OPEN},
             )
         )
     files["main.tf"] = "\n\n".join(blocks) + "\n"
     return files
 
 
-_TF_NAMES = {
-    "BlockResponse": "block_response",
-    "BlockOverrideDomain": "block_override_domain",
-    "BlockOverrideDnsType": "block_override_dns_type",
-    "BlockOverrideTtl": "block_override_ttl",
-    "Qtype": "q_type",
-    "FirewallDomainRedirectionAction": "firewall_domain_redirection_action",
-}
+def _tf_resource(part: str, label: str, fields: dict[str, object]) -> str:
+    """A Terraform resource block from the API's fields, under the aws provider's names (the
+    import reads them back through the same :data:`model.TERRAFORM`)."""
+    names = {api: attribute for attribute, api in model.TERRAFORM[part].items()}
+    body = {names[key]: value for key, value in fields.items()}
+    return _hcl_block(f'resource "{model.TF}{part}" "{label}"', body)
 
 
 class _Raw(str):
@@ -622,8 +601,8 @@ def cli(export: Export, vpc: str | None) -> dict[str, str]:
             {"CreatorRequestId": f"dnsfw-list-{dl.name}", "Name": dl.name},
             f"LIST_{i}:FirewallDomainList.Id",
         )
-        for n, start in enumerate(range(0, len(dl.domains), _r53.DOMAINS_PER_UPDATE), 1):
-            batch = list(dl.domains[start : start + _r53.DOMAINS_PER_UPDATE])
+        for n, start in enumerate(range(0, len(dl.domains), model.DOMAINS_PER_UPDATE), 1):
+            batch = list(dl.domains[start : start + model.DOMAINS_PER_UPDATE])
             step(
                 "update-firewall-domains",
                 f"{dl.name}.{n}",
@@ -643,15 +622,10 @@ def cli(export: Export, vpc: str | None) -> dict[str, str]:
             f"GROUP_{i}:FirewallRuleGroup.Id",
         )
         for rule in group.rules:
-            body: dict[str, object] = {
+            body = {
                 "CreatorRequestId": f"dnsfw-rule-{group.name}-{rule.name}"[:255],
-                "FirewallRuleGroupId": placeholder,
-                "FirewallDomainListId": f"@list:{rule.list}@",
-                "Priority": rule.priority,
-                "Action": rule.action,
-                "Name": rule.name,
+                **_api_rule(rule, placeholder, f"@list:{rule.list}@"),
             }
-            body.update(_api_options(rule))
             step("create-firewall-rule", f"{group.name}.{rule.name}", body)
         step(
             "associate-firewall-rule-group",
@@ -668,7 +642,7 @@ def cli(export: Export, vpc: str | None) -> dict[str, str]:
         step(
             "update-firewall-config",
             "vpc",
-            {"ResourceId": vpc_id, "FirewallFailOpen": _r53.FAIL_OPEN},
+            {"ResourceId": vpc_id, "FirewallFailOpen": model.FAIL_OPEN},
         )
     for name, _, body, _ in steps:
         files[name] = _json(body)

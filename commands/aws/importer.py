@@ -43,22 +43,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import dns.rdatatype
-
 from plugins.firewall import feeds
 from plugins.firewall.config import MAX_TTL, NAME_RE
-from plugins.firewall.lists import normalize_entry
 
 from . import inventory as inv_
+from . import model
 from .inventory import DomainList, Inventory, Item, RuleGroup, SourceError, Where
-from .model import (
-    ACTIONS,
-    BLOCK_OVERRIDE_DNS_TYPES,
-    BLOCK_RESPONSES,
-    CONFIDENCE_THRESHOLDS,
-    DNS_THREAT_PROTECTIONS,
-    REDIRECTION,
-)
 
 ADVANCED_REASON = "dnsfw has no threat rules (DGA, DNS tunneling detection) yet"
 
@@ -374,14 +364,14 @@ def _rule(
 ) -> list[str]:
     f, where = rule.fields, rule.where
     priority = _priority(f, where)
-    action = _enum(f, "Action", ACTIONS, where)
+    action = _enum(f, "Action", model.ACTIONS, where)
     if action is None:
         raise where.at("Action").error("Action is missing")
     aws_name = str(f.get("Name") or f"rule-{priority}")
     advanced = f.get("DnsThreatProtection") or f.get("FirewallRuleType")
     if advanced or (f.get("FirewallThreatProtectionId") and not f.get("FirewallDomainListId")):
-        _enum(f, "DnsThreatProtection", DNS_THREAT_PROTECTIONS, where)
-        _enum(f, "ConfidenceThreshold", CONFIDENCE_THRESHOLDS, where)
+        _enum(f, "DnsThreatProtection", model.DNS_THREAT_PROTECTIONS, where)
+        _enum(f, "ConfidenceThreshold", model.CONFIDENCE_THRESHOLDS, where)
         what = (
             f"DnsThreatProtection {f.get('DnsThreatProtection')} at ConfidenceThreshold "
             f"{f.get('ConfidenceThreshold')}"
@@ -439,37 +429,35 @@ def _options(f: dict, action: str, where: Where, result: Result, aws_name: str) 
     qtype = f.get("Qtype")
     if qtype is not None:
         try:
-            value = dns.rdatatype.from_text(str(qtype).upper())
-        except (dns.rdatatype.UnknownRdatatype, ValueError):
-            raise where.at("Qtype").error(f"unknown Qtype {qtype!r}") from None
-        if not 1 <= value <= 65534:
-            raise where.at("Qtype").error(f"Qtype {qtype!r} is out of range (1-65534)")
+            model.qtype_value(str(qtype))
+        except ValueError as err:
+            raise where.at("Qtype").error(str(err)) from None
         options += ["qtype", str(qtype).upper()]
-    redirection = _enum(f, "FirewallDomainRedirectionAction", tuple(REDIRECTION), where)
-    if redirection and REDIRECTION[redirection] == "trust":
+    redirection = _enum(f, "FirewallDomainRedirectionAction", model.REDIRECTIONS, where)
+    if redirection == model.TRUST:
         options += ["redirection", "trust"]
-    response = _enum(f, "BlockResponse", BLOCK_RESPONSES, where)
+    response = _enum(f, "BlockResponse", model.BLOCK_RESPONSES, where)
     if action != "BLOCK":
         if response:
             result.note(f"rule '{aws_name}': BlockResponse {response} ignored on an {action} rule")
         return options
     if response is None:
         result.note(f"rule '{aws_name}': BLOCK without BlockResponse: imported as NODATA")
-    elif response in ("NODATA", "NXDOMAIN"):
-        options += ["response", response.lower()]
-    elif response == "OVERRIDE":
-        _enum(f, "BlockOverrideDnsType", BLOCK_OVERRIDE_DNS_TYPES, where)
+    elif response in (model.NODATA, model.NXDOMAIN):
+        options += ["response", model.response_option(response)]
+    elif response == model.OVERRIDE:
+        _enum(f, "BlockOverrideDnsType", (model.BLOCK_OVERRIDE_DNS_TYPE,), where)
         target = f.get("BlockOverrideDomain")
         if not isinstance(target, str) or not target:
             raise where.at("BlockOverrideDomain").error("OVERRIDE needs BlockOverrideDomain")
         try:
-            target = normalize_entry(target)
+            target = model.domain_entry(target)
         except ValueError as err:
             raise where.at("BlockOverrideDomain").error(f"{target!r}: {err}") from None
         ttl = f.get("BlockOverrideTtl", 0)
         if not isinstance(ttl, int) or not 0 <= ttl <= MAX_TTL:
             raise where.at("BlockOverrideTtl").error(f"not 0 to {MAX_TTL}: {ttl!r}")
-        options += ["response", "override", target, "ttl", str(ttl)]
+        options += ["response", model.response_option(response), target, "ttl", str(ttl)]
     return options
 
 
@@ -524,7 +512,7 @@ def _list_lines(inv: Inventory, used: dict[str, str | None], result: Result) -> 
         entries = []
         for domain, where in known.domains or []:
             try:
-                entries.append(normalize_entry(domain))
+                entries.append(model.domain_entry(domain))
             except ValueError as err:
                 raise where.error(f"invalid domain {domain!r}: {err}") from None
         header = f"# domain list '{known.name}' {list_id}, imported from Route 53 DNS Firewall\n"

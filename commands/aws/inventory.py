@@ -5,7 +5,7 @@ botocore's model, :mod:`.model`): domain lists, rule groups with their rules, as
 each with where it was read (file and JSON path) for error messages. The AWS CLI prints the
 API's responses, so the CLI reader takes them as they are, and the live reader (boto3) hands
 each page to it; CloudFormation uses the API's field names; Terraform's are mapped
-(:data:`TERRAFORM`). Malformed input raises :class:`SourceError` naming the file and path.
+(:data:`.model.TERRAFORM`). Malformed input raises :class:`SourceError` naming the file and path.
 """
 
 from __future__ import annotations
@@ -17,37 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .model import DOMAIN_LIST_ID, LIST_DOMAINS_PAGE
-
-CFN = "AWS::Route53Resolver::"
-TF = "aws_route53_resolver_firewall_"
-# Terraform attribute -> API field, per resource type (aws provider)
-TERRAFORM = {
-    "domain_list": {"name": "Name", "domains": "Domains"},
-    "rule_group": {"name": "Name"},
-    "rule": {
-        "name": "Name",
-        "action": "Action",
-        "block_override_dns_type": "BlockOverrideDnsType",
-        "block_override_domain": "BlockOverrideDomain",
-        "block_override_ttl": "BlockOverrideTtl",
-        "block_response": "BlockResponse",
-        "firewall_domain_list_id": "FirewallDomainListId",
-        "firewall_domain_redirection_action": "FirewallDomainRedirectionAction",
-        "firewall_rule_group_id": "FirewallRuleGroupId",
-        "priority": "Priority",
-        "q_type": "Qtype",
-        "dns_threat_protection": "DnsThreatProtection",
-        "confidence_threshold": "ConfidenceThreshold",
-    },
-    "rule_group_association": {
-        "name": "Name",
-        "firewall_rule_group_id": "FirewallRuleGroupId",
-        "priority": "Priority",
-        "vpc_id": "VpcId",
-        "mutation_protection": "MutationProtection",
-    },
-}
+from .model import CFN, DOMAIN_LIST_ID, LIST_DOMAINS_PAGE, TERRAFORM, TF
 
 
 class SourceError(Exception):
@@ -105,20 +75,10 @@ class Inventory:
     sources: list[str] = field(default_factory=list)
 
     def domain_list(self, id: str, where: Where, name: str | None = None) -> DomainList:
-        known = self.lists.get(id)
-        if known is None:
-            known = self.lists[id] = DomainList(id, name or id, where)
-        elif name:
-            known.name = name
-        return known
+        return _known(self.lists, DomainList, id, where, name)
 
     def group(self, id: str, where: Where, name: str | None = None) -> RuleGroup:
-        known = self.groups.get(id)
-        if known is None:
-            known = self.groups[id] = RuleGroup(id, name or id, where)
-        elif name:
-            known.name = name
-        return known
+        return _known(self.groups, RuleGroup, id, where, name)
 
     def add_rule(self, rule: dict, where: Where) -> None:
         group_id = _text(rule, "FirewallRuleGroupId", where)
@@ -136,6 +96,17 @@ class Inventory:
                 raise where.at(i).error(f"not a domain: {domain!r}")
             entries.append((domain, where.at(i)))
         target.domains = entries
+
+
+def _known(table: dict, kind: type, id: str, where: Where, name: str | None) -> Any:
+    """The list or group ``id`` (made on its first mention, named by its ID until a source
+    names it): sources mention lists and groups by ID before or after describing them."""
+    known = table.get(id)
+    if known is None:
+        known = table[id] = kind(id, name or id, where)
+    elif name:
+        known.name = name
+    return known
 
 
 def _text(obj: dict, key: str, where: Where) -> str:
@@ -246,14 +217,27 @@ def read_cloudformation(inv: Inventory, doc: dict, file: str) -> None:
                 known.domains = known.domains or []
         elif kind == CFN + "FirewallRuleGroup":
             inv.group(logical, at, str(props.get("Name") or logical))
+            names = _rule_names(resource, where)
             for rule, rule_at in (
                 _objects(props, "FirewallRules", at) if "FirewallRules" in props else ()
             ):
-                inv.add_rule({**_cfn_fields(rule), "FirewallRuleGroupId": logical}, rule_at)
+                fields = {**_cfn_fields(rule), "FirewallRuleGroupId": logical}
+                if str(fields.get("Priority")) in names:
+                    fields.setdefault("Name", names[str(fields["Priority"])])
+                inv.add_rule(fields, rule_at)
         elif kind == CFN + "FirewallRuleGroupAssociation":
             inv.associations.append(Item(_cfn_fields(props), at))
         else:
             raise where.at("Type").error(f"{kind} is not a resource dnsfw imports")
+
+
+def _rule_names(resource: dict, where: Where) -> dict[str, str]:
+    """CloudFormation's rules have no Name: ``dnsfw aws export`` keeps them in the group's
+    ``Metadata.dnsfw.rules`` (priority -> name), read back here."""
+    metadata = _object(resource.get("Metadata", {}), where.at("Metadata"))
+    dnsfw = _object(metadata.get("dnsfw", {}), where.at("Metadata").at("dnsfw"))
+    rules = _object(dnsfw.get("rules", {}), where.at("Metadata").at("dnsfw").at("rules"))
+    return {str(k): str(v) for k, v in rules.items()}
 
 
 def _cfn_value(value: Any) -> Any:
@@ -301,7 +285,14 @@ def cloudformation_yaml(text: str) -> Any:
 
 
 def read_terraform(inv: Inventory, doc: dict, file: str) -> None:
-    """.tf files as python-hcl2 reads them: literals and references to other resources."""
+    """.tf files as python-hcl2 reads them: literals, references to other resources and to
+    the file's variables (a variable with no default stays ``var.NAME``: as a VPC ID it
+    still says which associations share a VPC)."""
+    variables = {
+        _unquote(name): _unquote(str(attrs.get("default", f"var.{_unquote(name)}")))
+        for block in doc.get("variable", [])
+        for name, attrs in block.items()
+    }
     for block in doc.get("resource", []):
         for kind, named in block.items():
             kind = _unquote(kind)
@@ -311,7 +302,7 @@ def read_terraform(inv: Inventory, doc: dict, file: str) -> None:
                 address = f"{kind}.{_unquote(name)}"
                 where = Where(file, address)
                 values = {
-                    key: _tf_value(value, where.at(key))
+                    key: _tf_value(value, where.at(key), variables)
                     for key, value in attrs.items()
                     if not key.startswith("__")
                 }
@@ -323,11 +314,12 @@ def _unquote(text: str) -> str:
 
 
 REFERENCE = re.compile(r"^\$\{(" + TF + r"[a-z_]+\.[A-Za-z0-9_-]+)\.id\}$")
+VARIABLE = re.compile(r"^\$\{var\.([A-Za-z0-9_-]+)\}$")
 
 
-def _tf_value(value: Any, where: Where) -> Any:
+def _tf_value(value: Any, where: Where, variables: dict[str, str]) -> Any:
     if isinstance(value, list):
-        return [_tf_value(v, where.at(i)) for i, v in enumerate(value)]
+        return [_tf_value(v, where.at(i), variables) for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
     if value.startswith('"') and value.endswith('"') and "${" not in value:
@@ -335,6 +327,9 @@ def _tf_value(value: Any, where: Where) -> Any:
     reference = REFERENCE.match(value)
     if reference:
         return reference.group(1)  # the resource's address stands for its ID
+    variable = VARIABLE.match(value)
+    if variable and variable.group(1) in variables:
+        return variables[variable.group(1)]
     raise where.error(
         f"{value} cannot be evaluated without Terraform: import `terraform show -json` "
         "state instead"

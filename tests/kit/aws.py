@@ -227,3 +227,67 @@ def feed_catalogue(path: Path, url: str) -> Path:
         )
     )
     return path
+
+
+def applied(inputs: dict[str, dict], vpc: str) -> dict[str, dict]:
+    """What the AWS CLI's list-* commands print once ``dnsfw aws export --format cli``'s
+    create-* inputs (``{file name: input}``, in order) have run: each object with an ID
+    assigned as Route 53 would (``rslvr-fdl-``, ``rslvr-frg-``, ...), the ``@list:NAME@`` and
+    ``@group:NAME@`` placeholders replaced by them, domains in pages of 5,000; every document
+    checked against the model's output shape. ``{file name: document}``, as a user saves it."""
+    ids: dict[str, str] = {}
+    lists, groups, associations = [], [], []
+    domains: dict[str, list[str]] = {}
+    rules: dict[str, list[dict]] = {}
+
+    def new_id(kind: str, placeholder: str) -> str:
+        ids[placeholder] = f"rslvr-{kind}-{len(ids):016x}"
+        return ids[placeholder]
+
+    def filled(body: dict) -> dict:
+        return {k: ids.get(v, v) if isinstance(v, str) else v for k, v in body.items()}
+
+    for name, body in inputs.items():
+        op = name.split(".")[0].split("-", 1)[1]
+        if op == "create-firewall-domain-list":
+            id = new_id("fdl", f"@list:{body['Name']}@")
+            lists.append(domain_list(id, body["Name"]))
+            domains[id] = []
+        elif op == "update-firewall-domains":
+            domains[filled(body)["FirewallDomainListId"]] += body["Domains"]
+        elif op == "create-firewall-rule-group":
+            id = new_id("frg", f"@group:{body['Name']}@")
+            meta = {"Id": id, "Arn": arn("firewall-rule-group", id), "Name": body["Name"]}
+            groups.append({**meta, "OwnerId": ACCOUNT, "ShareStatus": "NOT_SHARED"})
+            rules[id] = []
+        elif op == "create-firewall-rule":
+            rule = filled(body)
+            rules[rule["FirewallRuleGroupId"]].append(rule)
+        elif op == "associate-firewall-rule-group":
+            association = {**filled(body), "VpcId": vpc, "Status": "COMPLETE"}
+            association["Id"] = new_id("frgassoc", f"association {len(associations)}")
+            associations.append(association)
+        else:
+            raise AssertionError(f"{name}: not an operation the round trip knows")
+    docs = {
+        "list-firewall-domain-lists.json": checked(
+            {"FirewallDomainLists": lists}, "ListFirewallDomainListsResponse"
+        ),
+        "list-firewall-rule-groups.json": checked(
+            {"FirewallRuleGroups": groups}, "ListFirewallRuleGroupsResponse"
+        ),
+        "list-firewall-rule-group-associations.json": checked(
+            {"FirewallRuleGroupAssociations": associations},
+            "ListFirewallRuleGroupAssociationsResponse",
+        ),
+    }
+    for id, names in domains.items():
+        for page, start in enumerate(range(0, max(len(names), 1), 5000), 1):
+            docs[f"list-firewall-domains.{id}.page{page}.json"] = checked(
+                {"Domains": names[start : start + 5000]}, "ListFirewallDomainsResponse"
+            )
+    for id, group_rules in rules.items():
+        docs[f"list-firewall-rules.{id}.json"] = checked(
+            {"FirewallRules": group_rules}, "ListFirewallRulesResponse"
+        )
+    return docs
