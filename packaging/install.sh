@@ -23,6 +23,8 @@
 # empty: no daemon-reload or restart), ENABLE=1 (enable and start dnsfw.service on a first
 # install; by default it is left for you to start after editing the Corefile).
 set -eu
+# whatever root's umask: the service's user reads the virtualenv and the files in /etc
+umask 022
 
 BUNDLE=$(cd "$(dirname "$0")" && pwd)
 VERSION=$(cat "$BUNDLE/VERSION")
