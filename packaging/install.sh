@@ -170,8 +170,10 @@ main() {
             rm -rf "$NEW"
         fi
         rm -f "$NEW.check"
+        kept="the version in use, ${current#versions/}, stays in place (and running if it was)"
+        [ -n "$current" ] || kept="nothing else was changed"
         die "dnsfw $VERSION was not installed: \`dnsfw check\` fails on $ETC/Corefile (above);" \
-            "${current:-no version} stays in place and running. Fix the Corefile, then run install.sh again."
+            "$kept. Fix the Corefile, then run install.sh again."
     fi
     rm -f "$NEW.check"
     install_units

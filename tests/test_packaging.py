@@ -255,6 +255,7 @@ def test_bundle_installs_offline_serves_and_upgrades_keeping_config(
     )
     assert bad["install_rc"] == 1
     assert f"dnsfw {NEW} was not installed" in bad["install_output"]
+    assert f"the version in use, {__version__}-{build}, stays in place" in bad["install_output"]
     assert "firewall" in bad["install_output"] and str(conf) in bad["install_output"]
     assert calls(systemctl) == []  # no restart, not even a daemon-reload
     assert os.readlink(opt / "current") == current
