@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tarfile
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -210,8 +211,13 @@ def test_bundle_installs_offline_serves_and_upgrades_keeping_config(
 ):
     systemctl = fake_systemctl(tmp_path / "systemctl")
     build = git_describe()
+    # the older and the newer release, built side by side (each mostly waits on pip)
+    with ThreadPoolExecutor(2) as pool:
+        older = pool.submit(bundle_of_copy, tmp_path, OLD, "old-build")
+        newer = pool.submit(bundle_of_copy, tmp_path, NEW, "new-build", drop="firewall")
+        older_bundle, newer_bundle = older.result(), newer.result()
     # an older release first
-    old = offline_install(bundle_of_copy(tmp_path, OLD, "old-build"), destdir, systemctl)
+    old = offline_install(older_bundle, destdir, systemctl)
     assert old["install_rc"] == 0, old["install_output"]
     assert old["version"][0] == f"dnsfw-{OLD}" and old["version"][1].endswith(", old-build")
     assert old["stats"] == {"version": OLD, "build": "old-build"}
@@ -250,9 +256,7 @@ def test_bundle_installs_offline_serves_and_upgrades_keeping_config(
         assert (destdir / unit).is_file(), unit
 
     # a newer release that refuses this Corefile: nothing changes, and it says why
-    bad = offline_install(
-        bundle_of_copy(tmp_path, NEW, "new-build", drop="firewall"), destdir, systemctl
-    )
+    bad = offline_install(newer_bundle, destdir, systemctl)
     assert bad["install_rc"] == 1
     assert f"dnsfw {NEW} was not installed" in bad["install_output"]
     assert f"the version in use, {__version__}-{build}, stays in place" in bad["install_output"]
