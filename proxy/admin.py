@@ -80,6 +80,7 @@ import structlog
 from aiohttp import web
 
 from . import __version__, names
+from .build import build
 from .http import json_error
 from .openapi import document
 from .routing import routes
@@ -585,6 +586,7 @@ async def stats(runtime: Runtime, request: web.BaseRequest, _: dict[str, str]) -
     return _json(
         {
             "version": __version__,
+            "build": build(),
             "started_at": runtime.started,
             "uptime_seconds": round(time.time() - runtime.started, 3),
             **(seen.to_json(top) if seen is not None else {"queries": None}),

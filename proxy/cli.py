@@ -4,7 +4,7 @@
                 [-tcp-max-conns N] [-quiet]
     dnsfw check [-conf FILE] [-dns.port N] [-strict]  parse and set up everything, open no socket
     dnsfw -plugins                               the directives dnsfw implements, in chain order
-    dnsfw --version
+    dnsfw --version                              version, platform, Python, build (git commit)
     dnsfw COMMAND ...                            a command (plugins.COMMANDS: explain, audit)
 
 ``dnsfw -h`` lists them all, each command with the first line of its module's docstring.
@@ -29,6 +29,7 @@ import asyncio
 import importlib
 import logging
 import os
+import platform
 import sys
 
 import structlog
@@ -36,6 +37,7 @@ import structlog
 import plugins as registry
 
 from . import __version__
+from .build import RUNTIME, build
 from .config import load
 from .corefile import CorefileError
 from .runtime import Runtime
@@ -169,8 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging(quiet=True)
         return importlib.import_module(registry.COMMANDS[argv[0]]).main(argv[1:])
     args = _parser().parse_args(argv)
-    if args.version:
+    if args.version:  # as CoreDNS: name-version, then platform, runtime and build
         print(f"dnsfw-{__version__}")
+        print(f"{sys.platform}/{platform.machine()}, {RUNTIME}, {build()}")
         return 0
     if args.plugins:
         _plugins()

@@ -203,6 +203,7 @@ SCHEMAS: dict[str, Any] = {
         "required": ["uptime_seconds", "cache", "upstreams", "server", "reloads"],
         "properties": {
             "version": {"type": "string"},
+            "build": {"type": "string", "description": "git describe of the artefact's commit"},
             "started_at": {"type": "number"},
             "uptime_seconds": {"type": "number"},
             "queries": {"type": "object", "nullable": True},

@@ -45,7 +45,6 @@ import contextlib
 import gc
 import importlib
 import os
-import platform
 import random
 import signal
 import time
@@ -57,6 +56,7 @@ import structlog
 import plugins as registry
 
 from . import __version__, systemd
+from .build import RUNTIME, build
 from .config import Config, load, parse_blocks
 from .corefile import CorefileError, fingerprint
 from .http import Change, HttpListeners
@@ -400,13 +400,12 @@ class Runtime:
     # --- metrics ------------------------------------------------------------------------
     def _register_metrics(self) -> None:
         metrics = self.metrics
-        goversion = f"{platform.python_implementation().lower()}{platform.python_version()}"
         metrics.gauge_func(
             "coredns_build_info",
             "A metric with a constant '1' value labeled by version, revision, and goversion "
             "from which CoreDNS was built.",
             ("version", "revision", "goversion"),
-            lambda: [((__version__, "", goversion), 1)],
+            lambda: [((__version__, build(), RUNTIME), 1)],
         )
         self.reload_failed: Child = metrics.counter(
             "coredns_reload_failed_total", "Counter of the number of failed reload attempts."
