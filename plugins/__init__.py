@@ -129,6 +129,7 @@ IMPLEMENTED: dict[str, str] = {
     "ready": "plugins.ready",
     "reload": "plugins.reload",
     "timeouts": "plugins.timeouts",
+    "tls": "plugins.tls",
     "whoami": "plugins.whoami",
 }
 

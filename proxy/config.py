@@ -10,6 +10,7 @@ them. Nothing here opens a socket: ``dnsfw check`` runs exactly this.
 from __future__ import annotations
 
 import importlib
+import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -33,7 +34,10 @@ from .names import text_to_wire
 from .pipeline import Handler, Plugin, build_chain
 from .services import Services
 
-SERVED_SCHEMES = frozenset({"dns"})
+SERVED_SCHEMES = frozenset({"dns", "tls", "https"})
+# schemes whose listeners need the block's `tls` certificate -> the ALPN ids they offer
+# (RFC 7858's "dot"; DoH: HTTP/2, else HTTP/1.1)
+TLS_ALPN: dict[str, tuple[str, ...]] = {"tls": ("dot",), "https": ("h2", "http/1.1")}
 
 
 @dataclass
@@ -83,6 +87,8 @@ class BlockContext:
     bind: list[str] = field(default_factory=list)  # listen addresses; empty: all
     bind_token: Token | None = None
     timeouts: dict[str, float] = field(default_factory=dict)  # TCP read/write/idle (`timeouts`)
+    # the `tls` certificate (plugins/tls.py), one context per TLS_ALPN scheme
+    tls: dict[str, ssl.SSLContext] = field(default_factory=dict)
 
     @property
     def zones(self) -> tuple[str, ...]:
@@ -115,6 +121,7 @@ class Block:
     file: str
     line: int
     timeouts: dict[str, float] = field(default_factory=dict)
+    tls: dict[str, ssl.SSLContext] = field(default_factory=dict)  # scheme -> context
 
     @property
     def names(self) -> list[str]:
@@ -208,7 +215,8 @@ def setup_block(block: ServerBlock, app: AppContext) -> Block:
             raise CorefileError(
                 key.token.file,
                 key.token.line,
-                f"{key.scheme}:// servers are not supported by dnsfw yet (only dns://)",
+                f"{key.scheme}:// servers are not supported by dnsfw yet "
+                f"(dns://, tls://, https://)",
             )
     ctx = SetupContext(BlockContext(block.keys, block.file, block.line), app)
     rank = {name: i for i, name in enumerate(registry.ORDER)}
@@ -243,7 +251,23 @@ def setup_block(block: ServerBlock, app: AppContext) -> Block:
         file=block.file,
         line=block.line,
         timeouts=dict(ctx.block.timeouts),
+        tls=_needs_tls(block, ctx.block.tls),
     )
+
+
+def _needs_tls(
+    block: ServerBlock, contexts: dict[str, ssl.SSLContext]
+) -> dict[str, ssl.SSLContext]:
+    """The block's certificate; refused when a tls:// or https:// key has none to serve."""
+    if not contexts:
+        for key in block.keys:
+            if key.scheme in TLS_ALPN:
+                raise CorefileError(
+                    key.token.file,
+                    key.token.line,
+                    f"{key.scheme}:// needs a certificate: add `tls CERT KEY` to the block",
+                )
+    return contexts
 
 
 def group_listeners(blocks: list[Block]) -> dict[ListenerKey, dict[bytes, Block]]:
