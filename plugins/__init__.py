@@ -122,6 +122,7 @@ IMPLEMENTED: dict[str, str] = {
     "firewall": "plugins.firewall",
     "forward": "plugins.forward",
     "health": "plugins.health",
+    "https": "plugins.https",
     "log": "plugins.log",
     "loop": "plugins.loop",
     "prometheus": "plugins.prometheus",

@@ -29,6 +29,7 @@ from .corefile import (
     parse_file,
     zones_of,
 )
+from .doh import DoHOptions
 from .metrics import Registry
 from .names import text_to_wire
 from .pipeline import Handler, Plugin, build_chain
@@ -89,6 +90,7 @@ class BlockContext:
     timeouts: dict[str, float] = field(default_factory=dict)  # TCP read/write/idle (`timeouts`)
     # the `tls` certificate (plugins/tls.py), one context per TLS_ALPN scheme
     tls: dict[str, ssl.SSLContext] = field(default_factory=dict)
+    doh: DoHOptions = field(default_factory=DoHOptions)  # the `https` directive
 
     @property
     def zones(self) -> tuple[str, ...]:
@@ -122,6 +124,7 @@ class Block:
     line: int
     timeouts: dict[str, float] = field(default_factory=dict)
     tls: dict[str, ssl.SSLContext] = field(default_factory=dict)  # scheme -> context
+    doh: DoHOptions = field(default_factory=DoHOptions)
 
     @property
     def names(self) -> list[str]:
@@ -252,6 +255,7 @@ def setup_block(block: ServerBlock, app: AppContext) -> Block:
         line=block.line,
         timeouts=dict(ctx.block.timeouts),
         tls=_needs_tls(block, ctx.block.tls),
+        doh=ctx.block.doh,
     )
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 
-from . import wire
+from . import doh, wire
 from .config import Block, Config, ListenerKey
 from .metrics import Registry
 from .names import wire_to_text
@@ -61,6 +61,7 @@ class Listener:
         # the certificate new connections get (tls://, https://): a reload swaps it
         self.tls = listener_tls(key, router)
         self.handshakes = 0  # TLS handshakes in progress
+        self.doh = listener_doh(router)
 
     def query(self, data: bytes, client: Any, proto: str, sink: Any) -> bytes | None:
         """Run one query: the reply when it finished at once (empty: send nothing), None when
@@ -159,6 +160,12 @@ def listener_tls(key: ListenerKey, router: Router) -> ssl.SSLContext | None:
     return first.tls.get(key.transport) if first is not None else None
 
 
+def listener_doh(router: Router) -> doh.DoHOptions:
+    """The `https` options of a listener: the first block's, as for `timeouts`."""
+    first = next(iter(router.zones.values()), None)
+    return first.doh if first is not None else doh.DoHOptions()
+
+
 def listener_timeouts(router: Router) -> dict[str, float]:
     """TCP timeouts of a listener: the first block's `timeouts`, else CoreDNS's defaults."""
     values = {"read": 3.0, "write": 5.0, "idle": 10.0}
@@ -245,7 +252,7 @@ class TCPConnection(asyncio.Protocol):
         listener = self.listener
         server = listener.server
         context = listener.tls  # the certificate of the moment: a reload's from now on
-        if len(listener.connections) >= server.tcp_max_connections or (
+        if len(listener.connections) >= self.max_connections() or (
             context is not None and listener.handshakes >= self.MAX_HANDSHAKES
         ):
             server.tcp_rejected += 1
@@ -260,6 +267,9 @@ class TCPConnection(asyncio.Protocol):
             listener.handshakes += 1
             self.started = time.monotonic()  # the handshake has `read` to finish
         self._arm_idle()
+
+    def max_connections(self) -> int:
+        return self.listener.server.tcp_max_connections
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.listener.connections.discard(self)
@@ -348,12 +358,21 @@ class TCPConnection(asyncio.Protocol):
         reply = server.complete(req, resp, exc)
         if reply:
             self._write(reply)
-        if self.paused and self.pending < self.MAX_PENDING // 2 and self.transport is not None:
+        self.resume()
+
+    def resume(self) -> None:
+        """After a reply: read again once half the queries in flight are answered, and close
+        a draining connection with none left."""
+        if self.paused and self.pending <= self.MAX_PENDING // 2 and self.transport is not None:
             self.paused = False
             self.started = time.monotonic()  # a message cut by the pause gets its whole `read`
             self.transport.resume_reading()
         if self.listener.closing and self.pending == 0 and self.transport is not None:
             self.transport.close()
+
+    def reading(self) -> bool:
+        """A message is partly received (its `read` deadline runs from ``started``)."""
+        return bool(self.buffer)
 
     def _write(self, reply: bytes) -> None:
         self._send(len(reply).to_bytes(2, "big") + reply)
@@ -385,7 +404,7 @@ class TCPConnection(asyncio.Protocol):
         now = time.monotonic()
         quiet = now - self.last_active
         if (
-            (self.buffer or self.handshaking)
+            (self.handshaking or self.reading())
             and not self.paused
             and (now - self.started >= timeouts["read"])
         ):
@@ -397,7 +416,7 @@ class TCPConnection(asyncio.Protocol):
             transport.abort()
         elif self._oldest_unsent(transport) <= now - timeouts["write"]:
             transport.abort()  # a reply not taken within `write`, whatever the client sends
-        elif not (self.pending or self.buffer or self.unsent) and quiet >= timeouts["idle"]:
+        elif not (self.pending or self.reading() or self.unsent) and quiet >= timeouts["idle"]:
             transport.close()
         else:
             self._arm_idle()
@@ -413,6 +432,79 @@ class TCPConnection(asyncio.Protocol):
     def drain_and_close(self) -> None:
         if self.pending == 0 and self.transport is not None:
             self.transport.close()
+
+
+class DoHConnection(TCPConnection):
+    """A connection of an https:// listener: DNS over HTTPS (proxy.doh) on the TLS session."""
+
+    def __init__(self, listener: Listener) -> None:
+        super().__init__(listener)
+        self.http: doh.HTTP11 | doh.HTTP2 | None = None
+        self.partial = False  # an HTTP request is partly received
+
+    def max_connections(self) -> int:
+        limit = self.listener.doh.max_connections
+        tcp = self.listener.server.tcp_max_connections
+        return min(limit, tcp) if limit else tcp
+
+    def established(self) -> None:
+        assert self.tls is not None
+        if self.tls.selected_alpn_protocol() == "h2":
+            self.http = doh.HTTP2(self)
+        else:
+            self.http = doh.HTTP11(self)
+            self.MAX_PENDING = 1  # one request at a time: read the next after the reply
+
+    def received(self, data: bytes) -> None:
+        now = self.last_active = time.monotonic()
+        if not self.partial:
+            self.started = now  # a request begins: `read` runs from its first byte
+        if self.http is not None:
+            self.http.received(data)
+
+    def reading(self) -> bool:
+        return self.partial
+
+    def ask(
+        self, stream: int, method: bytes, target: bytes, headers: dict[bytes, bytes], body: bytes
+    ) -> None:
+        """Run the query of one HTTP request; its reply goes to ``respond`` now or later."""
+        message = doh.dns_message(method, target, headers, body)
+        if isinstance(message, doh.Reply):
+            self.respond(stream, message)
+            return
+        listener = self.listener
+        if listener.closing:
+            self.respond(stream, doh.error(503, "shutting down"), close=True)
+            return
+        client = doh.client_of(self.peer, headers, listener.doh)
+        reply = listener.query(message, client, self.proto, doh.Exchange(self, stream))
+        if reply is not None:
+            self.respond(stream, doh.answer(reply))
+            return
+        self.pending += 1
+        if self.pending >= self.MAX_PENDING and not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def respond(self, stream: int, reply: doh.Reply, *, close: bool = False) -> None:
+        if self.http is not None and self.transport is not None:
+            self.http.respond(stream, reply, close=close)
+
+    def send(self, data: bytes) -> None:
+        if data:
+            self._send(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def linger(self) -> None:
+        """After a last reply: ignore what the client still sends (the rest of a request too
+        large to read), so the reply is not lost to a reset; closed within `read`."""
+        self.http = None
+        self.partial = True
+        self.started = time.monotonic()
 
 
 def _bind_addresses(host: str) -> list[tuple[socket.AddressFamily, str]]:
@@ -611,8 +703,9 @@ class Server:
                     lambda: UDPProtocol(listener), sock=udp_sock
                 )
                 listener.udp.append(transport)
+            stream = DoHConnection if key.transport == "https" else TCPConnection
             tcp_server = await self.loop.create_server(
-                lambda: TCPConnection(listener), sock=tcp_sock, backlog=TCP_BACKLOG
+                lambda stream=stream: stream(listener), sock=tcp_sock, backlog=TCP_BACKLOG
             )
             listener.tcp.append(tcp_server)
 
@@ -658,6 +751,7 @@ class Server:
             listener.replays.clear()  # they hold the old configuration's plugins
             listener.timeouts = listener_timeouts(listener.router)
             listener.tls = listener_tls(key, listener.router)  # for connections from now on
+            listener.doh = listener_doh(listener.router)
         for key in [k for k in self.listeners if k not in new.listeners]:
             await self._close_listener(key)
         self.config = new
