@@ -30,7 +30,8 @@ Syntax::
 * ``except NAMES...``: names (and their subdomains) not to forward; a CIDR excepts all its
   reverse zones (``10.0.0.0/27``: the 32 of its addresses).
 * ``force_tcp``: always TCP to the upstreams. ``prefer_udp``: UDP even for queries that came
-  over TCP. Otherwise the client's transport is used. ``force_tcp`` wins over ``prefer_udp``.
+  over TCP. Otherwise the client's transport is used (TCP for the stream transports: DoT,
+  DoH). ``force_tcp`` wins over ``prefer_udp``.
   A UDP reply with TC set is always fetched again over TCP.
 * ``expire`` (10s): UDP sockets are replaced, and TCP/TLS connections stop taking queries,
   at this age. ``0``: sockets are kept, and each TCP/TLS connection carries one query.
@@ -284,7 +285,7 @@ class Forward(Plugin):
         query = req.wire
         body = query[2:]
         tail = query[req.qend - 4 : req.qend]
-        stream = self.force_tcp or (req.transport == "tcp" and not self.prefer_udp)
+        stream = self.force_tcp or (req.transport != "udp" and not self.prefer_udp)
         deadline = loop.time() + OVERALL_TIMEOUT
         last = plan[-1]
         error = NO_HEALTHY
