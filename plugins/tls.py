@@ -21,6 +21,9 @@ certificate or key that cannot be read, does not parse or does not match is a se
 with the file and line of the ``tls`` line: at start dnsfw does not start, at a reload the
 old configuration and its certificate go on serving. TLS 1.2 is the oldest version offered.
 
+The first DNS name of the certificate's subjectAltName is the target name of the discovery
+answers (``_dns.resolver.arpa`` SVCB, RFC 9462: see the firewall's ``bypass_signals``).
+
 The directive is needed by ``tls://`` and ``https://`` blocks (see README, "Encrypted DNS")
 and allowed in others, where it does nothing (as in CoreDNS). With several blocks on one
 listener, the first block's ``tls`` applies.
@@ -37,6 +40,8 @@ from __future__ import annotations
 
 import os
 import ssl
+
+from cryptography import x509
 
 from proxy.config import TLS_ALPN, SetupContext
 from proxy.corefile import Directive, Token
@@ -70,6 +75,7 @@ def setup(directive: Directive, ctx: SetupContext) -> None:
             )
     base = os.path.dirname(os.path.abspath(ctx.app.conf_path))
     cert, key, *ca = (_path(base, token) for token in directive.args)
+    ctx.block.tls_names = dns_names(cert)
     for scheme, alpn in TLS_ALPN.items():
         context = server_context(directive, cert, key, ca[0] if ca else None, client_auth)
         context.set_alpn_protocols(list(alpn))
@@ -106,6 +112,17 @@ def server_context(
             raise directive.error(f"tls: cannot load CA {ca}: {_reason(err)}") from None
     context.verify_mode = mode
     return context
+
+
+def dns_names(cert: str) -> tuple[str, ...]:
+    """The DNS names of the (already loaded) certificate's subjectAltName."""
+    with open(cert, "rb") as f:
+        leaf = x509.load_pem_x509_certificate(f.read())
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(san.get_values_for_type(x509.DNSName))
 
 
 def _reason(err: Exception) -> str:

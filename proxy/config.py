@@ -18,6 +18,7 @@ from typing import Any
 
 import plugins as registry
 
+from . import discovery
 from .corefile import (
     CorefileError,
     Directive,
@@ -69,6 +70,9 @@ class AppContext:
     # checks that need every block's listeners (a `forward` to one of them would loop): build()
     # runs them once the listeners are known; each raises CorefileError with file and line
     listener_checks: list[Callable[[Sequence[ListenerKey]], None]] = field(default_factory=list)
+    # `_dns.resolver.arpa` SVCB records of the encrypted listeners (proxy.discovery), filled
+    # in place once the listeners are known: a plugin may hold the list from its setup on
+    discovery: list[bytes] = field(default_factory=list)
     # set by the runtime serving this configuration: stop the process with exit status 1 after
     # logging why (the `loop` plugin's "loop detected"); None under `dnsfw check`
     fatal: Callable[[str], None] | None = None
@@ -90,6 +94,7 @@ class BlockContext:
     timeouts: dict[str, float] = field(default_factory=dict)  # TCP read/write/idle (`timeouts`)
     # the `tls` certificate (plugins/tls.py), one context per TLS_ALPN scheme
     tls: dict[str, ssl.SSLContext] = field(default_factory=dict)
+    tls_names: tuple[str, ...] = ()  # its subjectAltName DNS names (discovery's target)
     doh: DoHOptions = field(default_factory=DoHOptions)  # the `https` directive
 
     @property
@@ -124,6 +129,7 @@ class Block:
     line: int
     timeouts: dict[str, float] = field(default_factory=dict)
     tls: dict[str, ssl.SSLContext] = field(default_factory=dict)  # scheme -> context
+    tls_names: tuple[str, ...] = ()
     doh: DoHOptions = field(default_factory=DoHOptions)
 
     @property
@@ -202,6 +208,10 @@ def build(blocks: list[ServerBlock], app: AppContext) -> Config:
     listeners = group_listeners(built)
     for check in app.listener_checks:
         check(tuple(listeners))
+    app.discovery[:] = discovery.records(
+        (key.transport, key.host, key.port, next(iter(zones.values())).tls_names)
+        for key, zones in listeners.items()
+    )
     return Config(built, listeners, app)
 
 
@@ -256,6 +266,7 @@ def setup_block(block: ServerBlock, app: AppContext) -> Block:
         timeouts=dict(ctx.block.timeouts),
         tls=_needs_tls(block, ctx.block.tls),
         doh=ctx.block.doh,
+        tls_names=ctx.block.tls_names,
     )
 
 
