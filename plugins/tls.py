@@ -75,11 +75,11 @@ def setup(directive: Directive, ctx: SetupContext) -> None:
             )
     base = os.path.dirname(os.path.abspath(ctx.app.conf_path))
     cert, key, *ca = (_path(base, token) for token in directive.args)
-    ctx.block.tls_names = dns_names(cert)
     for scheme, alpn in TLS_ALPN.items():
         context = server_context(directive, cert, key, ca[0] if ca else None, client_auth)
         context.set_alpn_protocols(list(alpn))
         ctx.block.tls[scheme] = context
+    ctx.block.tls_names = dns_names(cert)  # a certificate OpenSSL took: it parses
     return None
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -188,6 +189,8 @@ class HTTP11:
 
     def received(self, data: bytes) -> None:
         if data:
+            if not self.conn.partial:
+                self.conn.started = time.monotonic()  # a request begins: `read` runs from now
             self.h11.receive_data(data)
         self.looping = True
         try:
@@ -249,7 +252,13 @@ class HTTP2:
 
     def __init__(self, conn: Any) -> None:
         self.conn = conn
-        config = h2.config.H2Configuration(client_side=False, header_encoding=None)
+        # the replies' headers are dnsfw's own, well-formed: h2 need not check them again
+        config = h2.config.H2Configuration(
+            client_side=False,
+            header_encoding=None,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
         self.h2 = h2.connection.H2Connection(config)
         self.h2.local_settings = h2.settings.Settings(
             client=False,
@@ -259,7 +268,8 @@ class HTTP2:
             },
         )
         self.h2.initiate_connection()
-        self.streams: dict[int, tuple[dict[bytes, bytes], bytearray]] = {}
+        # requests being received: stream -> (headers, body, when its first frame came)
+        self.streams: dict[int, tuple[dict[bytes, bytes], bytearray, float]] = {}
         self.unsent: dict[int, bytes] = {}  # bodies waiting for flow-control window
         conn.send(self.h2.data_to_send())
 
@@ -273,12 +283,26 @@ class HTTP2:
         for event in events:
             self._event(event)
         self.conn.send(self.h2.data_to_send())
-        self.conn.partial = bool(self.streams) or (bool(data) and not events)
+        self._deadline(bool(data) and not events)
+
+    def _deadline(self, cut: bool) -> None:
+        """`read` runs for each request from its first frame (the oldest one still coming),
+        and for a frame cut between reads from its first bytes."""
+        conn = self.conn
+        if self.streams:
+            conn.started = min(started for _, _, started in self.streams.values())
+        elif cut:
+            if not conn.partial:
+                conn.started = time.monotonic()
+        else:
+            conn.partial = False
+            return
+        conn.partial = True
 
     def _event(self, event: Any) -> None:
         if isinstance(event, h2.events.RequestReceived):
             headers = {bytes(k).lower(): bytes(v) for k, v in event.headers}
-            self.streams[event.stream_id] = (headers, bytearray())
+            self.streams[event.stream_id] = (headers, bytearray(), time.monotonic())
         elif isinstance(event, h2.events.DataReceived):
             stream = self.streams.get(event.stream_id)
             self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
@@ -290,7 +314,7 @@ class HTTP2:
         elif isinstance(event, h2.events.StreamEnded):
             stream = self.streams.pop(event.stream_id, None)
             if stream is not None:
-                headers, body = stream
+                headers, body, _ = stream
                 method = headers.get(b":method", b"")
                 target = headers.get(b":path", b"")
                 self.conn.ask(event.stream_id, method, target, headers, bytes(body))
@@ -318,6 +342,7 @@ class HTTP2:
         except h2.exceptions.ProtocolError:
             self.conn.close()
             return
+        # each reply in its own write: dnsperf's DoH client stalls on several in one TLS read
         self.conn.send(self.h2.data_to_send())
         if close:
             self.conn.close()

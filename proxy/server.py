@@ -456,10 +456,8 @@ class DoHConnection(TCPConnection):
             self.MAX_PENDING = 1  # one request at a time: read the next after the reply
 
     def received(self, data: bytes) -> None:
-        now = self.last_active = time.monotonic()
-        if not self.partial:
-            self.started = now  # a request begins: `read` runs from its first byte
-        if self.http is not None:
+        self.last_active = time.monotonic()
+        if self.http is not None:  # it keeps `started` and `partial` (the `read` deadline)
             self.http.received(data)
 
     def reading(self) -> bool:

@@ -11,10 +11,14 @@ import http.client
 import socket
 import ssl
 import subprocess
+import time
 
 import dns.message
 import dns.query
 import dns.rcode
+import h2.config
+import h2.connection
+import h2.events
 import httpx2
 import pytest
 
@@ -263,3 +267,48 @@ def test_a_request_trickling_in_is_cut_after_read(forwarding, tmp_path):
                 closed_at = n
                 break
         assert closed_at is not None and closed_at < 8
+
+
+def test_a_busy_http2_connection_outlives_read(tmp_path):
+    """POSTs overlap on one HTTP/2 connection for twice `read` (1s): each write ends one
+    request's body and starts the next one's headers, so a request is always partly received.
+    Each request has its own `read` deadline from its first frame: none is cut off (bounded:
+    8 requests, 0.25 s apart)."""
+    dnsfw, port = start(tmp_path, "whoami")
+    context = client_context(tmp_path / "dot.crt", NAME)
+    context.set_alpn_protocols(["h2"])
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    headers = [
+        (":method", "POST"),
+        (":scheme", "https"),
+        (":authority", NAME),
+        (":path", "/dns-query"),
+        ("content-type", "application/dns-message"),
+    ]
+    statuses: dict[int, str] = {}
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname=NAME) as tls,
+        ):
+            streams = [client.get_next_available_stream_id() + 2 * i for i in range(8)]
+            for i, stream in enumerate([*streams, None]):
+                if i:
+                    wire = dns.message.make_query(f"q{i}.example.org.", "A").to_wire()
+                    client.send_data(streams[i - 1], wire, end_stream=True)
+                if stream is not None:
+                    client.send_headers(stream, headers)
+                tls.sendall(client.data_to_send())
+                time.sleep(0.25)
+            tls.settimeout(5)
+            while len(statuses) < len(streams):
+                data = tls.recv(65536)
+                assert data, f"connection closed after {len(statuses)} replies"
+                for event in client.receive_data(data):
+                    if isinstance(event, h2.events.ResponseReceived):
+                        statuses[event.stream_id] = dict(event.headers)[b":status"].decode()
+                tls.sendall(client.data_to_send())
+        assert statuses == dict.fromkeys(streams, "200")
+    finally:
+        dnsfw.stop()
