@@ -28,9 +28,9 @@ labels, so CoreDNS dashboards work unchanged:
 
 ``server`` is the listener (``dns://:53``, ``dns://127.0.0.1:53``), ``zone`` the block's zone
 the name falls in, ``view`` always empty, ``proto`` the client's transport: ``udp``,
-``tcp``, ``tls`` (DNS over TLS) or ``https`` (DNS over HTTPS) (CoreDNS says ``tcp`` for the
-last two, from the type of the connection's address; dnsfw tells them apart, so a dashboard
-summing over ``proto`` counts the same), ``family`` 1 (IPv4) or 2 (IPv6), ``type`` the query
+``tcp``, ``tls`` (DNS over TLS), ``https`` (DNS over HTTPS) or ``quic`` (DNS over QUIC)
+(CoreDNS says ``tcp`` for DoT and DoH and ``udp`` for DoQ, from the type of the connection's
+address; dnsfw tells them apart, so a dashboard summing over ``proto`` counts the same), ``family`` 1 (IPv4) or 2 (IPv6), ``type`` the query
 type among CoreDNS's list (A, AAAA, MX, SOA, CNAME, PTR, TXT, NS, SRV, DS, DNSKEY, RRSIG,
 NSEC, NSEC3, HTTPS, IXFR, AXFR, ANY) or ``other``. ``plugin`` names the stage that wrote the
 reply: ``forward`` (an upstream's answer), ``cache``, ``firewall``, else empty. A query a

@@ -24,7 +24,10 @@ old configuration and its certificate go on serving. TLS 1.2 is the oldest versi
 The first DNS name of the certificate's subjectAltName is the target name of the discovery
 answers (``_dns.resolver.arpa`` SVCB, RFC 9462: see the firewall's ``bypass_signals``).
 
-The directive is needed by ``tls://`` and ``https://`` blocks (see README, "Encrypted DNS")
+For ``quic://`` (DNS over QUIC, with the optional extra ``dnsfw[quic]``) the same
+certificate and key are used; ``client_auth`` does not apply there.
+
+The directive is needed by ``tls://``, ``https://`` and ``quic://`` blocks (see README, "Encrypted DNS")
 and allowed in others, where it does nothing (as in CoreDNS). With several blocks on one
 listener, the first block's ``tls`` applies.
 
@@ -76,9 +79,16 @@ def setup(directive: Directive, ctx: SetupContext) -> None:
     base = os.path.dirname(os.path.abspath(ctx.app.conf_path))
     cert, key, *ca = (_path(base, token) for token in directive.args)
     for scheme, alpn in TLS_ALPN.items():
+        if scheme == "quic":
+            continue
         context = server_context(directive, cert, key, ca[0] if ca else None, client_auth)
         context.set_alpn_protocols(list(alpn))
         ctx.block.tls[scheme] = context
+    try:
+        from proxy import doq  # the optional extra dnsfw[quic] (aioquic)
+    except ImportError:
+        return None  # a quic:// key is refused with the extra to install (proxy.config)
+    ctx.block.tls["quic"] = doq.configuration(cert, key)  # OpenSSL took them: they load
     ctx.block.tls_names = dns_names(cert)  # a certificate OpenSSL took: it parses
     return None
 

@@ -10,7 +10,6 @@ them. Nothing here opens a socket: ``dnsfw check`` runs exactly this.
 from __future__ import annotations
 
 import importlib
-import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -36,10 +35,14 @@ from .names import text_to_wire
 from .pipeline import Handler, Plugin, build_chain
 from .services import Services
 
-SERVED_SCHEMES = frozenset({"dns", "tls", "https"})
+SERVED_SCHEMES = frozenset({"dns", "tls", "https", "quic"})
 # schemes whose listeners need the block's `tls` certificate -> the ALPN ids they offer
 # (RFC 7858's "dot"; DoH: HTTP/2, else HTTP/1.1)
-TLS_ALPN: dict[str, tuple[str, ...]] = {"tls": ("dot",), "https": ("h2", "http/1.1")}
+TLS_ALPN: dict[str, tuple[str, ...]] = {
+    "tls": ("dot",),
+    "https": ("h2", "http/1.1"),
+    "quic": ("doq",),  # RFC 9250; its context is aioquic's (the optional extra dnsfw[quic])
+}
 
 
 @dataclass
@@ -93,7 +96,7 @@ class BlockContext:
     bind_token: Token | None = None
     timeouts: dict[str, float] = field(default_factory=dict)  # TCP read/write/idle (`timeouts`)
     # the `tls` certificate (plugins/tls.py), one context per TLS_ALPN scheme
-    tls: dict[str, ssl.SSLContext] = field(default_factory=dict)
+    tls: dict[str, Any] = field(default_factory=dict)
     tls_names: tuple[str, ...] = ()  # its subjectAltName DNS names (discovery's target)
     doh: DoHOptions = field(default_factory=DoHOptions)  # the `https` directive
 
@@ -128,7 +131,7 @@ class Block:
     file: str
     line: int
     timeouts: dict[str, float] = field(default_factory=dict)
-    tls: dict[str, ssl.SSLContext] = field(default_factory=dict)  # scheme -> context
+    tls: dict[str, Any] = field(default_factory=dict)  # scheme -> context
     tls_names: tuple[str, ...] = ()
     doh: DoHOptions = field(default_factory=DoHOptions)
 
@@ -229,7 +232,7 @@ def setup_block(block: ServerBlock, app: AppContext) -> Block:
                 key.token.file,
                 key.token.line,
                 f"{key.scheme}:// servers are not supported by dnsfw yet "
-                f"(dns://, tls://, https://)",
+                f"(dns://, tls://, https://, quic://)",
             )
     ctx = SetupContext(BlockContext(block.keys, block.file, block.line), app)
     rank = {name: i for i, name in enumerate(registry.ORDER)}
@@ -270,18 +273,18 @@ def setup_block(block: ServerBlock, app: AppContext) -> Block:
     )
 
 
-def _needs_tls(
-    block: ServerBlock, contexts: dict[str, ssl.SSLContext]
-) -> dict[str, ssl.SSLContext]:
-    """The block's certificate; refused when a tls:// or https:// key has none to serve."""
-    if not contexts:
-        for key in block.keys:
-            if key.scheme in TLS_ALPN:
-                raise CorefileError(
-                    key.token.file,
-                    key.token.line,
-                    f"{key.scheme}:// needs a certificate: add `tls CERT KEY` to the block",
+def _needs_tls(block: ServerBlock, contexts: dict[str, Any]) -> dict[str, Any]:
+    """The block's certificates; refused when a tls://, https:// or quic:// key has none to
+    serve (quic:// without aioquic: the extra to install)."""
+    for key in block.keys:
+        if key.scheme in TLS_ALPN and key.scheme not in contexts:
+            message = f"{key.scheme}:// needs a certificate: add `tls CERT KEY` to the block"
+            if key.scheme == "quic" and contexts:
+                message = (
+                    "quic:// (DNS over QUIC) needs the optional extra dnsfw[quic]: "
+                    "pip install 'dnsfw[quic]' (aioquic)"
                 )
+            raise CorefileError(key.token.file, key.token.line, message)
     return contexts
 
 

@@ -40,7 +40,7 @@ TCP_BACKLOG = 1024
 BARE_OPT = 11  # an OPT record without options: root name, type, class, TTL, RDLENGTH 0
 # a stream listener's scheme -> the transport its queries carry (Request.transport: the
 # `proto` of logs and metrics)
-PROTO = {"dns": "tcp", "tls": "tls", "https": "https"}
+PROTO = {"dns": "tcp", "tls": "tls", "https": "https", "quic": "quic"}
 
 
 class Listener:
@@ -55,6 +55,7 @@ class Listener:
         self.replays: dict[bytes, Replay] = {}
         self.udp: list[asyncio.DatagramTransport] = []
         self.tcp: list[asyncio.base_events.Server] = []
+        self.quic: list[Any] = []  # quic://: aioquic's servers (proxy.doq)
         self.connections: set[TCPConnection] = set()
         self.closing = False
         self.timeouts = listener_timeouts(router)
@@ -125,6 +126,8 @@ class Listener:
         self.closing = True
         for transport in self.udp:
             transport.close()
+        for quic in self.quic:
+            quic.close()
         if not abort:
             self.stop_accepting()
             return
@@ -153,9 +156,10 @@ def client_key(client: Any) -> str | bytes:
     return socket.inet_pton(socket.AF_INET6, host.partition("%")[0])[:8]
 
 
-def listener_tls(key: ListenerKey, router: Router) -> ssl.SSLContext | None:
-    """The TLS context of a tls:// or https:// listener: the first block's `tls` for the
-    listener's transport (its ALPN), as for `timeouts`; None for dns://."""
+def listener_tls(key: ListenerKey, router: Router) -> Any:
+    """The TLS context of a tls:// or https:// listener (ssl.SSLContext; for quic:// aioquic's
+    QuicConfiguration): the first block's `tls` for the listener's transport (its ALPN), as
+    for `timeouts`; None for dns://."""
     first = next(iter(router.zones.values()), None)
     return first.tls.get(key.transport) if first is not None else None
 
@@ -695,6 +699,11 @@ class Server:
     async def _open(self, key: ListenerKey, router: Router) -> None:
         listener = Listener(key, router, self)
         self.listeners[key] = listener
+        if key.transport == "quic":
+            from . import doq  # the optional extra dnsfw[quic]: config refused quic:// without it
+
+            listener.quic.append(await doq.open_listener(listener, key.host, key.port))
+            return
         for udp_sock, tcp_sock in open_sockets(key, self.inherited):
             if udp_sock is not None:
                 transport, _ = await self.loop.create_datagram_endpoint(
@@ -749,6 +758,10 @@ class Server:
             listener.replays.clear()  # they hold the old configuration's plugins
             listener.timeouts = listener_timeouts(listener.router)
             listener.tls = listener_tls(key, listener.router)  # for connections from now on
+            for quic in listener.quic:
+                from . import doq
+
+                doq.swap_certificate(quic, listener.tls)
             listener.doh = listener_doh(listener.router)
         for key in [k for k in self.listeners if k not in new.listeners]:
             await self._close_listener(key)
