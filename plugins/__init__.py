@@ -141,6 +141,7 @@ IMPLEMENTED: dict[str, str] = {
     "loadbalance": "plugins.loadbalance",
     "local": "plugins.local",
     "hosts": "plugins.hosts",
+    "https": "plugins.https",
     "log": "plugins.log",
     "loop": "plugins.loop",
     "metadata": "plugins.metadata",
@@ -153,6 +154,7 @@ IMPLEMENTED: dict[str, str] = {
     "rewrite": "plugins.rewrite",
     "template": "plugins.template",
     "timeouts": "plugins.timeouts",
+    "tls": "plugins.tls",
     "whoami": "plugins.whoami",
 }
 

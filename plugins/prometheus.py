@@ -27,7 +27,10 @@ labels, so CoreDNS dashboards work unchanged:
 * ``coredns_dns_do_requests_total{server,view,zone}``
 
 ``server`` is the listener (``dns://:53``, ``dns://127.0.0.1:53``), ``zone`` the block's zone
-the name falls in, ``view`` always empty, ``family`` 1 (IPv4) or 2 (IPv6), ``type`` the query
+the name falls in, ``view`` always empty, ``proto`` the client's transport: ``udp``,
+``tcp``, ``tls`` (DNS over TLS), ``https`` (DNS over HTTPS) or ``quic`` (DNS over QUIC)
+(CoreDNS says ``tcp`` for DoT and DoH and ``udp`` for DoQ, from the type of the connection's
+address; dnsfw tells them apart, so a dashboard summing over ``proto`` counts the same), ``family`` 1 (IPv4) or 2 (IPv6), ``type`` the query
 type among CoreDNS's list (A, AAAA, MX, SOA, CNAME, PTR, TXT, NS, SRV, DS, DNSKEY, RRSIG,
 NSEC, NSEC3, HTTPS, IXFR, AXFR, ANY) or ``other``. ``plugin`` names the plugin that made the
 reply, as CoreDNS documents it: ``forward`` (an upstream's answer), ``cache``, ``firewall``,
@@ -81,6 +84,8 @@ TYPE_CODES = {"A": 1, "AAAA": 28, "MX": 15, "SOA": 6, "CNAME": 5, "PTR": 12, "TX
               "HTTPS": 65, "IXFR": 251, "AXFR": 252, "ANY": 255}  # fmt: skip
 TYPE_INDEX = {code: i + 1 for i, code in enumerate(TYPE_CODES.values())}  # 0 is "other"
 TYPE_LABELS = ("other", *TYPE_CODES)
+# Request.transport -> its bits in a requests key (type index << 4 | proto << 1 | ipv6)
+PROTO_INDEX = {"udp": 0, "tcp": 1, "tls": 2, "https": 3, "quic": 4}
 _monotonic = time.monotonic
 # the `plugin` label of a reply whose Response.source is not its maker's plugin name
 SOURCE_PLUGIN = {"upstream": "forward", "server": "", "error": ""}
@@ -105,23 +110,29 @@ class MetricsSite:
 class Series:
     """The children of one (server, zone): found with one dict look-up per query."""
 
-    __slots__ = ("labels", "requests", "responses", "duration", "do", "sizes")
+    __slots__ = ("labels", "requests", "responses", "duration", "do", "sizes", "families")
 
     def __init__(self, labels: tuple[str, str, str], families: dict[str, Metric]) -> None:
         server, zone, view = labels
         self.labels = labels
-        self.requests: dict[int, Child] = {}  # type index << 2 | ipv6 << 1 | tcp
+        self.requests: dict[int, Child] = {}  # type index << 4 | proto << 1 | ipv6
         self.responses: dict[tuple[int, str], Child] = {}
         self.duration: HistogramChild = families["duration"].labels(*labels)  # type: ignore[assignment]
         self.do: Child = families["do"].labels(server, view, zone)  # type: ignore[assignment]
-        # (request size, response size) for udp and tcp
-        self.sizes = {
-            proto: (
-                families["req_size"].labels(*labels, proto),
-                families["resp_size"].labels(*labels, proto),
-            )
-            for proto in ("udp", "tcp")
-        }
+        self.families = families
+        # (request size, response size) by proto: udp and tcp at once, as CoreDNS shows them;
+        # the encrypted transports once they are used
+        self.sizes: dict[str, tuple[HistogramChild, HistogramChild]] = {}
+        for proto in ("udp", "tcp"):
+            self.size_children(proto)
+
+    def size_children(self, proto: str) -> tuple[HistogramChild, HistogramChild]:
+        children = (
+            self.families["req_size"].labels(*self.labels, proto),
+            self.families["resp_size"].labels(*self.labels, proto),
+        )
+        self.sizes[proto] = children  # type: ignore[assignment]
+        return children  # type: ignore[return-value]
 
 
 class Prometheus(Plugin):
@@ -143,7 +154,7 @@ class Prometheus(Plugin):
             Count(
                 self,
                 series,
-                TYPE_INDEX.get(req.qtype, 0) << 2 | (req.transport == "tcp"),
+                TYPE_INDEX.get(req.qtype, 0) << 4 | PROTO_INDEX[req.transport] << 1,
                 req.transport,
                 series.do if req.do else None,
                 len(req.wire),
@@ -166,9 +177,9 @@ class Prometheus(Plugin):
 
     def _request_child(self, series: Series, key: int, proto: str) -> Child:
         server, zone, view = series.labels
-        family = "2" if key & 2 else "1"
+        family = "2" if key & 1 else "1"
         child = self.families["requests"].labels(
-            server, zone, view, proto, family, TYPE_LABELS[key >> 2]
+            server, zone, view, proto, family, TYPE_LABELS[key >> 4]
         )
         series.requests[key] = child  # type: ignore[assignment]
         return child  # type: ignore[return-value]
@@ -210,7 +221,7 @@ class Count(Effect):
         # IPv4 and IPv6 clients' requests series, looked up (made) when first needed
         self.by_family: list[Child | None] = [None, None]
         self.do = do
-        req_size, resp_size = series.sizes[transport]
+        req_size, resp_size = series.sizes.get(transport) or series.size_children(transport)
         self.sizes = (req_size, req_len, resp_size, resp_len)
         self.answered = answered
 
@@ -218,7 +229,7 @@ class Count(Effect):
         family = ":" in client[0]
         child = self.by_family[family]
         if child is None:
-            key = self.key | family << 1
+            key = self.key | family
             child = self.series.requests.get(key) or self.prometheus._request_child(
                 self.series, key, self.transport
             )

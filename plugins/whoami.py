@@ -46,7 +46,7 @@ class Whoami(Plugin):
             ip_rr = wire.rr(wire.QNAME_PTR, wire.TYPE_A, 0, address.packed)
         else:
             ip_rr = wire.rr(wire.QNAME_PTR, wire.TYPE_AAAA, 0, address.packed)
-        proto = b"\x04_tcp" if req.transport == "tcp" else b"\x04_udp"
+        proto = b"\x04_udp" if req.transport == "udp" else b"\x04_tcp"  # DoT, DoH: TCP
         srv = wire.rr(
             proto + wire.QNAME_PTR, wire.TYPE_SRV, 0, struct.pack("!HHH", 0, 0, port) + b"\x00"
         )

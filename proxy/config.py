@@ -17,6 +17,7 @@ from typing import Any
 
 import plugins as registry
 
+from . import discovery
 from .corefile import (
     CorefileError,
     Directive,
@@ -28,13 +29,21 @@ from .corefile import (
     parse_file,
     zones_of,
 )
+from .doh import DoHOptions
 from .metrics import Registry
 from .names import text_to_wire
 from .pipeline import Handler, Plugin, build_chain
 from .services import Services
 from .wire import CLASS_IN
 
-SERVED_SCHEMES = frozenset({"dns"})
+SERVED_SCHEMES = frozenset({"dns", "tls", "https", "quic"})
+# schemes whose listeners need the block's `tls` certificate -> the ALPN ids they offer
+# (RFC 7858's "dot"; DoH: HTTP/2, else HTTP/1.1)
+TLS_ALPN: dict[str, tuple[str, ...]] = {
+    "tls": ("dot",),
+    "https": ("h2", "http/1.1"),
+    "quic": ("doq",),  # RFC 9250; its context is aioquic's (the optional extra dnsfw[quic])
+}
 
 
 @dataclass
@@ -65,6 +74,9 @@ class AppContext:
     # checks that need every block's listeners (a `forward` to one of them would loop): build()
     # runs them once the listeners are known; each raises CorefileError with file and line
     listener_checks: list[Callable[[Sequence[ListenerKey]], None]] = field(default_factory=list)
+    # `_dns.resolver.arpa` SVCB records of the encrypted listeners (proxy.discovery), filled
+    # in place once the listeners are known: a plugin may hold the list from its setup on
+    discovery: list[bytes] = field(default_factory=list)
     # set by the runtime serving this configuration: stop the process with exit status 1 after
     # logging why (the `loop` plugin's "loop detected"); None under `dnsfw check`
     fatal: Callable[[str], None] | None = None
@@ -84,6 +96,10 @@ class BlockContext:
     bind: list[str] = field(default_factory=list)  # listen addresses; empty: all
     bind_token: Token | None = None
     timeouts: dict[str, float] = field(default_factory=dict)  # TCP read/write/idle (`timeouts`)
+    # the `tls` certificate (plugins/tls.py), one context per TLS_ALPN scheme
+    tls: dict[str, Any] = field(default_factory=dict)
+    tls_names: tuple[str, ...] = ()  # its subjectAltName DNS names (discovery's target)
+    doh: DoHOptions = field(default_factory=DoHOptions)  # the `https` directive
 
     @property
     def zones(self) -> tuple[str, ...]:
@@ -118,6 +134,9 @@ class Block:
     timeouts: dict[str, float] = field(default_factory=dict)
     # query classes its chain takes: IN, and those a stage names (Plugin.qclasses)
     classes: frozenset[int] = frozenset({CLASS_IN})
+    tls: dict[str, Any] = field(default_factory=dict)  # scheme -> context
+    tls_names: tuple[str, ...] = ()
+    doh: DoHOptions = field(default_factory=DoHOptions)
 
     @property
     def names(self) -> list[str]:
@@ -195,6 +214,10 @@ def build(blocks: list[ServerBlock], app: AppContext) -> Config:
     listeners = group_listeners(built)
     for check in app.listener_checks:
         check(tuple(listeners))
+    app.discovery[:] = discovery.records(
+        (key.transport, key.host, key.port, next(iter(zones.values())).tls_names)
+        for key, zones in listeners.items()
+    )
     return Config(built, listeners, app)
 
 
@@ -211,7 +234,8 @@ def setup_block(block: ServerBlock, app: AppContext) -> Block:
             raise CorefileError(
                 key.token.file,
                 key.token.line,
-                f"{key.scheme}:// servers are not supported by dnsfw yet (only dns://)",
+                f"{key.scheme}:// servers are not supported by dnsfw yet "
+                f"(dns://, tls://, https://, quic://)",
             )
     ctx = SetupContext(BlockContext(block.keys, block.file, block.line), app)
     rank = {name: i for i, name in enumerate(registry.ORDER)}
@@ -247,7 +271,25 @@ def setup_block(block: ServerBlock, app: AppContext) -> Block:
         line=block.line,
         timeouts=dict(ctx.block.timeouts),
         classes=frozenset({CLASS_IN}).union(*(p.qclasses for p in plugins)),
+        tls=_needs_tls(block, ctx.block.tls),
+        doh=ctx.block.doh,
+        tls_names=ctx.block.tls_names,
     )
+
+
+def _needs_tls(block: ServerBlock, contexts: dict[str, Any]) -> dict[str, Any]:
+    """The block's certificates; refused when a tls://, https:// or quic:// key has none to
+    serve (quic:// without aioquic: the extra to install)."""
+    for key in block.keys:
+        if key.scheme in TLS_ALPN and key.scheme not in contexts:
+            message = f"{key.scheme}:// needs a certificate: add `tls CERT KEY` to the block"
+            if key.scheme == "quic" and contexts:
+                message = (
+                    "quic:// (DNS over QUIC) needs the optional extra dnsfw[quic]: "
+                    "pip install 'dnsfw[quic]' (aioquic)"
+                )
+            raise CorefileError(key.token.file, key.token.line, message)
+    return contexts
 
 
 def group_listeners(blocks: list[Block]) -> dict[ListenerKey, dict[bytes, Block]]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -21,7 +22,7 @@ from typing import Any
 
 import structlog
 
-from . import wire
+from . import doh, wire
 from .config import Block, Config, ListenerKey
 from .metrics import Registry
 from .names import wire_to_text
@@ -37,6 +38,9 @@ log = structlog.get_logger("dnsfw.server")
 UDP_RCVBUF = 4 << 20
 TCP_BACKLOG = 1024
 BARE_OPT = 11  # an OPT record without options: root name, type, class, TTL, RDLENGTH 0
+# a stream listener's scheme -> the transport its queries carry (Request.transport: the
+# `proto` of logs and metrics)
+PROTO = {"dns": "tcp", "tls": "tls", "https": "https", "quic": "quic"}
 
 
 class Listener:
@@ -51,9 +55,14 @@ class Listener:
         self.replays: dict[bytes, Replay] = {}
         self.udp: list[asyncio.DatagramTransport] = []
         self.tcp: list[asyncio.base_events.Server] = []
+        self.quic: list[Any] = []  # quic://: aioquic's servers (proxy.doq)
         self.connections: set[TCPConnection] = set()
         self.closing = False
         self.timeouts = listener_timeouts(router)
+        # the certificate new connections get (tls://, https://): a reload swaps it
+        self.tls = listener_tls(key, router)
+        self.handshakes = 0  # TLS handshakes in progress
+        self.doh = listener_doh(router)
 
     def query(self, data: bytes, client: Any, proto: str, sink: Any) -> bytes | None:
         """Run one query: the reply when it finished at once (empty: send nothing), None when
@@ -117,6 +126,8 @@ class Listener:
         self.closing = True
         for transport in self.udp:
             transport.close()
+        for quic in self.quic:
+            quic.close()
         if not abort:
             self.stop_accepting()
             return
@@ -143,6 +154,20 @@ def client_key(client: Any) -> str | bytes:
     if ":" not in host:
         return host
     return socket.inet_pton(socket.AF_INET6, host.partition("%")[0])[:8]
+
+
+def listener_tls(key: ListenerKey, router: Router) -> Any:
+    """The TLS context of a tls:// or https:// listener (ssl.SSLContext; for quic:// aioquic's
+    QuicConfiguration): the first block's `tls` for the listener's transport (its ALPN), as
+    for `timeouts`; None for dns://."""
+    first = next(iter(router.zones.values()), None)
+    return first.tls.get(key.transport) if first is not None else None
+
+
+def listener_doh(router: Router) -> doh.DoHOptions:
+    """The `https` options of a listener: the first block's, as for `timeouts`."""
+    first = next(iter(router.zones.values()), None)
+    return first.doh if first is not None else doh.DoHOptions()
 
 
 def listener_timeouts(router: Router) -> dict[str, float]:
@@ -197,9 +222,16 @@ class UDPProtocol(asyncio.DatagramProtocol):
 
 
 class TCPConnection(asyncio.Protocol):
-    """One client connection: length-prefixed queries, answered in completion order."""
+    """One client connection: length-prefixed queries, answered in completion order.
+
+    On a tls:// listener the bytes are TLS (DNS over TLS, RFC 7858), decrypted here through
+    memory BIOs: no Task per connection, and the connection counts against
+    ``-tcp-max-conns`` from its accept on, handshake included. The handshake must finish
+    within the listener's `read` timeout, and at most MAX_HANDSHAKES run at once per listener
+    (each costs the server a signature): beyond either, the connection is reset (counted)."""
 
     MAX_PENDING = 128  # queries in flight per connection before we stop reading
+    MAX_HANDSHAKES = 128
 
     def __init__(self, listener: Listener) -> None:
         self.listener = listener
@@ -214,25 +246,89 @@ class TCPConnection(asyncio.Protocol):
         self.unsent: deque[tuple[int, float]] = deque()
         self.idle_timer: asyncio.TimerHandle | None = None
         self.paused = False
+        self.proto = PROTO[listener.key.transport]  # Request.transport: `proto` in logs, metrics
+        self.tls: ssl.SSLObject | None = None  # tls://, https://: the session
+        self.tls_in = ssl.MemoryBIO()  # ciphertext received, not yet decrypted
+        self.tls_out = ssl.MemoryBIO()  # ciphertext to send
+        self.handshaking = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.peer = transport.get_extra_info("peername")
         listener = self.listener
-        if len(listener.connections) >= listener.server.tcp_max_connections:
-            listener.server.tcp_rejected += 1
+        server = listener.server
+        context = listener.tls  # the certificate of the moment: a reload's from now on
+        if len(listener.connections) >= self.max_connections() or (
+            context is not None and listener.handshakes >= self.MAX_HANDSHAKES
+        ):
+            server.tcp_rejected += 1
             transport.abort()
             return
+        self.transport = transport  # type: ignore[assignment]
+        self.peer = transport.get_extra_info("peername")
         listener.connections.add(self)
+        if context is not None:
+            self.tls = context.wrap_bio(self.tls_in, self.tls_out, server_side=True)
+            self.handshaking = True
+            listener.handshakes += 1
+            self.started = time.monotonic()  # the handshake has `read` to finish
         self._arm_idle()
+
+    def max_connections(self) -> int:
+        return self.listener.server.tcp_max_connections
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.listener.connections.discard(self)
+        if self.handshaking:
+            self.handshaking = False
+            self.listener.handshakes -= 1
         if self.idle_timer is not None:
             self.idle_timer.cancel()
         self.transport = None
 
     def data_received(self, data: bytes) -> None:
+        if self.tls is not None:
+            data = self._decrypt(data)
+            if not data:
+                return
+        self.received(data)
+
+    def _decrypt(self, data: bytes) -> bytes:
+        """The plaintext in ``data`` (TLS records), after the handshake's turns; what TLS has
+        to say back (handshake, session tickets, alerts) is sent."""
+        tls = self.tls
+        assert tls is not None
+        self.tls_in.write(data)
+        plain = b""
+        try:
+            if self.handshaking:
+                tls.do_handshake()
+                self.handshaking = False
+                self.listener.handshakes -= 1
+                self.last_active = time.monotonic()
+                self.established()
+            while chunk := tls.read(65536):  # b"": the session ended (close_notify)
+                plain += chunk
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLError:  # a failed handshake, a bad record, or the client's close_notify
+            if self.handshaking:
+                self.listener.server.tls_failed += 1
+            self._flush()
+            if self.transport is not None:
+                self.transport.close()
+            return b""
+        self._flush()
+        return plain
+
+    def _flush(self) -> None:
+        out = self.tls_out.read()
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(out)
+
+    def established(self) -> None:
+        """The TLS handshake is done: the session's protocol (ALPN) is known."""
+
+    def received(self, data: bytes) -> None:
+        """Plaintext from the client: length-prefixed DNS messages."""
         now = self.last_active = time.monotonic()
         buf = self.buffer
         if not buf:
@@ -250,7 +346,7 @@ class TCPConnection(asyncio.Protocol):
             self.started = now  # the next message, if it came in the same bytes, begins now
             if self.listener.closing:
                 continue
-            reply = self.listener.query(message, self.peer, "tcp", self)
+            reply = self.listener.query(message, self.peer, self.proto, self)
             if reply:
                 self._write(reply)
             elif reply is None:  # answered later, by finish()
@@ -266,19 +362,35 @@ class TCPConnection(asyncio.Protocol):
         reply = server.complete(req, resp, exc)
         if reply:
             self._write(reply)
-        if self.paused and self.pending < self.MAX_PENDING // 2 and self.transport is not None:
+        self.resume()
+
+    def resume(self) -> None:
+        """After a reply: read again once half the queries in flight are answered, and close
+        a draining connection with none left."""
+        if self.paused and self.pending <= self.MAX_PENDING // 2 and self.transport is not None:
             self.paused = False
             self.started = time.monotonic()  # a message cut by the pause gets its whole `read`
             self.transport.resume_reading()
         if self.listener.closing and self.pending == 0 and self.transport is not None:
             self.transport.close()
 
+    def reading(self) -> bool:
+        """A message is partly received (its `read` deadline runs from ``started``)."""
+        return bool(self.buffer)
+
     def _write(self, reply: bytes) -> None:
+        self._send(len(reply).to_bytes(2, "big") + reply)
+
+    def _send(self, data: bytes) -> None:
+        """Hand ``data`` to the client (encrypted on TLS listeners); `write` runs for it."""
         transport = self.transport
         if transport is not None and not transport.is_closing():
             self.last_active = time.monotonic()
-            transport.write(len(reply).to_bytes(2, "big") + reply)
-            self.written += len(reply) + 2
+            if self.tls is not None:
+                self.tls.write(data)
+                data = self.tls_out.read()
+            transport.write(data)
+            self.written += len(data)
             if transport.get_write_buffer_size():  # not all in the kernel: `write` runs for it
                 self.unsent.append((self.written, self.last_active))
 
@@ -295,13 +407,20 @@ class TCPConnection(asyncio.Protocol):
         timeouts = self.listener.timeouts
         now = time.monotonic()
         quiet = now - self.last_active
-        if self.buffer and not self.paused and now - self.started >= timeouts["read"]:
-            # a message not complete within `read` of its first byte, however its bytes
-            # trickle in (slowloris); while reading is paused the client cannot send
+        if (
+            (self.handshaking or self.reading())
+            and not self.paused
+            and (now - self.started >= timeouts["read"])
+        ):
+            # a message (or TLS handshake) not complete within `read` of its first byte,
+            # however its bytes trickle in (slowloris); while reading is paused the client
+            # cannot send
+            if self.handshaking:
+                self.listener.server.tls_failed += 1
             transport.abort()
         elif self._oldest_unsent(transport) <= now - timeouts["write"]:
             transport.abort()  # a reply not taken within `write`, whatever the client sends
-        elif not (self.pending or self.buffer or self.unsent) and quiet >= timeouts["idle"]:
+        elif not (self.pending or self.reading() or self.unsent) and quiet >= timeouts["idle"]:
             transport.close()
         else:
             self._arm_idle()
@@ -319,6 +438,77 @@ class TCPConnection(asyncio.Protocol):
             self.transport.close()
 
 
+class DoHConnection(TCPConnection):
+    """A connection of an https:// listener: DNS over HTTPS (proxy.doh) on the TLS session."""
+
+    def __init__(self, listener: Listener) -> None:
+        super().__init__(listener)
+        self.http: doh.HTTP11 | doh.HTTP2 | None = None
+        self.partial = False  # an HTTP request is partly received
+
+    def max_connections(self) -> int:
+        limit = self.listener.doh.max_connections
+        tcp = self.listener.server.tcp_max_connections
+        return min(limit, tcp) if limit else tcp
+
+    def established(self) -> None:
+        assert self.tls is not None
+        if self.tls.selected_alpn_protocol() == "h2":
+            self.http = doh.HTTP2(self)
+        else:
+            self.http = doh.HTTP11(self)
+            self.MAX_PENDING = 1  # one request at a time: read the next after the reply
+
+    def received(self, data: bytes) -> None:
+        self.last_active = time.monotonic()
+        if self.http is not None:  # it keeps `started` and `partial` (the `read` deadline)
+            self.http.received(data)
+
+    def reading(self) -> bool:
+        return self.partial
+
+    def ask(
+        self, stream: int, method: bytes, target: bytes, headers: dict[bytes, bytes], body: bytes
+    ) -> None:
+        """Run the query of one HTTP request; its reply goes to ``respond`` now or later."""
+        message = doh.dns_message(method, target, headers, body)
+        if isinstance(message, doh.Reply):
+            self.respond(stream, message)
+            return
+        listener = self.listener
+        if listener.closing:
+            self.respond(stream, doh.error(503, "shutting down"), close=True)
+            return
+        client = doh.client_of(self.peer, headers, listener.doh)
+        reply = listener.query(message, client, self.proto, doh.Exchange(self, stream))
+        if reply is not None:
+            self.respond(stream, doh.answer(reply))
+            return
+        self.pending += 1
+        if self.pending >= self.MAX_PENDING and not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def respond(self, stream: int, reply: doh.Reply, *, close: bool = False) -> None:
+        if self.http is not None and self.transport is not None:
+            self.http.respond(stream, reply, close=close)
+
+    def send(self, data: bytes) -> None:
+        if data:
+            self._send(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def linger(self) -> None:
+        """After a last reply: ignore what the client still sends (the rest of a request too
+        large to read), so the reply is not lost to a reset; closed within `read`."""
+        self.http = None
+        self.partial = True
+        self.started = time.monotonic()
+
+
 def _bind_addresses(host: str) -> list[tuple[socket.AddressFamily, str]]:
     if host:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -331,19 +521,21 @@ def _bind_addresses(host: str) -> list[tuple[socket.AddressFamily, str]]:
 
 def open_sockets(
     key: ListenerKey, inherited: SocketPool | None = None
-) -> list[tuple[socket.socket, socket.socket]]:
-    """Bound (UDP, TCP) socket pairs for a listen address ("" -> every IPv4 and IPv6 address).
+) -> list[tuple[socket.socket | None, socket.socket]]:
+    """Bound (UDP, TCP) socket pairs for a listen address ("" -> every IPv4 and IPv6 address);
+    the UDP socket is None for the stream-only transports (tls://, https://).
 
     A pair systemd passed for the address (socket activation, ``inherited``) is used as it is.
     """
-    pairs = []
+    pairs: list[tuple[socket.socket | None, socket.socket]] = []
+    datagram = key.transport == "dns"
     for family, host in _bind_addresses(key.host):
-        passed = inherited.pairs_for(family, host, key.port) if inherited else None
+        passed = inherited.pairs_for(family, host, key.port) if inherited and datagram else None
         if passed is not None:
             pairs += passed
             continue
         try:
-            udp = socket.socket(family, socket.SOCK_DGRAM)
+            udp = socket.socket(family, socket.SOCK_DGRAM) if datagram else None
             tcp = socket.socket(family, socket.SOCK_STREAM)
         except OSError:
             if not key.host and family == socket.AF_INET6:
@@ -351,17 +543,22 @@ def open_sockets(
             raise
         try:
             for sock in (udp, tcp):
+                if sock is None:
+                    continue
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 if family == socket.AF_INET6:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 sock.setblocking(False)
             with contextlib.suppress(OSError):
-                udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
-            udp.bind((host, key.port))
+                if udp is not None:
+                    udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
+            if udp is not None:
+                udp.bind((host, key.port))
             tcp.bind((host, key.port))
             tcp.listen(TCP_BACKLOG)
         except OSError as err:
-            udp.close()
+            if udp is not None:
+                udp.close()
             tcp.close()
             if not key.host and family == socket.AF_INET6 and err.errno in (97, 99):
                 continue  # IPv6 disabled
@@ -400,6 +597,7 @@ class Server:
         self.overflow = 0
         self.client_overflow = 0
         self.tcp_rejected = 0
+        self.tls_failed = 0  # TLS handshakes that failed or timed out
         self.panics = 0
         self._last_panic_log = 0.0  # chain failures are logged at most once a second
         self.started = time.time()
@@ -501,13 +699,20 @@ class Server:
     async def _open(self, key: ListenerKey, router: Router) -> None:
         listener = Listener(key, router, self)
         self.listeners[key] = listener
+        if key.transport == "quic":
+            from . import doq  # the optional extra dnsfw[quic]: config refused quic:// without it
+
+            listener.quic.append(await doq.open_listener(listener, key.host, key.port))
+            return
         for udp_sock, tcp_sock in open_sockets(key, self.inherited):
-            transport, _ = await self.loop.create_datagram_endpoint(
-                lambda: UDPProtocol(listener), sock=udp_sock
-            )
-            listener.udp.append(transport)
+            if udp_sock is not None:
+                transport, _ = await self.loop.create_datagram_endpoint(
+                    lambda: UDPProtocol(listener), sock=udp_sock
+                )
+                listener.udp.append(transport)
+            stream = DoHConnection if key.transport == "https" else TCPConnection
             tcp_server = await self.loop.create_server(
-                lambda: TCPConnection(listener), sock=tcp_sock, backlog=TCP_BACKLOG
+                lambda stream=stream: stream(listener), sock=tcp_sock, backlog=TCP_BACKLOG
             )
             listener.tcp.append(tcp_server)
 
@@ -552,6 +757,12 @@ class Server:
             listener.router = Router(zones)
             listener.replays.clear()  # they hold the old configuration's plugins
             listener.timeouts = listener_timeouts(listener.router)
+            listener.tls = listener_tls(key, listener.router)  # for connections from now on
+            for quic in listener.quic:
+                from . import doq
+
+                doq.swap_certificate(quic, listener.tls)
+            listener.doh = listener_doh(listener.router)
         for key in [k for k in self.listeners if k not in new.listeners]:
             await self._close_listener(key)
         self.config = new
@@ -599,6 +810,12 @@ class Server:
             "counter",
         ),
         ("dnsfw_inflight_queries", "Queries waiting on I/O now.", "inflight", "gauge"),
+        (
+            "dnsfw_tls_handshake_failures_total",
+            "TLS handshakes (tls://, https://) that failed or did not finish within `read`.",
+            "tls_failed",
+            "counter",
+        ),
     )
 
     def _register_metrics(self, metrics: Registry) -> None:

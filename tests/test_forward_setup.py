@@ -141,20 +141,17 @@ def test_resolv_conf_errors(tmp_path: Path) -> None:
         ("[::1]", 'not an IP address or file: "[::1]"'),
         ("tls://dns.quad9.net", 'not an IP address or file: "dns.quad9.net"'),
         ("foo://1.2.3.4", 'not an IP address or file: "foo://1.2.3.4"'),
-        (
-            "https://1.1.1.1",
-            "'https' is not supported as a destination protocol in forward: 1.1.1.1 "
-            "(dnsfw forwards over dns:// and tls:// only)",
-        ),
+        # DoH upstreams take the fixed path /dns-query, as CoreDNS's: a path is refused
+        ("https://1.1.1.1/dns-query", 'not an IP address or file: "1.1.1.1/dns-query"'),
         (
             "quic://1.1.1.1",
             "'quic' is not supported as a destination protocol in forward: 1.1.1.1 "
-            "(dnsfw forwards over dns:// and tls:// only)",
+            "(dnsfw forwards over dns://, tls:// and https:// only)",
         ),
         (
             "grpc://1.1.1.1:443",
             "'grpc' is not supported as a destination protocol in forward: 1.1.1.1:443 "
-            "(dnsfw forwards over dns:// and tls:// only)",
+            "(dnsfw forwards over dns://, tls:// and https:// only)",
         ),
     ],
 )

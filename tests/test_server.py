@@ -297,8 +297,8 @@ def test_plugins_flag_and_version(tmp_path):
             "Corefile:4 - Error during parsing: cannot serve dns://.:53 - it is already defined",
         ),
         (
-            "tls://.:853 {\n    whoami\n}\n",
-            "Corefile:1 - Error during parsing: tls:// servers are not supported by dnsfw yet",
+            "grpc://.:443 {\n    whoami\n}\n",
+            "Corefile:1 - Error during parsing: grpc:// servers are not supported by dnsfw yet",
         ),
         (
             ".:53 {\n    whoami extra\n}\n",

@@ -100,8 +100,12 @@ logged.
 **Bypass signals.** ``bypass_signals on`` answers the signals by which clients discover or
 decide to use encrypted DNS that would bypass dnsfw: ``use-application-dns.net`` gets
 NXDOMAIN (Firefox then keeps its built-in DoH off) and ``_dns.resolver.arpa`` NODATA (no
-Discovery of Designated Resolvers, RFC 9462). dnsfw ships ``data/doh-dot-endpoints.txt``, a
-list of public DoH/DoT endpoint names to use in a BLOCK rule.
+Discovery of Designated Resolvers, RFC 9462) -- unless dnsfw serves encrypted DNS itself
+(``tls://``, ``https://`` blocks): then its SVCB query gets dnsfw's own DoT and DoH listeners
+(``proxy.discovery``: alpn, port, dohpath, address hints; the target is the certificate's
+DNS name), so clients that discover encrypted DNS upgrade to dnsfw instead of going around
+it. dnsfw ships ``data/doh-dot-endpoints.txt``, a list of public DoH/DoT endpoint names to use
+in a BLOCK rule.
 
 **Replays** (``proxy.replay``): for each query it decides, the firewall records a guard (the
 list generation) and runs its rule count (:class:`RuleMatch`) as a recorded effect, so a cache
@@ -157,7 +161,7 @@ __all__ = ["FIREWALLS", "Firewall", "load_offline", "setup"]
 
 def setup(directive: Directive, ctx: SetupContext) -> Firewall:
     spec = parse(directive, ctx)
-    firewall = Firewall(spec, reloading=ctx.app.reloading)
+    firewall = Firewall(spec, reloading=ctx.app.reloading, discovery=ctx.app.discovery)
     for slot in firewall.slots.values():
         try:
             if ctx.app.checking:

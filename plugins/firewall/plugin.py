@@ -41,13 +41,18 @@ OUTSIDE = Verdict(None, inside=False)  # a name outside the firewall's zones: no
 EDE_NOT_READY = 14
 BYPASS_NXDOMAIN = text_to_wire("use-application-dns.net")
 BYPASS_NODATA = text_to_wire("_dns.resolver.arpa")
+TYPE_SVCB = 64
 
 
 class Firewall(Plugin):
     name = "firewall"
 
-    def __init__(self, spec: FirewallSpec, *, reloading: bool = False) -> None:
+    def __init__(
+        self, spec: FirewallSpec, *, reloading: bool = False, discovery: list[bytes] | None = None
+    ) -> None:
         self.spec = spec
+        # the configuration's discovery records (filled once its listeners are known)
+        self.discovery = discovery if discovery is not None else []
         self.reloading = reloading
         self.slots = {s.name: ListSlot(s) for s in spec.lists}
         slots = self.slots
@@ -214,6 +219,13 @@ class Firewall(Plugin):
         if req.qname_wire == BYPASS_NXDOMAIN:
             return req.reply(wire.NXDOMAIN, authority=(self.soa,), source="firewall")
         if req.qname_wire == BYPASS_NODATA:
+            if req.qtype == TYPE_SVCB and self.discovery:  # dnsfw's own encrypted listeners
+                return req.reply(
+                    wire.NOERROR,
+                    flags=wire.AA | wire.RA,
+                    answer=tuple(self.discovery),
+                    source="firewall",
+                )
             return req.reply(wire.NOERROR, authority=(self.soa,), source="firewall")
         return None
 

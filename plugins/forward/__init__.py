@@ -24,13 +24,17 @@ Syntax::
   plugin.
 * **TO** (1 to 15 in all, else ``more than 15 TOs configured: N``): ``IP``, ``IP:PORT``,
   ``[IPv6]:PORT``, ``dns://IP[:PORT]`` (port 53), ``tls://IP[%SERVERNAME][:PORT]`` (DNS over
-  TLS, port 853), or a resolv.conf-style file whose ``nameserver`` lines each add ``IP:53``.
-  Host names are not resolved (``not an IP address or file: "NAME"``). ``https://``,
-  ``quic://``, ``grpc://`` are refused at setup.
+  TLS, port 853), ``https://IP[%SERVERNAME][:PORT]`` (DNS over HTTPS, port 443, path
+  ``/dns-query``: one HTTP/2 connection per upstream, reused for ``expire`` with many queries in
+  flight as streams, each a POST; a reply other than 200 fails that query at once), or a
+  resolv.conf-style file whose ``nameserver`` lines each add ``IP:53``. The ``tls`` and
+  ``tls_servername`` options apply to tls:// and https:// alike. Host names are not resolved
+  (``not an IP address or file: "NAME"``). ``quic://``, ``grpc://`` are refused at setup.
 * ``except NAMES...``: names (and their subdomains) not to forward; a CIDR excepts all its
   reverse zones (``10.0.0.0/27``: the 32 of its addresses).
 * ``force_tcp``: always TCP to the upstreams. ``prefer_udp``: UDP even for queries that came
-  over TCP. Otherwise the client's transport is used. ``force_tcp`` wins over ``prefer_udp``.
+  over TCP. Otherwise the client's transport is used (TCP for the stream transports: DoT,
+  DoH). ``force_tcp`` wins over ``prefer_udp``.
   A UDP reply with TC set is always fetched again over TCP.
 * ``expire`` (10s): UDP sockets are replaced, and TCP/TLS connections stop taking queries,
   at this age. ``0``: sockets are kept, and each TCP/TLS connection carries one query.
@@ -284,7 +288,7 @@ class Forward(Plugin):
         query = req.wire
         body = query[2:]
         tail = query[req.qend - 4 : req.qend]
-        stream = self.force_tcp or (req.transport == "tcp" and not self.prefer_udp)
+        stream = self.force_tcp or (req.transport != "udp" and not self.prefer_udp)
         deadline = loop.time() + OVERALL_TIMEOUT
         last = plan[-1]
         error = NO_HEALTHY

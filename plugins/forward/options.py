@@ -25,8 +25,9 @@ DEFAULT_MAX_FAILS = 2
 DEFAULT_HEALTH_CHECK = 0.5
 DEFAULT_READ_TIMEOUT = 2.0
 POLICIES = ("random", "round_robin", "sequential")
-DEFAULT_PORTS = {"dns": 53, "tls": 853}
-UNSUPPORTED_SCHEMES = ("https", "https3", "quic", "grpc", "unix")
+DEFAULT_PORTS = {"dns": 53, "tls": 853, "https": 443}
+UNSUPPORTED_SCHEMES = ("https3", "quic", "grpc", "unix")
+TLS_TRANSPORTS = ("tls", "https")  # upstreams reached over TLS
 # CoreDNS options dnsfw does not implement: refused rather than silently ignored
 NOT_SUPPORTED = (
     "max_connect_attempts",
@@ -58,10 +59,10 @@ EXTENDED_RCODES = frozenset(
 class Target:
     """One upstream as written (or read from a resolv.conf file)."""
 
-    transport: str  # "dns" or "tls"
+    transport: str  # "dns", "tls" or "https" (DoH, path /dns-query)
     host: str  # an IP literal; IPv6 may carry a %scope (dns only)
     port: int
-    server_name: str = ""  # tls://IP%NAME
+    server_name: str = ""  # tls://IP%NAME, https://IP%NAME
 
     @property
     def address(self) -> str:
@@ -93,6 +94,8 @@ class ForwardConfig:
     failover_rcodes: frozenset[int] = frozenset()
     tls_servername: str = ""
     tls_context: ssl.SSLContext | None = field(default=None, compare=False)
+    # the same certificates for https:// upstreams, offering HTTP/2 by ALPN
+    doh_context: ssl.SSLContext | None = field(default=None, compare=False)
 
 
 def parse(directive: Directive) -> ForwardConfig:
@@ -129,12 +132,17 @@ def parse(directive: Directive) -> ForwardConfig:
                 f"servernames are set for upstream proxy '{target.address}'",
                 token,
             )
-    needs_tls = any(t.transport == "tls" for t in targets)
+    needs_tls = any(t.transport in TLS_TRANSPORTS for t in targets)
     context = tls_context(tls_args or ()) if needs_tls or tls_args is not None else None
+    doh_context = None
+    if any(t.transport == "https" for t in targets):
+        doh_context = tls_context(tls_args or ())
+        doh_context.set_alpn_protocols(["h2"])
     return ForwardConfig(
         from_zone=from_zone,
         targets=tuple(targets),
         tls_context=context,
+        doh_context=doh_context,
         **options,  # type: ignore[arg-type]
     )
 
@@ -157,7 +165,8 @@ def _zones(token: Token) -> list[str]:
 
 
 def parse_to(token: Token) -> list[Target]:
-    """``IP``, ``IP:PORT``, ``[v6]:PORT``, ``dns://...``, ``tls://IP[%NAME][:PORT]`` or a file."""
+    """``IP``, ``IP:PORT``, ``[v6]:PORT``, ``dns://...``, ``tls://IP[%NAME][:PORT]``,
+    ``https://IP[%NAME][:PORT]`` or a file."""
     text = token.text
     scheme, rest = "dns", text
     if "://" in text:
@@ -166,12 +175,12 @@ def parse_to(token: Token) -> list[Target]:
             raise _err(
                 token,
                 f"'{scheme}' is not supported as a destination protocol in forward: {rest} "
-                "(dnsfw forwards over dns:// and tls:// only)",
+                "(dnsfw forwards over dns://, tls:// and https:// only)",
             )
         if scheme not in DEFAULT_PORTS:
             raise _err(token, f'not an IP address or file: "{text}"')
     server_name = ""
-    if scheme == "tls" and "%" in rest:
+    if scheme in TLS_TRANSPORTS and "%" in rest:
         rest, server_name = _split_server_name(rest)
     host_port = _host_port(rest, DEFAULT_PORTS[scheme])
     if host_port is None:
@@ -179,7 +188,7 @@ def parse_to(token: Token) -> list[Target]:
             return _resolv_conf(token)
         raise _err(token, f'not an IP address or file: "{rest}"')
     host, port = host_port
-    if scheme == "tls" and "%" in host:
+    if scheme in TLS_TRANSPORTS and "%" in host:
         raise _err(token, f'not an IP address or file: "{rest}"')
     return [Target(scheme, host, port, server_name)]
 

@@ -33,6 +33,10 @@ import ssl
 from typing import Any
 
 import dns.rcode
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
 import structlog
 
 from proxy.metrics import Child, HistogramChild, Registry
@@ -222,18 +226,104 @@ class StreamConn(asyncio.Protocol):
         _fail_all(self.pending, self.up.closed_message)
 
 
+class DoHConn(StreamConn):
+    """One HTTP/2 connection to a DoH upstream (RFC 8484): each query a POST to /dns-query
+    on its own stream, many in flight, the connection reused until ``expire`` (as a TCP/TLS
+    one). Queries keep their random id, which the reply carries back (``_deliver``)."""
+
+    def __init__(self, up: Upstream, born: float) -> None:
+        super().__init__(up, born)
+        self.h2 = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding=None)
+        )
+        self.streams: dict[int, tuple[bytes, bytearray]] = {}  # stream -> (query id, body)
+        self.headers = [
+            (b":method", b"POST"),
+            (b":scheme", b"https"),
+            (b":authority", up.server_name.encode()),
+            (b":path", b"/dns-query"),
+            (b"content-type", b"application/dns-message"),
+            (b"accept", b"application/dns-message"),
+        ]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.h2.initiate_connection()
+        frames, self.unsent = self.unsent, []
+        self.transport = transport  # type: ignore[assignment]
+        for frame in frames:
+            self.send(frame)
+        self._flush()
+        self._close_if_done()
+
+    def send(self, frame: bytes) -> None:
+        """Post the query of a length-prefixed ``frame`` (as StreamConn takes them)."""
+        if self.transport is None:
+            self.unsent.append(frame)
+            return
+        message = frame[2:]
+        stream = self.h2.get_next_available_stream_id()
+        headers = [*self.headers, (b"content-length", b"%d" % len(message))]
+        try:
+            self.h2.send_headers(stream, headers)
+            self.h2.send_data(stream, message, end_stream=True)
+        except h2.exceptions.ProtocolError:  # too many streams, or the peer is going away
+            self.retire()
+            return
+        self.streams[stream] = (message[:2], bytearray())
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError:
+            self.abort()
+            return
+        for event in events:
+            if isinstance(event, h2.events.ResponseReceived):
+                status = dict(event.headers).get(b":status")
+                if status != b"200":
+                    self._failed(event.stream_id, f"doh {self.up.address}: HTTP {status!r}")
+            elif isinstance(event, h2.events.DataReceived):
+                self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                if event.stream_id in self.streams:
+                    self.streams[event.stream_id][1].extend(event.data)
+            elif isinstance(event, h2.events.StreamEnded):
+                done = self.streams.pop(event.stream_id, None)
+                if done is not None and _deliver(self.pending, bytes(done[1]), self.up):
+                    self.answered += 1
+            elif isinstance(event, h2.events.StreamReset):
+                self._failed(event.stream_id, f"doh {self.up.address}: stream reset")
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                self.retire()
+        self._flush()
+        self._close_if_done()
+
+    def _failed(self, stream: int, message: str) -> None:
+        done = self.streams.pop(stream, None)
+        entry = self.pending.pop(done[0], None) if done is not None else None
+        if entry is not None:
+            entry[1].cancel()
+            entry[0].set_result(message)
+
+    def _flush(self) -> None:
+        data = self.h2.data_to_send()
+        if data and self.transport is not None:
+            self.transport.write(data)
+
+
 class Upstream:
     """An upstream server: its sockets, health (``fails``) and counters."""
 
     def __init__(self, target: Target, cfg: ForwardConfig, metrics: Registry) -> None:
         self.target = target
         self.address = target.address  # CoreDNS's `to` label: HOST:PORT
-        self.tls = target.transport == "tls"
+        self.doh = target.transport == "https"
+        self.tls = target.transport in ("tls", "https")
         self.stream_only = self.tls or cfg.force_tcp
         self.expire = cfg.expire
         self.read_timeout = cfg.read_timeout
         self.server_name = target.server_name or cfg.tls_servername or target.host.split("%")[0]
-        self.tls_context = cfg.tls_context if self.tls else None
+        self.tls_context = cfg.doh_context if self.doh else cfg.tls_context if self.tls else None
         self.fails = 0
         self.down_at = cfg.max_fails or NEVER
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -243,7 +333,7 @@ class Upstream:
         self.conns: set[StreamConn] = set()
         self.probe: asyncio.Task[None] | None = None
         self.stopped = False
-        stream_proto = "tcp-tls" if self.tls else "tcp"
+        stream_proto = "https" if self.doh else "tcp-tls" if self.tls else "tcp"
         self.timeout_udp = f"read udp {self.address}: i/o timeout"
         self.timeout_stream = f"read {stream_proto} {self.address}: i/o timeout"
         self.refused_message = f"read udp {self.address}: connection refused"
@@ -368,7 +458,7 @@ class Upstream:
             return conn
         if conn is not None:
             conn.retire()
-        conn = StreamConn(self, now)
+        conn = (DoHConn if self.doh else StreamConn)(self, now)
         self.conn = conn
         self.conns.add(conn)
         conn.task = loop.create_task(self._connect(conn))  # type: ignore[union-attr]

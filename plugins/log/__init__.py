@@ -85,7 +85,9 @@ Route 53's examples are all lower case, and folding case keeps ``GROUP BY query_
 when clients randomise case (DNS 0x20). ``query_type`` is the mnemonic or ``TYPEnnn``,
 ``rcode`` the rcode's name. ``answers`` lists the answer section in order (the whole CNAME
 chain), ``[]`` when empty; names in CNAME, DNAME, NS, PTR, MX, SRV and SOA Rdata are lower-cased
-too (their case would otherwise come from whichever client filled the cache). ``srcport`` is a string, as in Route 53. ``srcids`` is always
+too (their case would otherwise come from whichever client filled the cache). ``srcport`` is a string, as in Route 53 (``0`` for a DoH client taken from
+``X-Forwarded-For``). ``transport`` is ``UDP``, ``TCP``, ``DoT`` (DNS over TLS), ``DoH``
+(DNS over HTTPS, as Route 53 names its DoH endpoints' queries) or ``DoQ`` (DNS over QUIC). ``srcids`` is always
 ``{}``: Route 53 puts the *client's* EC2 instance ID there, which a resolver cannot know.
 When the firewall decided ALERT or BLOCK (or ALLOW with ``firewall_allow``), the line ends
 with ``"firewall_rule_action"``, ``"firewall_rule_group_id"`` (the rule group's name) and

@@ -206,7 +206,7 @@ def _flags_text(flags: int) -> str:
 
 def _bufsize(req: Request, resp: Response, end: float) -> str:
     # request.Size(): TCP is always dns.MaxMsgSize
-    return "65535" if req.transport == "tcp" else str(req.udp_size)
+    return str(req.udp_size) if req.transport == "udp" else "65535"
 
 
 def _do(req: Request, resp: Response, end: float) -> str:
@@ -366,8 +366,8 @@ class Route53Format:
         self._second = -1
         self._names: dict[bytes, str] = {}
         self._kinds: dict[int, str] = {}
-        self._tails = {t: _tail(t) for t in ("udp", "tcp")}
-        self._closed_tails = {t: _tail(t) + "}" for t in ("udp", "tcp")}  # no firewall decision
+        self._tails = {t: _tail(t) for t in TRANSPORTS}
+        self._closed_tails = {t: _tail(t) + "}" for t in TRANSPORTS}  # no firewall decision
         self._prefix = ""
         self._decisions: dict[int, tuple[object, str]] = {}
         # UTC seconds minus monotonic seconds, turning a request's receive time into the

@@ -44,6 +44,20 @@ WHOAMI_TIMEOUTS = """\
 }
 """
 
+# plain DNS on $PORT and the encrypted listeners KEYS ("tls://.:5853 https://.:5443") with the
+# certificate CERT/KEY and the TCP timeouts read 1s, idle 2s, both answering with PLUGINS
+ENCRYPTED = """\
+.:$PORT $KEYS {
+    bind 127.0.0.1
+    tls $CERT $KEY
+    timeouts {
+        read 1s
+        idle 2s
+    }
+    $PLUGINS
+}
+"""
+
 # everything forwarded to the test upstream
 FORWARD = """\
 .:$PORT {
