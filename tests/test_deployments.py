@@ -1,6 +1,7 @@
 """Corefiles of common deployments run as they are (ports moved to loopback): the Kubernetes
-cluster add-on's (CoreDNS's deployment repository, with `kubernetes` removed) and NodeLocal
-DNSCache's. Each passes `dnsfw check` and answers through real sockets as CoreDNS would; and
+cluster add-on's (CoreDNS's deployment repository, with `kubernetes` removed), NodeLocal
+DNSCache's and a split-horizon one (`file` + `rewrite` + `acl`, with a `firewall` block added
+as a dnsfw user would). Each passes `dnsfw check` and answers through real sockets as CoreDNS would; and
 the CoreDNS plugins dnsfw does not run are still refused with the clear message."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import dns.query
 import dns.rcode
 import pytest
 
+from tests.kit.answering import dig as dig_cli
 from tests.kit.checks import setup_error
 from tests.kit.dnsfw import free_port, run_cli
 from tests.kit.metrics import get, wait_http
@@ -91,6 +93,41 @@ $ORIGIN cluster.local.
 $TTL 30
 @ SOA ns.dns.cluster.local. hostmaster.cluster.local. 1 7200 1800 86400 5
 kube-dns.kube-system.svc A 10.96.0.10
+"""
+
+# Split horizon: the internal zone example.corp from a zone file, for internal clients only
+# (10.0.0.0/8 in production; here 127.0.0.1, while 127.0.0.2 plays an outside client),
+# corp.example.com as its public-looking alias, everything else forwarded, and ads blocked.
+SPLIT_HORIZON = """\
+.:$PORT {
+    bind 127.0.0.1
+    errors
+    log
+    rewrite name suffix .corp.example.com. .example.corp. answer auto
+    acl example.corp {
+        allow net 127.0.0.1/32
+        block
+    }
+    firewall {
+        list ads domains ads.example
+        group home 100 {
+            rule block-ads 10 BLOCK ads response nxdomain
+        }
+    }
+    cache 30
+    file db.example.corp example.corp
+    forward . $UPSTREAM
+}
+"""
+
+EXAMPLE_CORP = """\
+$ORIGIN example.corp.
+$TTL 300
+@ SOA ns1.example.corp. hostmaster.example.corp. 2024060101 7200 3600 1209600 300
+@ NS ns1
+ns1 A 10.0.0.53
+wiki A 10.1.2.3
+mail A 10.1.2.25
 """
 
 
@@ -189,3 +226,49 @@ def test_plugins_dnsfw_does_not_run_are_refused(directive: str):
     assert setup_error(f".:1053 {{\n    {directive}\n    whoami\n}}\n") == (
         f"plugin/{name}: Corefile:2 - Error during parsing: not supported by dnsfw"
     )
+
+
+def section(out: str, name: str = "ANSWER") -> list[str]:
+    """A section of dig's output, one "OWNER CLASS TYPE DATA" per record (the TTL left out)."""
+    head = f";; {name} SECTION:\n"
+    text = out.split(head)[1].split("\n\n")[0] if head in out else ""
+    return [" ".join(f for i, f in enumerate(line.split()) if i != 1) for line in text.splitlines()]
+
+
+def status(out: str) -> str:
+    return out.split("status: ")[1].split(",")[0]
+
+
+def test_split_horizon_corefile(dnsfw, upstream, tmp_path: Path):
+    text = ports(SPLIT_HORIZON, upstream.address)
+    (tmp_path / "db.example.corp").write_text(EXAMPLE_CORP)
+    conf = tmp_path / "Corefile"
+    conf.write_text(text.replace("$PORT", str(free_port())))
+    done = run_cli("check", "-conf", str(conf))
+    assert done.returncode == 0, done.stderr
+    d = dnsfw(text)
+    inside, outside = ("-b", "127.0.0.1"), ("-b", "127.0.0.2")
+    for _ in range(2):  # the second time from the cache or a replay, which asks acl again
+        out = dig_cli(d.port, *inside, "wiki.example.corp", "A")
+        assert status(out) == "NOERROR" and section(out) == ["wiki.example.corp. IN A 10.1.2.3"]
+        out = dig_cli(d.port, *outside, "wiki.example.corp", "A")
+        assert status(out) == "REFUSED" and "EDE: 15 (Blocked)" in out
+        # the alias: rewritten to example.corp on the way in, back on the way out
+        out = dig_cli(d.port, *inside, "mail.corp.example.com", "A")
+        assert section(out) == ["mail.corp.example.com. IN A 10.1.2.25"]
+        assert status(dig_cli(d.port, *outside, "mail.corp.example.com", "A")) == "REFUSED"
+    out = dig_cli(d.port, *inside, "wiki.example.corp", "A")
+    assert " aa " in out.split("flags:")[1].split(";")[0] + " "  # authoritative, from the file
+    out = dig_cli(d.port, *inside, "nope.example.corp", "A")
+    assert status(out) == "NXDOMAIN" and section(out, "AUTHORITY") == [
+        "example.corp. IN SOA ns1.example.corp. hostmaster.example.corp. 2024060101 7200 3600 1209600 300"
+    ]
+    out = dig_cli(d.port, *inside, "wiki.example.corp", "AAAA")
+    assert status(out) == "NOERROR" and section(out) == []
+    for client in (inside, outside):  # the rest: forwarded, and the firewall for everyone
+        out = dig_cli(d.port, *client, "mail.example.com", "A")
+        assert section(out) == ["mail.example.com. IN A 192.0.2.25"]
+        assert status(dig_cli(d.port, *client, "ads.example", "A")) == "NXDOMAIN"
+    asked = {q.name for q in upstream.seen}
+    assert "mail.example.com." in asked
+    assert not {n for n in asked if "corp" in n or n.startswith("ads.")}
