@@ -31,7 +31,7 @@ from proxy import wire
 from proxy.config import SetupContext
 from proxy.corefile import Directive
 from proxy.pipeline import Handler, Plugin
-from proxy.replay import TAKES_PART, Fixed
+from proxy.replay import TAKES_PART, FixedAnswer
 from proxy.request import Request, Response
 
 TYPE_ANY = int(dns.rdatatype.ANY)
@@ -56,5 +56,5 @@ class Any(Plugin):
         if req.qtype != TYPE_ANY:
             return await next(req)
         resp = req.reply(wire.NOERROR, flags=0, answer=(HINFO,), source=self.name)
-        resp.replay = Fixed(resp.wire)
+        resp.replay = FixedAnswer(resp.wire)
         return resp

@@ -51,7 +51,7 @@ from proxy.config import SetupContext
 from proxy.corefile import Directive
 from proxy.names import text_to_wire
 from proxy.pipeline import Handler, Plugin
-from proxy.replay import TAKES_PART, Fixed
+from proxy.replay import TAKES_PART, FixedAnswer
 from proxy.request import Request, Response
 
 CLASS_CH = int(dns.rdataclass.CH)
@@ -93,7 +93,7 @@ class Chaos(Plugin):
         name = req.qname_wire
         if name in VERSION_NAMES:
             resp = req.reply(wire.NOERROR, flags=0, answer=(self.version,), source=self.name)
-            resp.replay = Fixed(resp.wire)
+            resp.replay = FixedAnswer(resp.wire)
             return resp
         if name in HOSTNAME_NAMES:
             return req.reply(wire.NOERROR, flags=0, answer=(txt(hostname()),), source=self.name)

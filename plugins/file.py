@@ -506,7 +506,7 @@ class File(Plugin):
             additional=tuple(additional),
             source=self.name,
         )
-        resp.replay = FixedAnswer(data, resp.wire)
+        resp.replay = FixedAnswer(resp.wire, data)
         return resp
 
     async def start(self) -> None:

@@ -427,7 +427,7 @@ class Hosts(Plugin):
 
     def _answer(self, req: Request, gen: Generation, answer: tuple[bytes, ...]) -> Response:
         resp = req.reply(wire.NOERROR, flags=wire.AA, answer=answer, source="hosts")
-        resp.replay = FixedAnswer(gen, resp.wire)
+        resp.replay = FixedAnswer(resp.wire, gen)
         return resp
 
     async def start(self) -> None:

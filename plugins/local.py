@@ -50,7 +50,7 @@ from proxy.corefile import Directive
 from proxy.metrics import Metric
 from proxy.names import longest_zone, text_to_wire
 from proxy.pipeline import Handler, Plugin
-from proxy.replay import TAKES_PART, Effect, Fixed
+from proxy.replay import TAKES_PART, Effect, FixedAnswer
 from proxy.request import Request, Response
 
 log = structlog.get_logger("dnsfw.local")
@@ -159,5 +159,5 @@ class Local(Plugin):
         req: Request, rcode: int, answer: tuple[bytes, ...], authority: tuple[bytes, ...]
     ) -> Response:
         resp = req.reply(rcode, flags=0, answer=answer, authority=authority, source="local")
-        resp.replay = Fixed(resp.wire)
+        resp.replay = FixedAnswer(resp.wire)
         return resp

@@ -558,7 +558,7 @@ class Template(Plugin):
         if self.remote:
             req.no_replay()  # the answer names this client
         else:
-            resp.replay = FixedAnswer(None, resp.wire)
+            resp.replay = FixedAnswer(resp.wire)
         return resp
 
     def _failed(self, req: Request, error: str) -> Response:

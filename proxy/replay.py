@@ -21,7 +21,7 @@ the chain runs them (:meth:`proxy.request.Request.record` and :meth:`~proxy.requ
 * an :class:`Answer` -- the reply for the query bytes at a monotonic time, or None once it no
   longer holds (the cache: the entry expired, was flushed or replaced). The stage that answered
   puts it on its Response (``Response(..., replay=answer)``) after using it for the reply itself.
-  :class:`Fixed` is the one for a reply that cannot go stale (``any``, ``local``).
+  :class:`FixedAnswer` is the one for a reply made from the stage's own data.
 * a :class:`Reshape` -- what a stage does to every reply that passes it (``loadbalance``
   shuffles its records), called with the reply's bytes. ``serve`` applies it to the reply it
   got from the next stage and records it (``req.record``); a replay applies it to the answer
@@ -102,18 +102,21 @@ class Answer:
         raise NotImplementedError
 
 
-class Fixed(Answer):
-    """The same reply for the same query bytes, for as long as the configuration lives: a stage
-    that answers from its configuration alone (``any``, ``local``). ``reply`` is the reply
-    the chain made; a replay puts the asking query's id on it."""
+class FixedAnswer(Answer):
+    """A reply a stage made from its own data (its configuration, a hosts file, a zone, a
+    template): the same bytes for the same query, with the asking query's id, while ``guard``
+    holds (the data it came from is still the stage's), else None. No guard: data that never
+    changes while the configuration serves (``any``, ``local``, ``chaos``, ``template``)."""
 
-    __slots__ = ("reply",)
+    __slots__ = ("guard", "rest")
 
-    def __init__(self, reply: bytes) -> None:
-        self.reply = reply
+    def __init__(self, reply: bytes, guard: Guard | None = None) -> None:
+        self.guard = guard
+        self.rest = reply[2:]
 
     def __call__(self, data: bytes, now: float) -> bytes | None:
-        return data[:2] + self.reply[2:]
+        guard = self.guard
+        return data[:2] + self.rest if guard is None or guard() else None
 
 
 class Reshape:
@@ -188,19 +191,3 @@ def build(trail: Sequence[Guard | Gate | Effect | Reshape], answer: Answer) -> R
     reshapes = tuple(step for step in trail if isinstance(step, Reshape))
     effects = tuple(step for step in trail if not isinstance(step, (Guard, Gate, Reshape)))
     return Replay(guards, gates, answer, effects, reshapes)
-
-
-class FixedAnswer(Answer):
-    """A reply made from data a stage holds (a hosts file, a zone, a template): the same bytes
-    for the same query while ``guard`` holds (the data it came from is still the stage's; None:
-    data that never changes while the configuration serves), else None."""
-
-    __slots__ = ("guard", "rest")
-
-    def __init__(self, guard: Guard | None, reply: bytes) -> None:
-        self.guard = guard
-        self.rest = reply[2:]
-
-    def __call__(self, data: bytes, now: float) -> bytes | None:
-        guard = self.guard
-        return data[:2] + self.rest if guard is None or guard() else None
