@@ -35,8 +35,9 @@ meet it) and has:
   to get the same behaviour: the replay runs the recorded objects again, in the same order.
   A stage that lets a query go on or not by its client and the time (a rate limit) asks a
   :class:`proxy.replay.Gate` with ``req.admit(gate)``, which replays ask again per client.
-  A stage that changes every reply passing it (``loadbalance``) applies a
-  :class:`proxy.replay.Reshape` to it and records it with ``req.record``; one that answers
+  A stage that changes every reply passing it (``loadbalance``, ``rewrite``, ``header``)
+  returns ``proxy.message.reshaped(resp, edit, names=...)``, which also puts the edit on the
+  Response's Answer (:class:`proxy.replay.Reshaped`); one that answers
   from its own data puts a :class:`proxy.replay.FixedAnswer` on it (with the data's Guard
   when a reload can change it).
   ``req.no_replay()`` keeps one query from being replayed; ``req.drop()`` is a Response for

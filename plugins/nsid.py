@@ -29,11 +29,20 @@ Examples::
 from __future__ import annotations
 
 import socket
+from functools import partial
 
 from proxy import wire
 from proxy.config import SetupContext
 from proxy.corefile import Directive
-from proxy.message import NSID_OPTION, assemble, find_opt, opt_with, options, sections
+from proxy.message import (
+    NSID_OPTION,
+    assemble,
+    find_opt,
+    opt_with,
+    options,
+    reshaped,
+    sections,
+)
 from proxy.pipeline import Handler, Plugin
 from proxy.replay import TAKES_PART
 from proxy.request import Request, Response
@@ -61,12 +70,7 @@ class Nsid(Plugin):
         query_opt = find_opt(sections(req.wire).additional)
         if query_opt is None or all(c != NSID_OPTION for c, _ in options(req.wire, query_opt)):
             return await next(req)
-        resp = await next(req)
-        if not resp.wire:
-            return resp
-        return Response(
-            self.add(resp.wire, req.udp_size), resp.rcode, resp.source, resp.info, resp.error
-        )
+        return reshaped(await next(req), partial(self.add, udp_size=req.udp_size), names=False)
 
     def add(self, reply: bytes, udp_size: int) -> bytes:
         parts = sections(reply)

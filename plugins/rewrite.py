@@ -58,7 +58,7 @@ rule``, ``invalid cname rewrite regex pattern: ...``, ...).
 
 Replays: the query edit is recorded by nothing (the stages behind record on the client's
 query, whose replay is keyed by the client's bytes); the reply edit is put on the replay's
-answer (:class:`proxy.message.Reshaped`), so a replayed cache hit is mapped back exactly as
+answer (:class:`proxy.replay.Reshaped`), so a replayed cache hit is mapped back exactly as
 the chain's reply was; a reply a ``cname`` rule made is replayed from both answers it was made
 of (:class:`proxy.message.Combined`), and dropped once the first no longer has the CNAME. Cost: a reply with edits is decoded and encoded again with dnspython
 (tens of µs) on the chain and on each replay; queries no rule matches cost one name decode.
