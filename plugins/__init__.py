@@ -38,8 +38,8 @@ meet it) and has:
   A stage that changes every reply passing it (``loadbalance``, ``rewrite``, ``header``)
   returns ``proxy.message.reshaped(resp, edit, names=...)``, which also puts the edit on the
   Response's Answer (:class:`proxy.replay.Reshaped`); one that answers
-  from its own data puts a :class:`proxy.replay.FixedAnswer` on it (with the data's Guard
-  when a reload can change it).
+  from its own data replies with ``req.fixed_reply(rcode, guard, ...)``, which puts a
+  :class:`proxy.replay.FixedAnswer` on it (with the data's Guard when a reload can change it).
   ``req.no_replay()`` keeps one query from being replayed; ``req.drop()`` is a Response for
   which nothing is sent;
 * optionally ``qclasses``: the query classes besides IN it answers (``chaos``: CH); the server
