@@ -37,6 +37,7 @@ from proxy.corefile import Directive
 from proxy.message import (
     NSID_OPTION,
     assemble,
+    encode_options,
     find_opt,
     opt_with,
     options,
@@ -77,7 +78,9 @@ class Nsid(Plugin):
         records = [reply[r.start : r.end] for r in parts.additional if r.rtype != wire.TYPE_OPT]
         opt = find_opt(parts.additional)
         if opt is None:
-            records.append(wire.opt_record(udp_size, True, self.option()))
+            records.append(
+                wire.opt_record(udp_size, True, encode_options([(NSID_OPTION, self.data)]))
+            )
         else:
             found = options(reply, opt)
             if any(code == NSID_OPTION for code, _ in found):
@@ -88,6 +91,3 @@ class Nsid(Plugin):
         answer = [reply[r.start : r.end] for r in parts.answer]
         authority = [reply[r.start : r.end] for r in parts.authority]
         return assemble(reply, parts.qend, answer, authority, records)
-
-    def option(self) -> bytes:
-        return NSID_OPTION.to_bytes(2, "big") + len(self.data).to_bytes(2, "big") + self.data

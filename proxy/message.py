@@ -85,9 +85,14 @@ def options(data: bytes, opt: Record) -> list[tuple[int, bytes]]:
     return found
 
 
+def encode_options(found: list[tuple[int, bytes]]) -> bytes:
+    """The EDNS options (code, data) as an OPT record's rdata."""
+    return b"".join(_U16.pack(code) + _U16.pack(len(value)) + value for code, value in found)
+
+
 def opt_with(data: bytes, opt: Record, new: list[tuple[int, bytes]]) -> bytes:
     """The OPT record ``opt`` of ``data`` (owner, size, flags kept) with the options ``new``."""
-    body = b"".join(_U16.pack(code) + _U16.pack(len(value)) + value for code, value in new)
+    body = encode_options(new)
     return data[opt.start : opt.rdata - 2] + _U16.pack(len(body)) + body
 
 
