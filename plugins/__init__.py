@@ -35,9 +35,11 @@ meet it) and has:
   to get the same behaviour: the replay runs the recorded objects again, in the same order.
   A stage that lets a query go on or not by its client and the time (a rate limit) asks a
   :class:`proxy.replay.Gate` with ``req.admit(gate)``, which replays ask again per client.
-  A stage that changes every reply passing it (``loadbalance``) applies a
-  :class:`proxy.replay.Reshape` to it and records it with ``req.record``; one whose answer
-  cannot go stale puts a :class:`proxy.replay.Fixed` on it.
+  A stage that changes every reply passing it (``loadbalance``, ``rewrite``, ``header``)
+  returns ``proxy.message.reshaped(resp, edit, names=...)``, which also puts the edit on the
+  Response's Answer (:class:`proxy.replay.Reshaped`); one that answers
+  from its own data replies with ``req.fixed_reply(rcode, guard, ...)``, which puts a
+  :class:`proxy.replay.FixedAnswer` on it (with the data's Guard when a reload can change it).
   ``req.no_replay()`` keeps one query from being replayed; ``req.drop()`` is a Response for
   which nothing is sent;
 * optionally ``qclasses``: the query classes besides IN it answers (``chaos``: CH); the server

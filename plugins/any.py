@@ -31,7 +31,7 @@ from proxy import wire
 from proxy.config import SetupContext
 from proxy.corefile import Directive
 from proxy.pipeline import Handler, Plugin
-from proxy.replay import TAKES_PART, Fixed
+from proxy.replay import TAKES_PART
 from proxy.request import Request, Response
 
 TYPE_ANY = int(dns.rdatatype.ANY)
@@ -55,6 +55,4 @@ class Any(Plugin):
     async def serve(self, req: Request, next: Handler) -> Response:
         if req.qtype != TYPE_ANY:
             return await next(req)
-        resp = req.reply(wire.NOERROR, flags=0, answer=(HINFO,), source=self.name)
-        resp.replay = Fixed(resp.wire)
-        return resp
+        return req.fixed_reply(wire.NOERROR, flags=0, answer=(HINFO,), source=self.name)

@@ -57,7 +57,7 @@ def setup(directive: Directive, ctx: SetupContext) -> Bufsize:
 
 class Bufsize(Plugin):
     name = "bufsize"
-    replays = TAKES_PART  # the cut goes on the replay's answer (proxy.message.Reshaped)
+    replays = TAKES_PART  # the cut goes on the replay's answer (proxy.replay.Reshaped)
 
     def __init__(self, size: int) -> None:
         self.size = size

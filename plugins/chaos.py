@@ -51,7 +51,7 @@ from proxy.config import SetupContext
 from proxy.corefile import Directive
 from proxy.names import text_to_wire
 from proxy.pipeline import Handler, Plugin
-from proxy.replay import TAKES_PART, Fixed
+from proxy.replay import TAKES_PART
 from proxy.request import Request, Response
 
 CLASS_CH = int(dns.rdataclass.CH)
@@ -92,9 +92,7 @@ class Chaos(Plugin):
             return await next(req)
         name = req.qname_wire
         if name in VERSION_NAMES:
-            resp = req.reply(wire.NOERROR, flags=0, answer=(self.version,), source=self.name)
-            resp.replay = Fixed(resp.wire)
-            return resp
+            return req.fixed_reply(wire.NOERROR, flags=0, answer=(self.version,), source=self.name)
         if name in HOSTNAME_NAMES:
             return req.reply(wire.NOERROR, flags=0, answer=(txt(hostname()),), source=self.name)
         if name == AUTHORS_NAME:

@@ -85,7 +85,7 @@ from proxy.durations import parse_duration
 from proxy.fall import NEVER, Fall, from_args
 from proxy.names import ROOT, longest_zone, text_to_wire, wire_suffixes
 from proxy.pipeline import Handler, Plugin
-from proxy.replay import TAKES_PART, FixedAnswer, Guard
+from proxy.replay import TAKES_PART, Guard
 from proxy.request import Request, Response
 
 log = structlog.get_logger("dnsfw.file")
@@ -498,16 +498,15 @@ class File(Plugin):
             req.no_replay()
             return req.reply(wire.SERVFAIL, flags=0, source=self.name)
         flags = 0 if result == DELEGATION and not answer else wire.AA
-        resp = req.reply(
+        return req.fixed_reply(
             wire.NXDOMAIN if result == NAME_ERROR else wire.NOERROR,
+            data,
             flags=flags,
             answer=tuple(answer),
             authority=tuple(authority),
             additional=tuple(additional),
             source=self.name,
         )
-        resp.replay = FixedAnswer(data, resp.wire)
-        return resp
 
     async def start(self) -> None:
         for zone in self.zones.values():

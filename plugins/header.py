@@ -23,7 +23,7 @@ unknown/unsupported flag=X``.
 Place in the chain (``plugins.ORDER``): after ``cache``, so a cached reply is stored as the
 upstream sent it and the flags are changed on the way out of the cache; every reply through
 it, cache hits replayed without the chain included, gets the same flags (the response edit is
-put on the replay's answer, :class:`proxy.message.Reshaped`: two byte operations).
+put on the replay's answer, :class:`proxy.replay.Reshaped`: two byte operations).
 
 Examples::
 

@@ -111,7 +111,7 @@ from proxy.fall import NEVER, Fall, from_args
 from proxy.metrics import Registry
 from proxy.names import ROOT, in_zones, text_to_wire
 from proxy.pipeline import Handler, Plugin
-from proxy.replay import TAKES_PART, FixedAnswer, Guard
+from proxy.replay import TAKES_PART, Guard
 from proxy.request import Request, Response
 
 log = structlog.get_logger("dnsfw.hosts")
@@ -426,9 +426,7 @@ class Hosts(Plugin):
         return req.reply(wire.SERVFAIL, flags=0, source="hosts")
 
     def _answer(self, req: Request, gen: Generation, answer: tuple[bytes, ...]) -> Response:
-        resp = req.reply(wire.NOERROR, flags=wire.AA, answer=answer, source="hosts")
-        resp.replay = FixedAnswer(gen, resp.wire)
-        return resp
+        return req.fixed_reply(wire.NOERROR, gen, flags=wire.AA, answer=answer, source="hosts")
 
     async def start(self) -> None:
         self.read()

@@ -36,7 +36,8 @@ and type trade places inside the reply (same layout, so compression and the repl
 facts stay valid and nothing is parsed again); records of different names do not trade
 places, where CoreDNS may also move them. A section with several MX records of one name is
 shuffled through dnspython (slower; MX queries are rare). The shuffle is a
-:class:`proxy.replay.Reshape`: replays of cached answers are shuffled too, each time.
+:class:`proxy.replay.Reshaped` on the answer it passes: replays of cached answers are shuffled
+too, each time.
 
 Examples::
 
@@ -79,9 +80,10 @@ from proxy import wire
 from proxy.config import SetupContext
 from proxy.corefile import CorefileError, Directive, Token
 from proxy.durations import parse_duration
+from proxy.message import reshaped
 from proxy.names import text_to_wire
 from proxy.pipeline import Handler, Plugin
-from proxy.replay import TAKES_PART, Reshape
+from proxy.replay import TAKES_PART
 from proxy.request import Request, Response
 from proxy.wire import WireError
 
@@ -248,7 +250,7 @@ def _address(text: str) -> bytes | None:
         return None
 
 
-class Shuffle(Reshape):
+class Shuffle:
     """The policy, applied to one reply's bytes (a new bytes object; the given one is kept)."""
 
     __slots__ = ("weighted", "prefer")
@@ -387,9 +389,5 @@ class LoadBalance(Plugin):
         if not data:
             return resp
         shuffled, same_layout = self.shuffle.apply(data)
-        req.record(self.shuffle)
-        if shuffled is data:
-            return resp
         # the same layout: the reply's computed facts (TTL offsets, chain) hold for it
-        info = resp.info if same_layout else None
-        return Response(shuffled, resp.rcode, resp.source, info, resp.error, resp.replay)
+        return reshaped(resp, self.shuffle, names=not same_layout, wire=shuffled)

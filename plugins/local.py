@@ -50,7 +50,7 @@ from proxy.corefile import Directive
 from proxy.metrics import Metric
 from proxy.names import longest_zone, text_to_wire
 from proxy.pipeline import Handler, Plugin
-from proxy.replay import TAKES_PART, Effect, Fixed
+from proxy.replay import TAKES_PART, Effect
 from proxy.request import Request, Response
 
 log = structlog.get_logger("dnsfw.local")
@@ -158,6 +158,4 @@ class Local(Plugin):
     def _answer(
         req: Request, rcode: int, answer: tuple[bytes, ...], authority: tuple[bytes, ...]
     ) -> Response:
-        resp = req.reply(rcode, flags=0, answer=answer, authority=authority, source="local")
-        resp.replay = Fixed(resp.wire)
-        return resp
+        return req.fixed_reply(rcode, flags=0, answer=answer, authority=authority, source="local")

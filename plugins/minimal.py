@@ -13,7 +13,7 @@ unchanged.
 
 Place in the chain (``plugins.ORDER``): after ``cache``, so the cache keeps whole replies and
 each reply is made minimal on its way out; replays of cache hits are made minimal by the same
-function (:class:`proxy.message.Reshaped`: one walk over the records' offsets).
+function (:class:`proxy.replay.Reshaped`: one walk over the records' offsets).
 
 Example::
 
@@ -64,7 +64,7 @@ def _rebuild(data: bytes, parts, kept: list[bytes]) -> bytes:
 
 class Minimal(Plugin):
     name = "minimal"
-    replays = TAKES_PART  # the edit goes on the replay's answer (proxy.message.Reshaped)
+    replays = TAKES_PART  # the edit goes on the replay's answer (proxy.replay.Reshaped)
 
     async def serve(self, req: Request, next: Handler) -> Response:
         return reshaped(await next(req), minimal, names=True)

@@ -29,11 +29,21 @@ Examples::
 from __future__ import annotations
 
 import socket
+from functools import partial
 
 from proxy import wire
 from proxy.config import SetupContext
 from proxy.corefile import Directive
-from proxy.message import NSID_OPTION, assemble, find_opt, opt_with, options, sections
+from proxy.message import (
+    NSID_OPTION,
+    assemble,
+    encode_options,
+    find_opt,
+    opt_with,
+    options,
+    reshaped,
+    sections,
+)
 from proxy.pipeline import Handler, Plugin
 from proxy.replay import TAKES_PART
 from proxy.request import Request, Response
@@ -61,19 +71,16 @@ class Nsid(Plugin):
         query_opt = find_opt(sections(req.wire).additional)
         if query_opt is None or all(c != NSID_OPTION for c, _ in options(req.wire, query_opt)):
             return await next(req)
-        resp = await next(req)
-        if not resp.wire:
-            return resp
-        return Response(
-            self.add(resp.wire, req.udp_size), resp.rcode, resp.source, resp.info, resp.error
-        )
+        return reshaped(await next(req), partial(self.add, udp_size=req.udp_size), names=False)
 
     def add(self, reply: bytes, udp_size: int) -> bytes:
         parts = sections(reply)
         records = [reply[r.start : r.end] for r in parts.additional if r.rtype != wire.TYPE_OPT]
         opt = find_opt(parts.additional)
         if opt is None:
-            records.append(wire.opt_record(udp_size, True, self.option()))
+            records.append(
+                wire.opt_record(udp_size, True, encode_options([(NSID_OPTION, self.data)]))
+            )
         else:
             found = options(reply, opt)
             if any(code == NSID_OPTION for code, _ in found):
@@ -84,6 +91,3 @@ class Nsid(Plugin):
         answer = [reply[r.start : r.end] for r in parts.answer]
         authority = [reply[r.start : r.end] for r in parts.authority]
         return assemble(reply, parts.qend, answer, authority, records)
-
-    def option(self) -> bytes:
-        return NSID_OPTION.to_bytes(2, "big") + len(self.data).to_bytes(2, "big") + self.data

@@ -58,7 +58,7 @@ rule``, ``invalid cname rewrite regex pattern: ...``, ...).
 
 Replays: the query edit is recorded by nothing (the stages behind record on the client's
 query, whose replay is keyed by the client's bytes); the reply edit is put on the replay's
-answer (:class:`proxy.message.Reshaped`), so a replayed cache hit is mapped back exactly as
+answer (:class:`proxy.replay.Reshaped`), so a replayed cache hit is mapped back exactly as
 the chain's reply was; a reply a ``cname`` rule made is replayed from both answers it was made
 of (:class:`proxy.message.Combined`), and dropped once the first no longer has the CNAME. Cost: a reply with edits is decoded and encoded again with dnspython
 (tens of µs) on the chain and on each replay; queries no rule matches cost one name decode.
@@ -132,7 +132,9 @@ from proxy.message import (
     SUBNET_OPTION,
     ask,
     combined,
+    encode_options,
     find_opt,
+    opt_with,
     options,
     reshaped,
     sections,
@@ -403,6 +405,14 @@ def ttl_rule(mode: str, args: list[str]) -> Rule:
     else:
         test = _name_test("exact", args[0], "ttl")
 
+    return _reply_edit_rule(mode, test, edit)
+
+
+def _reply_edit_rule(
+    mode: str, test: Callable[[str], bool], edit: Callable[[dns.message.Message], None]
+) -> Rule:
+    """A rule that edits the reply of a query whose name passes ``test`` (``ttl``, ``rcode``)."""
+
     def apply(q: Query) -> bool:
         if not test(q.name):
             return False
@@ -464,13 +474,7 @@ def rcode_rule(mode: str, args: list[str]) -> Rule:
         if msg.rcode() == old:
             msg.set_rcode(new)
 
-    def apply(q: Query) -> bool:
-        if not test(q.name):
-            return False
-        q.reply_edits.append(edit)
-        return True
-
-    return Rule(mode, apply)
+    return _reply_edit_rule(mode, test, edit)
 
 
 def _rcode(text: str) -> int | None:
@@ -877,14 +881,11 @@ def _query_wire(req: Request, q: Query) -> bytes:
     question = name + struct.pack("!HH", q.qtype, q.qclass)
     if q.opts is None:
         return header + question
-    body = b"".join(struct.pack("!HH", c, len(v)) + v for c, v in q.opts)
     if req.edns:
         opt = find_opt(sections(req.wire).additional)
         assert opt is not None
-        head = req.wire[opt.start : opt.rdata - 2]
-    else:
-        head = b"\x00" + struct.pack("!HHI", wire.TYPE_OPT, 4096, 0)
-    return header + question + head + struct.pack("!H", len(body)) + body
+        return header + question + opt_with(req.wire, opt, q.opts)
+    return header + question + wire.opt_record(4096, options=encode_options(q.opts))
 
 
 def _revert(

@@ -137,7 +137,7 @@ from proxy.fall import NEVER, Fall, from_args
 from proxy.metrics import Child, Registry
 from proxy.names import longest_zone, text_to_wire
 from proxy.pipeline import Handler, Plugin
-from proxy.replay import TAKES_PART, Effect, FixedAnswer
+from proxy.replay import TAKES_PART, Effect
 from proxy.request import Request, Response
 
 MAX_REGEX = 10000
@@ -546,7 +546,10 @@ class Template(Plugin):
                     self.rr_failures.labels(*labels).inc()
                     return self._failed(req, str(err))
             sections[section] = tuple(records)
-        resp = req.reply(
+        if self.remote:
+            req.no_replay()  # the answer names this client
+        reply = req.reply if self.remote else req.fixed_reply
+        return reply(
             spec.rcode,
             flags=wire.AA,
             answer=sections["answer"],
@@ -555,11 +558,6 @@ class Template(Plugin):
             options=spec.ede,
             source="template",
         )
-        if self.remote:
-            req.no_replay()  # the answer names this client
-        else:
-            resp.replay = FixedAnswer(None, resp.wire)
-        return resp
 
     def _failed(self, req: Request, error: str) -> Response:
         req.no_replay()

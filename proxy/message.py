@@ -4,8 +4,8 @@ the rest of the chain a second question for one query (``dns64``'s A lookup, ``r
 CNAME target): :func:`ask` and :class:`Combined`.
 
 No dnspython: these run on every query through such a stage, and on every replay of it (a
-stage that edits a reply puts :func:`reshaped` on its Response, so the replayed reply is edited
-by the very same function). Records are read as offsets, never decoded unless edited.
+stage that edits a reply passes it through :func:`reshaped`, which wraps the Response's replay
+in a :class:`proxy.replay.Reshaped`, so the replayed reply is edited by the very same function). Records are read as offsets, never decoded unless edited.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from .pipeline import Handler
-from .replay import Answer
+from .replay import Answer, Reshaped
 from .request import Request, Response, parse
 from .wire import HEADER_LEN, TYPE_OPT, skip_name
 
@@ -85,9 +85,14 @@ def options(data: bytes, opt: Record) -> list[tuple[int, bytes]]:
     return found
 
 
+def encode_options(found: list[tuple[int, bytes]]) -> bytes:
+    """The EDNS options (code, data) as an OPT record's rdata."""
+    return b"".join(_U16.pack(code) + _U16.pack(len(value)) + value for code, value in found)
+
+
 def opt_with(data: bytes, opt: Record, new: list[tuple[int, bytes]]) -> bytes:
     """The OPT record ``opt`` of ``data`` (owner, size, flags kept) with the options ``new``."""
-    body = b"".join(_U16.pack(code) + _U16.pack(len(value)) + value for code, value in new)
+    body = encode_options(new)
     return data[opt.start : opt.rdata - 2] + _U16.pack(len(body)) + body
 
 
@@ -128,30 +133,18 @@ def with_qtype(data: bytes, qend: int, qtype: int) -> bytes:
     return data[: qend - 4] + _U16.pack(qtype) + data[qend - 2 :]
 
 
-class Reshaped(Answer):
-    """An :class:`~proxy.replay.Answer` whose reply a stage edits on its way out: the same
-    ``reshape`` the stage applied to the chain's reply, applied to every replay of it."""
-
-    __slots__ = ("answer", "reshape")
-
-    def __init__(self, answer: Answer, reshape: Callable[[bytes], bytes]) -> None:
-        self.answer = answer
-        self.reshape = reshape
-
-    def __call__(self, data: bytes, now: float) -> bytes | None:
-        reply = self.answer(data, now)
-        return None if reply is None else self.reshape(reply)
-
-
-def reshaped(resp: Response, reshape: Callable[[bytes], bytes], *, names: bool) -> Response:
-    """``resp`` with its bytes passed through ``reshape`` (and its replay, if any, too).
-    ``names``: the edit may change records, so the computed AnswerInfo is dropped (a later
-    reader computes it again from the new bytes)."""
+def reshaped(
+    resp: Response, reshape: Callable[[bytes], bytes], *, names: bool, wire: bytes | None = None
+) -> Response:
+    """``resp`` with its bytes passed through ``reshape`` (and its replay, if any, too: a
+    :class:`~proxy.replay.Reshaped`). ``names``: the edit may change records, so the computed
+    AnswerInfo is dropped (a later reader computes it again from the new bytes). ``wire``: the
+    edited bytes, when the stage made them itself (it needed more than the bytes back)."""
     if not resp.wire:
         return resp
     replay = Reshaped(resp.replay, reshape) if resp.replay is not None else None
     return Response(
-        reshape(resp.wire),
+        reshape(resp.wire) if wire is None else wire,
         resp.rcode,
         resp.source,
         info=None if names else resp.info,

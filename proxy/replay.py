@@ -21,14 +21,13 @@ the chain runs them (:meth:`proxy.request.Request.record` and :meth:`~proxy.requ
 * an :class:`Answer` -- the reply for the query bytes at a monotonic time, or None once it no
   longer holds (the cache: the entry expired, was flushed or replaced). The stage that answered
   puts it on its Response (``Response(..., replay=answer)``) after using it for the reply itself.
-  :class:`Fixed` is the one for a reply that cannot go stale (``any``, ``local``).
-* a :class:`Reshape` -- what a stage does to every reply that passes it (``loadbalance``
-  shuffles its records), called with the reply's bytes. ``serve`` applies it to the reply it
-  got from the next stage and records it (``req.record``); a replay applies it to the answer
-  again, innermost stage first, as the chain did.
+  :class:`FixedAnswer` is the one for a reply made from the stage's own data.
+  A stage that edits every reply passing it (``loadbalance`` shuffles its records,
+  ``rewrite`` maps names back) wraps the Answer it got in a :class:`Reshaped` with its edit
+  (:func:`proxy.message.reshaped`), so the replay edits it again, innermost stage first.
 
 When the chain finished a UDP query at once with an Answer, the listener keeps
-:class:`Replay` (guards, gates, answer, reshapes, effects) under the query's bytes after its id; the same
+:class:`Replay` (guards, gates, answer, effects) under the query's bytes after its id; the same
 bytes from any client are then answered by :meth:`Replay.run` with no Request and no stage call.
 
 Whether a stage can take part is declared at setup, not discovered per query: every plugin
@@ -50,7 +49,7 @@ options (cookies, padding) cannot mint keys.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -102,29 +101,40 @@ class Answer:
         raise NotImplementedError
 
 
-class Fixed(Answer):
-    """The same reply for the same query bytes, for as long as the configuration lives: a stage
-    that answers from its configuration alone (``any``, ``local``). ``reply`` is the reply
-    the chain made; a replay puts the asking query's id on it."""
+class FixedAnswer(Answer):
+    """A reply a stage made from its own data (its configuration, a hosts file, a zone, a
+    template): the same bytes for the same query, with the asking query's id, while ``guard``
+    holds (the data it came from is still the stage's), else None. No guard: data that never
+    changes while the configuration serves (``any``, ``local``, ``chaos``, ``template``)."""
 
-    __slots__ = ("reply",)
+    __slots__ = ("guard", "rest")
 
-    def __init__(self, reply: bytes) -> None:
-        self.reply = reply
+    def __init__(self, reply: bytes, guard: Guard | None = None) -> None:
+        self.guard = guard
+        self.rest = reply[2:]
 
     def __call__(self, data: bytes, now: float) -> bytes | None:
-        return data[:2] + self.reply[2:]
+        guard = self.guard
+        return data[:2] + self.rest if guard is None or guard() else None
 
 
-class Reshape:
-    """Per-reply behaviour of a stage that changes the reply it passes on: ``reshape(reply)``
-    returns the reply to send instead (same id). It must not change the bytes it is given
-    (a cache entry may own them). ``serve`` applies it and records it with ``req.record``."""
+class Reshaped(Answer):
+    """The Answer of a stage that edits every reply passing it (``rewrite``, ``header``,
+    ``minimal``, ``bufsize``, ``loadbalance``): ``reshape(reply)`` -- the very function the
+    stage applied to the reply it got -- applied to every replay of the inner ``answer``. It
+    wraps the answer the stage saw, not the final reply, so a stage in front that combines two
+    answers (:class:`proxy.message.Combined`) gets each as the chain gave it. ``reshape``
+    returns new bytes, never changing those it is given (a cache entry may own them)."""
 
-    __slots__ = ()
+    __slots__ = ("answer", "reshape")
 
-    def __call__(self, reply: bytes) -> bytes:
-        raise NotImplementedError
+    def __init__(self, answer: Answer, reshape: Callable[[bytes], bytes]) -> None:
+        self.answer = answer
+        self.reshape = reshape
+
+    def __call__(self, data: bytes, now: float) -> bytes | None:
+        reply = self.answer(data, now)
+        return None if reply is None else self.reshape(reply)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +156,7 @@ def not_replayed(reason: str) -> Replays:
 class Replay:
     """What the chain recorded for one query, run without the chain."""
 
-    __slots__ = ("guards", "gates", "answer", "reshapes", "effects")
+    __slots__ = ("guards", "gates", "answer", "effects")
 
     def __init__(
         self,
@@ -154,12 +164,10 @@ class Replay:
         gates: tuple[Gate, ...],
         answer: Answer,
         effects: tuple[Effect, ...],
-        reshapes: tuple[Reshape, ...] = (),
     ) -> None:
         self.guards = guards
         self.gates = gates
         self.answer = answer
-        self.reshapes = reshapes
         self.effects = effects
 
     def run(self, data: bytes, client: Any) -> bytes | None:
@@ -174,33 +182,14 @@ class Replay:
                 return HELD
         reply = self.answer(data, now)
         if reply is not None:
-            for reshape in self.reshapes:
-                reply = reshape(reply)
             for effect in self.effects:
                 effect(client, now)
         return reply
 
 
-def build(trail: Sequence[Guard | Gate | Effect | Reshape], answer: Answer) -> Replay:
+def build(trail: Sequence[Guard | Gate | Effect], answer: Answer) -> Replay:
     """A replay from a query's recorded ``trail`` (in the order the chain ran it)."""
     guards = tuple(step for step in trail if isinstance(step, Guard))
     gates = tuple(step for step in trail if isinstance(step, Gate))
-    reshapes = tuple(step for step in trail if isinstance(step, Reshape))
-    effects = tuple(step for step in trail if not isinstance(step, (Guard, Gate, Reshape)))
-    return Replay(guards, gates, answer, effects, reshapes)
-
-
-class FixedAnswer(Answer):
-    """A reply made from data a stage holds (a hosts file, a zone, a template): the same bytes
-    for the same query while ``guard`` holds (the data it came from is still the stage's; None:
-    data that never changes while the configuration serves), else None."""
-
-    __slots__ = ("guard", "rest")
-
-    def __init__(self, guard: Guard | None, reply: bytes) -> None:
-        self.guard = guard
-        self.rest = reply[2:]
-
-    def __call__(self, data: bytes, now: float) -> bytes | None:
-        guard = self.guard
-        return data[:2] + self.rest if guard is None or guard() else None
+    effects = tuple(step for step in trail if not isinstance(step, (Guard, Gate)))
+    return Replay(guards, gates, answer, effects)

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from . import names, wire
+from .replay import FixedAnswer, Guard
 from .wire import AnswerInfo, WireError
 
 _HEADER = struct.Struct("!HHHHHH")
@@ -174,6 +175,13 @@ class Request:
             opt=self.opt(options),
         )
         return Response(data, rcode, source, error=error)
+
+    def fixed_reply(self, rcode: int, guard: Guard | None = None, **parts: Any) -> Response:
+        """:meth:`reply` (``parts`` as there) for a reply the stage made from its own data,
+        replayed as it is while ``guard`` holds (:class:`~proxy.replay.FixedAnswer`)."""
+        resp = self.reply(rcode, **parts)
+        resp.replay = FixedAnswer(resp.wire, guard)
+        return resp
 
     def drop(self) -> Response:
         """No reply at all: the server sends nothing for this query (the client times out)."""

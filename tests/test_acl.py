@@ -15,8 +15,8 @@ import plugins
 import plugins.acl
 from proxy.config import AppContext, build
 from proxy.corefile import CorefileError, parse
+from tests.kit.checks import docstring_examples
 from tests.kit.dnsfw import free_port
-from tests.kit.examples import docstring_examples
 from tests.kit.metrics import get, sample
 
 ZONES = """

@@ -22,8 +22,8 @@ from plugins.dns64 import to6
 from proxy.config import AppContext, build
 from proxy.corefile import CorefileError, parse, parse_file
 from proxy.server import Server
+from tests.kit.checks import docstring_examples
 from tests.kit.dnsfw import free_port
-from tests.kit.examples import docstring_examples
 from tests.kit.metrics import get, sample
 
 ZONES = """

@@ -17,8 +17,9 @@ import pytest
 
 import plugins.auto as auto_plugin
 import plugins.file as file_plugin
-from tests.kit.answering import dig, docstring_examples, setup_error
+from tests.kit.checks import docstring_examples, setup_error
 from tests.kit.dnsfw import run_cli
+from tests.kit.tools import dig
 
 ZONE = """\
 $ORIGIN example.org.
@@ -322,7 +323,7 @@ def test_setup_errors(body: str, message: str, tmp_path: Path):
     (tmp_path / "db.example.org").write_text(ZONE.format(serial=1))
     (tmp_path / "db.nosoa").write_text("$ORIGIN example.org.\nwww 60 IN A 192.0.2.1\n")
     (tmp_path / "db.broken").write_text("$ORIGIN example.org.\nwww 60 IN A not-an-address\n")
-    error = setup_error(f".:53 {{\n{body}\n}}\n", tmp_path)
+    error = setup_error(f".:53 {{\n{body}\n}}\n", f"{tmp_path}/Corefile")
     expected = f"plugin/file: {tmp_path}/Corefile:{message.format(tmp=tmp_path)}"
     assert error is not None and error.startswith(expected), error
 
@@ -336,7 +337,7 @@ def test_setup_accepts_coredns_forms(tmp_path: Path):
         "file db.example.org example.org. {\n fallthrough www.example.org\n }",
         "file db.example.org example.org. {\n reload 0\n upstream\n }",
     ]:
-        assert setup_error(f".:53 {{\n{body}\n}}\n", tmp_path) is None, body
+        assert setup_error(f".:53 {{\n{body}\n}}\n", f"{tmp_path}/Corefile") is None, body
 
 
 def test_a_missing_file_is_a_warning_and_servfail_until_it_appears(dnsfw, tmp_path: Path):
@@ -363,7 +364,7 @@ def test_the_file_docstring_examples_set_up(tmp_path: Path):
     examples = docstring_examples(file_plugin)
     assert len(examples) == 2
     for text in examples:
-        assert setup_error(text, tmp_path) is None, text
+        assert setup_error(text, f"{tmp_path}/Corefile") is None, text
 
 
 # --- auto ------------------------------------------------------------------------------------
@@ -460,7 +461,7 @@ def test_auto_regex_and_origin_template(dnsfw, tmp_path: Path):
 def test_auto_setup_errors(body: str, message: str, tmp_path: Path):
     (tmp_path / "zones").mkdir()
     (tmp_path / "zones" / "file").write_text("")
-    error = setup_error(f".:53 {{\n{body}\n}}\n", tmp_path)
+    error = setup_error(f".:53 {{\n{body}\n}}\n", f"{tmp_path}/Corefile")
     expected = f"plugin/auto: {tmp_path}/Corefile:{message.format(tmp=tmp_path)}"
     assert error is not None and error.startswith(expected), error
 
@@ -470,4 +471,4 @@ def test_the_auto_docstring_examples_set_up(tmp_path: Path):
     examples = docstring_examples(auto_plugin)
     assert len(examples) == 2
     for text in examples:
-        assert setup_error(text, tmp_path) is None, text
+        assert setup_error(text, f"{tmp_path}/Corefile") is None, text

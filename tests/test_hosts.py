@@ -19,10 +19,11 @@ import dns.reversename
 import pytest
 
 import plugins.hosts as hosts_plugin
-from tests.kit.answering import dig, docstring_examples, setup_error
 from tests.kit.api import Api
+from tests.kit.checks import docstring_examples, setup_error
 from tests.kit.dnsfw import free_port, run_cli
 from tests.kit.metrics import get, wait_http
+from tests.kit.tools import dig
 
 HOSTS = """\
 # The following lines are desirable for IPv4 capable hosts
@@ -295,7 +296,7 @@ def test_setup_accepts_coredns_forms(tmp_path: Path):
         "hosts /etc/hosts {\n ttl 3600\n no_reverse\n reload 0\n }",
         "hosts missing.hosts {\n 10.0.0.1 example.org\n }",
     ]:
-        assert setup_error(f".:53 {{\n{body}\n}}\n", tmp_path) is None, body
+        assert setup_error(f".:53 {{\n{body}\n}}\n", f"{tmp_path}/Corefile") is None, body
 
 
 def test_check_warns_about_a_missing_file(tmp_path: Path):
@@ -307,7 +308,7 @@ def test_check_warns_about_a_missing_file(tmp_path: Path):
 
 def test_an_unreadable_path_is_an_error(tmp_path: Path):
     (tmp_path / "file").write_text("")
-    error = setup_error(".:53 {\n    hosts file/hosts\n}\n", tmp_path)
+    error = setup_error(".:53 {\n    hosts file/hosts\n}\n", f"{tmp_path}/Corefile")
     assert error == (
         f"plugin/hosts: {tmp_path}/Corefile:2 - Error during parsing: unable to access hosts "
         f"file '{tmp_path}/file/hosts': stat {tmp_path}/file/hosts: not a directory"
@@ -319,7 +320,7 @@ def test_the_docstring_examples_set_up(tmp_path: Path):
     examples = docstring_examples(hosts_plugin)
     assert len(examples) == 4
     for text in examples:
-        assert setup_error(text, tmp_path) is None, text
+        assert setup_error(text, f"{tmp_path}/Corefile") is None, text
 
 
 def test_the_wildcard_example_answers(dnsfw, tmp_path: Path, upstream):

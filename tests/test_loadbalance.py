@@ -1,5 +1,5 @@
 """`loadbalance`: A/AAAA/MX records shuffled in replies from forward, from the cache and from
-replays (the shuffle is a replay Reshape); weighted and prefer policies; CoreDNS's errors."""
+replays (the shuffle is a replay Reshaped); weighted and prefer policies; CoreDNS's errors."""
 
 from __future__ import annotations
 

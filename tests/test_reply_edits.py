@@ -21,7 +21,7 @@ import plugins.minimal
 import plugins.nsid
 from proxy.config import AppContext, build
 from proxy.corefile import CorefileError, parse
-from tests.kit.examples import docstring_examples
+from tests.kit.checks import docstring_examples
 
 ZONES = """
 $ORIGIN example.org.

@@ -12,9 +12,10 @@ import dns.rcode
 import pytest
 
 import plugins.template as template_plugin
-from tests.kit.answering import dig, docstring_examples, setup_error
+from tests.kit.checks import docstring_examples, setup_error
 from tests.kit.dnsfw import free_port
 from tests.kit.metrics import get, wait_http
+from tests.kit.tools import dig
 
 IP_A = """\
     template IN A example {

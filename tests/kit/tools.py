@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 
 import pytest
 
@@ -25,3 +26,15 @@ def need_tool(name: str, package: str) -> str:
     if path is None:
         unavailable(f"{name} not found (Debian package {package})")
     return path  # type: ignore[return-value]
+
+
+def dig(port: int, *args: str) -> str:
+    """``dig @127.0.0.1 -p PORT ARGS`` (one try, 3 s), its output."""
+    path = need_tool("dig", "bind9-dnsutils")
+    done = subprocess.run(
+        [path, "@127.0.0.1", "-p", str(port), "+tries=1", "+time=3", *args],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    return done.stdout
