@@ -13,10 +13,10 @@ import dns.query
 import dns.rcode
 import pytest
 
-from tests.kit.answering import dig as dig_cli
 from tests.kit.checks import setup_error
 from tests.kit.dnsfw import free_port, run_cli
 from tests.kit.metrics import get, wait_http
+from tests.kit.tools import dig as dig_cli
 from tests.kit.upstream import DEFAULT_ZONES
 
 # coredns/deployment kubernetes/coredns.yaml.sed, `kubernetes` removed
