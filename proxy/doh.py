@@ -326,19 +326,43 @@ def reply_block(reply: Reply) -> bytes:
     return block
 
 
-def indexed_only(block: bytes) -> bool:
-    """Whether a header block is only indexed fields (RFC 7541 6.1): decoding it leaves the
-    dynamic table as it was, so the same bytes decode the same until the table changes."""
+def keeps_table(block: bytes) -> bool:
+    """Whether decoding a (well-formed) header block leaves the dynamic table as it was: only
+    indexed fields and literals not indexed (RFC 7541 6.1, 6.2.2, 6.2.3), as clients send a
+    repeated request (content-length a literal). Then the same bytes decode the same until
+    the table changes."""
     i, end = 0, len(block)
     while i < end:
-        if not block[i] & 0x80:
+        first = block[i]
+        if first & 0x80:  # indexed
+            i = hpack_decode_integer(block, i, 7)[1]
+        elif first & 0xE0:  # with incremental indexing, or a table size update
             return False
-        if block[i] & 0x7F == 0x7F:
-            i += 1
-            while i < end and block[i] & 0x80:
-                i += 1
-        i += 1
+        else:
+            index, i = hpack_decode_integer(block, i, 4)
+            if not index:  # a literal name
+                length, i = hpack_decode_integer(block, i, 7)
+                i += length
+            length, i = hpack_decode_integer(block, i, 7)
+            i += length
     return True
+
+
+def hpack_decode_integer(data: bytes, i: int, prefix: int) -> tuple[int, int]:
+    """The HPACK integer at ``data[i]`` with a ``prefix``-bit prefix, and the offset after it."""
+    limit = (1 << prefix) - 1
+    value = data[i] & limit
+    i += 1
+    if value == limit:
+        shift = 0
+        while True:
+            byte = data[i]
+            i += 1
+            value += (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+    return value, i
 
 
 def unpad(payload: bytes) -> bytes:
@@ -353,8 +377,8 @@ class HTTP2:
 
     Written here rather than driven through the ``h2`` library, whose generality cost ten times
     a UDP query's CPU per request: frames are parsed in place, the requests' headers decoded by
-    ``hpack`` (h2's own decoder; a block of indexed fields only, as clients repeat for each
-    request, is decoded once while the dynamic table stays), the replies' header blocks are
+    ``hpack`` (h2's own decoder; a block that leaves the dynamic table as it was, as clients
+    repeat for each request, is decoded once while the table stays), the replies' header blocks are
     literals kept per (status, length, headers)."""
 
     def __init__(self, conn: Any) -> None:
@@ -362,7 +386,7 @@ class HTTP2:
         self.buffer = bytearray()
         self.preface = False  # the client's connection preface has come
         self.decoder = hpack.Decoder(max_header_list_size=MAX_HEADERS)
-        self.decoded: dict[bytes, dict[bytes, bytes]] = {}  # indexed-only blocks -> headers
+        self.decoded: dict[bytes, dict[bytes, bytes]] = {}  # blocks that keep the table
         self.last = 0  # the highest stream the client opened
         # requests being received: stream -> (headers, body, when its first frame came)
         self.streams: dict[int, tuple[dict[bytes, bytes], bytearray, float]] = {}
@@ -537,8 +561,8 @@ class HTTP2:
         except hpack.HPACKError as err:
             raise StreamError(COMPRESSION_ERROR) from err
         headers = {bytes(name).lower(): bytes(value) for name, value in fields}
-        if not indexed_only(block):
-            self.decoded.clear()  # the dynamic table may have changed
+        if not keeps_table(block):
+            self.decoded.clear()  # the dynamic table has changed
         elif len(self.decoded) < MAX_STREAMS:
             self.decoded[block] = headers
         return headers

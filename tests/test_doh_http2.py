@@ -164,14 +164,23 @@ def test_streams_over_the_limit_are_refused_and_a_reset_stream_gets_no_reply(ser
 
 
 def test_a_cached_header_block_is_decoded_again_after_the_table_changes(server, tmp_path):
-    """The same bytes of indexed fields, before and after an insertion shifts the dynamic
-    table: the second time they name the path /other (404), not /dns-query."""
+    """The same bytes of indexed fields and literals not indexed, before and after an
+    insertion shifts the dynamic table: the second time they name the path /other (404), not
+    /dns-query."""
     client = Client(server, tmp_path)
     try:
         static = bytes([0x83, 0x87])  # :method POST, :scheme https
         names = [REQUEST[3], REQUEST[4], REQUEST[2]]  # table: 62 authority, 63 type, 64 path
-        indexed = static + bytes([0x80 | 64, 0x80 | 63, 0x80 | 62])
         _, wire = query("cached.example.")
+        length = b"%d" % len(wire)
+        # indexed fields, and literals that are not indexed: content-length (static name 28)
+        # and x-note (a literal name), as clients send repeated requests
+        indexed = (
+            static
+            + bytes([0x80 | 64, 0x80 | 63, 0x80 | 62, 0x0F, 28 - 15, len(length)])
+            + length
+            + b"\x10\x06x-note\x01a"
+        )
         client.send(
             frame(HEADERS, END_HEADERS, 1, static + block(names)),
             frame(DATA, END_STREAM, 1, wire),
