@@ -538,6 +538,10 @@ class HTTP2:
                 raise StreamError(PROTOCOL_ERROR)
             self._ask(stream, request[0], bytes(request[1]))
             return
+        if stream in self.draining:  # trailers of a request answered already
+            if flags & END_STREAM:
+                self.draining.discard(stream)
+            return
         if not stream & 1 or stream <= self.last:
             raise StreamError(PROTOCOL_ERROR)  # a client opens odd streams, in order
         self.last = stream

@@ -207,6 +207,31 @@ def test_a_cached_header_block_is_decoded_again_after_the_table_changes(server, 
         client.close()
 
 
+def test_a_body_over_the_limit_gets_413_and_the_connection_goes_on(server, tmp_path):
+    """DATA past 65,535 bytes: 413 at once; the rest of the body (the stream's window opened
+    for it) and its trailers are taken and ignored; the next request is answered."""
+    client = Client(server, tmp_path)
+    try:
+        encoder = hpack.Encoder()
+        chunks = [frame(DATA, 0, 1, b"x" * 16384) for _ in range(4)]  # 65,536 bytes
+        client.send(frame(HEADERS, END_HEADERS, 1, encoder.encode(REQUEST)), *chunks)
+        client.until(HEADERS, 1)
+        assert client.headers[1][b":status"] == b"413"
+        assert client.until(WINDOW_UPDATE, 1)[3] == struct.pack(">I", 16384)
+        ident, wire = query("after.example.")
+        client.send(
+            frame(DATA, 0, 1, b"x" * 1000),
+            frame(HEADERS, END_HEADERS | END_STREAM, 1, encoder.encode([(b"x-trailer", b"1")])),
+            frame(HEADERS, END_HEADERS, 3, encoder.encode(REQUEST)),
+            frame(DATA, END_STREAM, 3, wire),
+        )
+        client.until(HEADERS, 3)
+        assert client.headers[3][b":status"] == b"200"
+        assert dns.message.from_wire(client.until(DATA, 3)[3]).id == ident
+    finally:
+        client.close()
+
+
 @pytest.mark.parametrize(
     ("frames", "code"),
     [
