@@ -55,6 +55,7 @@ P=${BENCH_PORT:-5340}
   echo "    }"
   # the chain of the named Corefile: its block's lines without the key, bind kept
   sed -e '/^#/d' -e '/^\./d' -e '/^}/d' -e "s#{UPSTREAM}#127.0.0.1:5301#g" \
+    -e "s#{BLOCKLIST}#$DATA/blocklist.txt#g" -e "s#{LOGDIR}#$OUT#g" \
     "$HERE/corefiles/$COREFILE.Corefile"
   echo "}"; } > "$OUT/Corefile"
 "$DNSFW" run -conf "$OUT/Corefile" 2> "$OUT/dnsfw.stderr" &
