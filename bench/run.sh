@@ -18,10 +18,11 @@
 #
 # Answers made by plugins against a cache hit (issue 14: server CPU per query, the "srv us/q"
 # column, as ratios to full:hit; each Corefile has full's log and firewall):
-#   bench/run.sh -R 3 full hosts file template local acl
+#   bench/run.sh -R 3 full hosts file template local acl acl-block
 # (hosts, file, template answer the hit names without a cache; local answers local.queries,
 # localhost names and ANY queries, with local and any; acl is full with an acl every client
-# passes, so its hits are replays that ask acl again.)
+# passes, so its hits are replays that ask acl again; acl-block refuses them: acl's own
+# answers.)
 #
 # Everything runs on loopback: Knot (../shared/bench/upstream.sh) on 127.0.0.1:5301 serves the
 # generated zones, every target forwards to it. Rounds interleave the targets so drifts of a
