@@ -13,7 +13,8 @@ from tests.kit.tls import make_cert
 NAME = "dns.test"
 
 
-def test_queries_are_forwarded_over_one_reused_http2_connection(tmp_path):
+def doh_server(tmp_path) -> tuple[Dnsfw, int]:
+    """A dnsfw answering DoH with whoami on a certificate for NAME (made in tmp_path)."""
     make_cert(tmp_path, NAME)
     doh_port = free_port()
     server_dir = tmp_path / "server"
@@ -28,6 +29,11 @@ def test_queries_are_forwarded_over_one_reused_http2_connection(tmp_path):
         ),
         server_dir,
     ).start()
+    return server, doh_port
+
+
+def test_queries_are_forwarded_over_one_reused_http2_connection(tmp_path):
+    server, doh_port = doh_server(tmp_path)
     client_dir = tmp_path / "client"
     client_dir.mkdir()
     client = Dnsfw(
@@ -56,20 +62,7 @@ def test_queries_are_forwarded_over_one_reused_http2_connection(tmp_path):
 
 
 def test_an_upstream_with_another_certificate_is_refused(tmp_path):
-    make_cert(tmp_path, NAME)
-    doh_port = free_port()
-    server_dir = tmp_path / "server"
-    server_dir.mkdir()
-    server = Dnsfw(
-        corefile(
-            ENCRYPTED,
-            KEYS=f"https://.:{doh_port}",
-            CERT=tmp_path / "dot.crt",
-            KEY=tmp_path / "dot.key",
-            PLUGINS="whoami",
-        ),
-        server_dir,
-    ).start()
+    server, doh_port = doh_server(tmp_path)
     client_dir = tmp_path / "client"
     client_dir.mkdir()
     # the system CAs do not know the test's certificate
