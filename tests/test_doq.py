@@ -22,7 +22,7 @@ import proxy
 from proxy.config import load
 from proxy.corefile import CorefileError
 from tests.kit.corefiles import ENCRYPTED, corefile
-from tests.kit.dnsfw import Dnsfw, free_port
+from tests.kit.dnsfw import Dnsfw, free_port, run_cli
 from tests.kit.tls import make_cert
 
 NAME = "dns.test"
@@ -182,3 +182,35 @@ def test_after_a_reload_new_connections_still_close_after_idle(tmp_path):
             manager.closed("127.0.0.1", port)
     finally:
         dnsfw.stop()
+
+
+@pytest.mark.parametrize("policy", ["require_and_verify", "request"])
+def test_client_auth_on_a_quic_block_is_refused_with_file_and_line(tmp_path, policy):
+    make_cert(tmp_path, NAME)
+    conf = tmp_path / "Corefile"
+    conf.write_text(
+        f"tls://.:{free_port()} quic://.:{free_port()} {{\n"
+        "    tls dot.crt dot.key dot.crt {\n"
+        f"        client_auth {policy}\n"
+        "    }\n"
+        "    whoami\n"
+        "}\n"
+    )
+    result = run_cli("check", "-conf", str(conf))
+    assert result.returncode != 0
+    assert (
+        f"plugin/tls: {conf}:3 - Error during parsing: client_auth {policy} cannot apply to "
+        "quic:// (DNS over QUIC): aioquic, its QUIC stack, cannot ask clients for a certificate"
+    ) in result.stderr, result.stderr
+
+
+def test_client_auth_nocert_on_a_quic_block_is_taken(tmp_path):
+    make_cert(tmp_path, NAME)
+    conf = tmp_path / "Corefile"
+    conf.write_text(
+        f"quic://.:{free_port()} {{\n"
+        "    tls dot.crt dot.key {\n        client_auth nocert\n    }\n"
+        "    whoami\n}\n"
+    )
+    result = run_cli("check", "-conf", str(conf))
+    assert result.returncode == 0, result.stderr
