@@ -25,7 +25,10 @@ The first DNS name of the certificate's subjectAltName is the target name of the
 answers (``_dns.resolver.arpa`` SVCB, RFC 9462: see the firewall's ``bypass_signals``).
 
 For ``quic://`` (DNS over QUIC, with the optional extra ``dnsfw[quic]``) the same
-certificate and key are used; ``client_auth`` does not apply there.
+certificate and key are used, and reloaded the same way. aioquic cannot ask a client for a
+certificate, so a ``client_auth`` other than ``nocert`` in a block with a ``quic://`` key is a
+setup error (with the file and line of the ``client_auth`` line) rather than a policy that
+would not be applied: put DoQ in a block of its own.
 
 The directive is needed by ``tls://``, ``https://`` and ``quic://`` blocks (see README, "Encrypted DNS")
 and allowed in others, where it does nothing (as in CoreDNS). With several blocks on one
@@ -74,6 +77,14 @@ def setup(directive: Directive, ctx: SetupContext) -> None:
         if client_auth not in CLIENT_AUTH:
             raise line.error(
                 f"unknown client_auth '{client_auth}' (one of {', '.join(CLIENT_AUTH)})",
+                line.args[0],
+            )
+        if client_auth != "nocert" and any(k.scheme == "quic" for k in ctx.block.keys):
+            # served without it, a policy meant to keep clients out would let them all in
+            raise line.error(
+                f"client_auth {client_auth} cannot apply to quic:// (DNS over QUIC): aioquic, "
+                "its QUIC stack, cannot ask clients for a certificate; serve quic:// from a "
+                "block without client_auth",
                 line.args[0],
             )
     base = os.path.dirname(os.path.abspath(ctx.app.conf_path))

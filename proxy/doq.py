@@ -9,11 +9,16 @@ message, or whose ID is not 0, closes the connection with DOQ_PROTOCOL_ERROR (RF
 Bounds: a query over 65,535 bytes resets its stream; streams and bytes in flight per
 connection are bounded by QUIC flow control (aioquic's defaults: 128 streams, 1 MiB per
 stream); a connection idle for the listener's `idle` timeout closes.
-A reload gives the listener the new certificate for the connections that follow.
+A reload gives the listener the new certificate for the connections that follow, through
+aioquic's public API only: the server hands its one QuicConfiguration to each connection it
+makes, and a connection reads the certificate from it once, when its first packet comes; so
+a reload copies the new configuration's fields into that object, and connections already
+made (in their handshake or past it) keep the certificate they started with.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from aioquic.asyncio import QuicConnectionProtocol, serve
@@ -35,20 +40,38 @@ def configuration(cert: str, key: str) -> QuicConfiguration:
     return config
 
 
-async def open_listener(listener: Any, host: str, port: int) -> QuicServer:
-    config = listener.tls
-    config.idle_timeout = listener.timeouts["idle"]
-    return await serve(
+class DoQListener:
+    """aioquic's server on one address, and the configuration its new connections get."""
+
+    def __init__(self, server: QuicServer, config: QuicConfiguration) -> None:
+        self.server = server
+        self.config = config
+
+    def renew(self, listener: Any) -> None:
+        """Connections from now on get the listener's certificate and `idle` (a reload's)."""
+        new = listener_configuration(listener)
+        for field in dataclasses.fields(new):
+            setattr(self.config, field.name, getattr(new, field.name))
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def listener_configuration(listener: Any) -> QuicConfiguration:
+    """The block's configuration (its certificate) with the listener's `idle` timeout: a
+    copy, as the block's is shared by its listeners and a reload writes into this one."""
+    return dataclasses.replace(listener.tls, idle_timeout=listener.timeouts["idle"])
+
+
+async def open_listener(listener: Any, host: str, port: int) -> DoQListener:
+    config = listener_configuration(listener)
+    server = await serve(
         host or "::",
         port,
         configuration=config,
         create_protocol=lambda *args, **kw: DoQConnection(listener, *args, **kw),
     )
-
-
-def swap_certificate(server: QuicServer, config: QuicConfiguration) -> None:
-    """New connections get ``config`` (aioquic keeps it, privately, per server)."""
-    server._configuration = config
+    return DoQListener(server, config)
 
 
 class DoQConnection(QuicConnectionProtocol):

@@ -55,7 +55,7 @@ class Listener:
         self.replays: dict[bytes, Replay] = {}
         self.udp: list[asyncio.DatagramTransport] = []
         self.tcp: list[asyncio.base_events.Server] = []
-        self.quic: list[Any] = []  # quic://: aioquic's servers (proxy.doq)
+        self.quic: list[Any] = []  # quic://: proxy.doq.DoQListener, aioquic's servers
         self.connections: set[TCPConnection] = set()
         self.closing = False
         self.timeouts = listener_timeouts(router)
@@ -758,11 +758,9 @@ class Server:
             listener.replays.clear()  # they hold the old configuration's plugins
             listener.timeouts = listener_timeouts(listener.router)
             listener.tls = listener_tls(key, listener.router)  # for connections from now on
-            for quic in listener.quic:
-                from . import doq
-
-                doq.swap_certificate(quic, listener.tls)
             listener.doh = listener_doh(listener.router)
+            for quic in listener.quic:  # proxy.doq.DoQListener
+                quic.renew(listener)
         for key in [k for k in self.listeners if k not in new.listeners]:
             await self._close_listener(key)
         self.config = new
