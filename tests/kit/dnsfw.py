@@ -4,6 +4,7 @@ CLI for one-shot commands (``run_cli``), and free ports on 127.0.0.1."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -18,18 +19,36 @@ import dns.query
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _ephemeral_ports() -> range:
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
+# Ports for test servers come from below the kernel's ephemeral range: a port the kernel picks
+# for bind(0) is free now but may be handed to any client socket (a query, a forward) before the
+# server binds it, and a dnsfw that then cannot listen fails its test ("Address already in use").
+_EPHEMERAL = _ephemeral_ports()
+_SERVER_PORTS = [port for port in range(10000, 65536) if port not in _EPHEMERAL]
+_pick = random.Random(os.getpid() ^ time.monotonic_ns())
+
+
 def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 (the kernel's choice; tiny race accepted)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind(("127.0.0.1", 0))
-            port = u.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                try:
-                    t.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
+    """A port free for both UDP and TCP on 127.0.0.1, outside the ephemeral range."""
+    for _ in range(200):
+        port = _pick.choice(_SERVER_PORTS)
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u,
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t,
+        ):
+            try:
+                u.bind(("127.0.0.1", port))
+                t.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
     raise RuntimeError("no free port")
 
 
