@@ -114,13 +114,6 @@ def refused(port: int, ca) -> bool:
     return False
 
 
-def wait_for(dnsfw: Dnsfw, event: str, count: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while dnsfw.stderr.count(event) < count:
-        assert time.monotonic() < deadline, f"no {event} in:\n{dnsfw.stderr}"
-        time.sleep(0.05)
-
-
 def test_reload_serves_the_new_certificate_to_new_connections_and_keeps_open_ones(tmp_path):
     dnsfw, port = start(tmp_path)
     try:
@@ -135,7 +128,7 @@ def test_reload_serves_the_new_certificate_to_new_connections_and_keeps_open_one
             ca2.write_bytes((tmp_path / "dot.crt").read_bytes())
             assert ca2.read_bytes() != ca1.read_bytes()
             dnsfw.signal(signal.SIGHUP)
-            wait_for(dnsfw, "event='reloaded'", 1)
+            dnsfw.wait_logged("event='reloaded'", 1)
             # a new connection is served the new certificate: it verifies against CA 2 only
             assert doq(port, ca2).rcode() == dns.rcode.NOERROR
             assert refused(port, ca1)
@@ -155,7 +148,7 @@ def test_bad_certificate_at_reload_keeps_the_old_one(tmp_path):
         good.write_bytes((tmp_path / "dot.crt").read_bytes())
         (tmp_path / "dot.key").write_text("-----BEGIN PRIVATE KEY-----\ntruncated\n")
         dnsfw.signal(signal.SIGHUP)
-        wait_for(dnsfw, "event='reload_failed'", 1)
+        dnsfw.wait_logged("event='reload_failed'", 1)
         assert "plugin/tls:" in dnsfw.stderr and "Corefile:3" in dnsfw.stderr
         assert doq(port, good).rcode() == dns.rcode.NOERROR
     finally:
@@ -166,7 +159,7 @@ def test_after_a_reload_new_connections_still_close_after_idle(tmp_path):
     dnsfw, port = start(tmp_path, idle="2s")
     try:
         dnsfw.signal(signal.SIGHUP)
-        wait_for(dnsfw, "event='reloaded'", 1)
+        dnsfw.wait_logged("event='reloaded'", 1)
         ca = tmp_path / "dot.crt"
         manager = dns.quic.SyncQuicManager(verify_mode=str(ca), server_name=NAME)
         conn = manager.connect("127.0.0.1", port)

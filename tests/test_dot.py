@@ -46,13 +46,6 @@ def dot(port: int, tmp_path, name: str = "example.org.", rdtype: str = "A") -> d
     )
 
 
-def wait_for(dnsfw: Dnsfw, event: str, count: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while dnsfw.stderr.count(event) < count:
-        assert time.monotonic() < deadline, f"no {event} in:\n{dnsfw.stderr}"
-        time.sleep(0.05)
-
-
 def test_dnspython_dot_query_is_answered_by_the_chain_as_tcp(tmp_path):
     dnsfw, port = start(tmp_path)
     try:
@@ -164,7 +157,7 @@ def test_reload_serves_the_new_certificate_to_new_connections_and_keeps_open_one
             second = der(tmp_path / "dot.crt")
             assert second != first
             dnsfw.signal(signal.SIGHUP)
-            wait_for(dnsfw, "event='reloaded'", 1)
+            dnsfw.wait_logged("event='reloaded'", 1)
             assert served_cert(port, tmp_path / "dot.crt", NAME) == second
             # the connection made before the reload still answers, with its certificate
             wire = dns.message.make_query("kept.example.org.", "A").to_wire()
@@ -184,7 +177,7 @@ def test_bad_certificate_at_reload_keeps_the_old_one(tmp_path):
         good.write_bytes((tmp_path / "dot.crt").read_bytes())
         (tmp_path / "dot.key").write_text("-----BEGIN PRIVATE KEY-----\ntruncated\n")
         dnsfw.signal(signal.SIGHUP)
-        wait_for(dnsfw, "event='reload_failed'", 1)
+        dnsfw.wait_logged("event='reload_failed'", 1)
         assert "plugin/tls:" in dnsfw.stderr and "Corefile:3" in dnsfw.stderr
         assert served_cert(port, good, NAME) == served
         assert dot(port, tmp_path).rcode() == dns.rcode.NOERROR

@@ -124,6 +124,13 @@ class Dnsfw:
                     ) from err
                 time.sleep(0.05)
 
+    def wait_logged(self, event: str, count: int, timeout: float = 20.0) -> None:
+        """Until ``event`` (e.g. ``event='reloaded'``) appears ``count`` times in dnsfw's log."""
+        deadline = time.monotonic() + timeout
+        while self.stderr.count(event) < count:
+            assert time.monotonic() < deadline, f"no {event} in:\n{self.stderr}"
+            time.sleep(0.05)
+
     def _check_alive(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
             raise RuntimeError(f"dnsfw exited with {self.proc.returncode}:\n{self.stderr}")
