@@ -117,7 +117,9 @@ def server_context(
     try:
         context.load_cert_chain(cert, key)
     except FileNotFoundError as err:
-        raise directive.error(f"tls: cannot read {err.filename}: {err.strerror}") from None
+        # OpenSSL's error names no file: say which of the two is missing
+        missing = next((path for path in (cert, key) if not os.path.exists(path)), cert)
+        raise directive.error(f"tls: cannot read {missing}: {err.strerror}") from None
     except (ssl.SSLError, OSError) as err:
         raise directive.error(
             f"tls: certificate {cert} or key {key} is not a valid PEM pair: {_reason(err)}"
